@@ -1,0 +1,191 @@
+//! The raw settings: one struct that is at once the command-line flags, the
+//! TOML file's keys and the environment's `FERRICORN_*` names.
+//!
+//! Every field is optional here; a missing value takes its default when the
+//! layers are resolved into a [`Config`](crate::Config).
+
+use clap::Args;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Every layered setting. The doc comment of each field is its `--help` text
+/// and ends with its default.
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// Address to listen on: HOST:PORT, [V6]:PORT or unix:PATH; repeat for several [default: 127.0.0.1:8000]
+    #[arg(short, long, value_name = "ADDR")]
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bind: Option<Vec<String>>,
+
+    /// Worker processes; 0 means one per CPU this process may use [default: 0]
+    #[arg(short, long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u64>,
+
+    /// Blocking-pool threads per worker; 0 means min(32, CPUs + 4) [default: 0]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u64>,
+
+    /// Open connections per worker; at the limit it stops accepting [default: 1000]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_connections: Option<u64>,
+
+    /// Listen queue length of each bound socket [default: 2048]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<u64>,
+
+    /// Seconds an idle keep-alive connection stays open; 0 turns keep-alive off [default: 5]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<f64>,
+
+    /// Seconds a client may take to send a request head [default: 10]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_timeout: Option<f64>,
+
+    /// Seconds workers get to finish in-flight requests on a graceful stop [default: 30]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graceful_timeout: Option<f64>,
+
+    /// Seconds without a heartbeat after which a worker counts as hung; 0 turns it off [default: 30]
+    #[arg(short, long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<f64>,
+
+    /// Longest request line in bytes (method, target, version); 0 means no limit [default: 4094]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_request_line: Option<u64>,
+
+    /// Most header fields in one request [default: 100]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_request_fields: Option<u64>,
+
+    /// Longest header field in bytes (name, colon and value); 0 means no limit [default: 8190]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_request_field_size: Option<u64>,
+
+    /// Log level: debug, info, warning, error or critical [default: info]
+    #[arg(long, value_name = "LEVEL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+
+    /// Path of the liveness endpoint; empty turns it off [default: /healthz]
+    #[arg(long, value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_path: Option<String>,
+
+    /// Path of the readiness endpoint; empty turns it off [default: /readyz]
+    #[arg(long, value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_path: Option<String>,
+}
+
+/// How an environment variable's text becomes a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A list, comma-separated in the environment.
+    List,
+    /// A whole number.
+    Int,
+    /// Seconds, whole or fractional.
+    Secs,
+    /// Text.
+    Text,
+}
+
+/// Every setting key with its kind, in the order `--print-config` shows them.
+pub(crate) const KEYS: &[(&str, Kind)] = &[
+    ("bind", Kind::List),
+    ("workers", Kind::Int),
+    ("threads", Kind::Int),
+    ("worker_connections", Kind::Int),
+    ("backlog", Kind::Int),
+    ("keep_alive", Kind::Secs),
+    ("header_timeout", Kind::Secs),
+    ("graceful_timeout", Kind::Secs),
+    ("timeout", Kind::Secs),
+    ("limit_request_line", Kind::Int),
+    ("limit_request_fields", Kind::Int),
+    ("limit_request_field_size", Kind::Int),
+    ("log_level", Kind::Text),
+    ("health_path", Kind::Text),
+    ("ready_path", Kind::Text),
+];
+
+/// Accepts `bind = "ADDR"` as well as `bind = ["ADDR", ...]`.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Some(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::providers::Format;
+
+    #[test]
+    fn every_key_is_a_field() {
+        for (key, kind) in KEYS {
+            let value = match kind {
+                Kind::List => "[\"x\"]",
+                Kind::Int => "1",
+                Kind::Secs => "1.5",
+                Kind::Text => "\"x\"",
+            };
+            let toml = format!("{key} = {value}");
+            let parsed: Result<Options, _> = figment::Figment::from(
+                figment::providers::Toml::string(&toml),
+            )
+            .extract();
+            assert!(parsed.is_ok(), "{key}: {parsed:?}");
+        }
+    }
+
+    #[test]
+    fn every_field_is_a_key() {
+        // A fully set Options serializes every field; each must be in KEYS.
+        let full = Options {
+            bind: Some(vec![]),
+            workers: Some(0),
+            threads: Some(0),
+            worker_connections: Some(0),
+            backlog: Some(0),
+            keep_alive: Some(0.0),
+            header_timeout: Some(0.0),
+            graceful_timeout: Some(0.0),
+            timeout: Some(0.0),
+            limit_request_line: Some(0),
+            limit_request_fields: Some(0),
+            limit_request_field_size: Some(0),
+            log_level: Some(String::new()),
+            health_path: Some(String::new()),
+            ready_path: Some(String::new()),
+        };
+        let dict = figment::value::Value::serialize(&full).expect("serialize");
+        let dict = dict.into_dict().expect("dict");
+        assert_eq!(dict.len(), KEYS.len());
+        for key in dict.keys() {
+            assert!(KEYS.iter().any(|(k, _)| k == key), "{key} missing in KEYS");
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! The resolved, validated settings the server runs with.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::cpus::Cpus;
+use crate::options::Options;
+
+/// The most worker processes one server runs (the shared memory's slot count).
+pub const MAX_WORKERS: usize = 256;
+/// The most blocking threads one worker runs.
+pub const MAX_THREADS: usize = 1024;
+/// hyper refuses request targets longer than this; a longer line limit is moot.
+const MAX_REQUEST_LINE: u64 = 65_534 + 32;
+
+/// Every setting, resolved and validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Addresses to listen on. Default `127.0.0.1:8000`.
+    pub bind: Vec<Bind>,
+    /// Worker processes. Default: one per CPU (see [`Cpus`]).
+    pub workers: usize,
+    /// Blocking-pool threads per worker. Default min(32, CPUs + 4).
+    pub threads: usize,
+    /// The CPUs the automatic worker and thread counts were based on.
+    pub cpus: Cpus,
+    /// Open connections per worker. Default 1000.
+    pub worker_connections: usize,
+    /// Listen queue length. Default 2048.
+    pub backlog: i32,
+    /// Idle keep-alive time; `None` turns keep-alive off. Default 5 s.
+    pub keep_alive: Option<Duration>,
+    /// Time a client may take to send a request head. Default 10 s.
+    pub header_timeout: Duration,
+    /// Time workers get to finish in-flight requests on a graceful stop. Default 30 s.
+    pub graceful_timeout: Duration,
+    /// Heartbeat age after which a worker is hung; `None` turns it off. Default 30 s.
+    pub timeout: Option<Duration>,
+    /// Request size limits.
+    pub limits: Limits,
+    /// Log level. Default info.
+    pub log_level: LogLevel,
+    /// Liveness endpoint path; `None` turns it off. Default `/healthz`.
+    pub health_path: Option<String>,
+    /// Readiness endpoint path; `None` turns it off. Default `/readyz`.
+    pub ready_path: Option<String>,
+}
+
+/// Request size limits; `None` means no limit beyond hyper's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest request line in bytes. Default 4094.
+    pub request_line: Option<usize>,
+    /// Most header fields. Default 100.
+    pub request_fields: usize,
+    /// Longest header field in bytes. Default 8190.
+    pub request_field_size: Option<usize>,
+}
+
+impl Limits {
+    /// The longest request head these limits allow, in bytes.
+    pub fn max_head(&self) -> usize {
+        let line = self.request_line.unwrap_or(MAX_REQUEST_LINE as usize);
+        let field = self.request_field_size.unwrap_or(65_536);
+        line + 2 + self.request_fields * (field + 2) + 2
+    }
+}
+
+/// An address to listen on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bind {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A unix socket file.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Bind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(addr) => write!(f, "{addr}"),
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// Log levels, named as Gunicorn names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Everything.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something looks wrong.
+    Warning,
+    /// Something failed.
+    Error,
+    /// Only failures; logged as errors.
+    Critical,
+}
+
+impl FromStr for LogLevel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "debug" | "trace" => Ok(Self::Debug),
+            "info" => Ok(Self::Info),
+            "warning" | "warn" => Ok(Self::Warning),
+            "error" => Ok(Self::Error),
+            "critical" => Ok(Self::Critical),
+            _ => Err(format!(
+                "`{s}` is not one of debug, info, warning, error, critical"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Error => "error",
+            Self::Critical => "critical",
+        })
+    }
+}
+
+/// A setting that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    pub key: &'static str,
+    pub message: String,
+}
+
+type Check<T> = Result<T, Invalid>;
+
+fn invalid(key: &'static str, message: impl Into<String>) -> Invalid {
+    Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Applies defaults and validates.
+    pub(crate) fn resolve(o: &Options, cpus: Cpus) -> Check<Self> {
+        let workers = range("workers", o.workers.unwrap_or(0), 0, MAX_WORKERS as u64)?;
+        let threads = range("threads", o.threads.unwrap_or(0), 0, MAX_THREADS as u64)?;
+        Ok(Self {
+            bind: binds(o.bind.as_deref().unwrap_or(&["127.0.0.1:8000".to_owned()]))?,
+            workers: if workers == 0 { cpus.count } else { workers },
+            threads: if threads == 0 {
+                (cpus.count + 4).min(32)
+            } else {
+                threads
+            },
+            cpus,
+            worker_connections: range(
+                "worker_connections",
+                o.worker_connections.unwrap_or(1000),
+                1,
+                1 << 20,
+            )?,
+            backlog: range("backlog", o.backlog.unwrap_or(2048), 1, i32::MAX as u64)? as i32,
+            keep_alive: Some(secs("keep_alive", o.keep_alive.unwrap_or(5.0))?)
+                .filter(|d| !d.is_zero()),
+            header_timeout: positive("header_timeout", o.header_timeout.unwrap_or(10.0))?,
+            graceful_timeout: secs("graceful_timeout", o.graceful_timeout.unwrap_or(30.0))?,
+            timeout: Some(secs("timeout", o.timeout.unwrap_or(30.0))?).filter(|d| !d.is_zero()),
+            limits: Limits {
+                request_line: Some(range(
+                    "limit_request_line",
+                    o.limit_request_line.unwrap_or(4094),
+                    0,
+                    MAX_REQUEST_LINE,
+                )?)
+                .filter(|n| *n > 0),
+                request_fields: range(
+                    "limit_request_fields",
+                    o.limit_request_fields.unwrap_or(100),
+                    1,
+                    32_768,
+                )?,
+                request_field_size: Some(range(
+                    "limit_request_field_size",
+                    o.limit_request_field_size.unwrap_or(8190),
+                    0,
+                    65_536,
+                )?)
+                .filter(|n| *n > 0),
+            },
+            log_level: o
+                .log_level
+                .as_deref()
+                .unwrap_or("info")
+                .parse()
+                .map_err(|m| invalid("log_level", m))?,
+            health_path: path("health_path", o.health_path.as_deref().unwrap_or("/healthz"))?,
+            ready_path: path("ready_path", o.ready_path.as_deref().unwrap_or("/readyz"))?,
+        })
+    }
+}
+
+fn range(key: &'static str, n: u64, min: u64, max: u64) -> Check<usize> {
+    if n < min || n > max {
+        return Err(invalid(key, format!("{n} is outside {min}..={max}")));
+    }
+    Ok(n as usize)
+}
+
+fn secs(key: &'static str, s: f64) -> Check<Duration> {
+    if !s.is_finite() || !(0.0..=1e9).contains(&s) {
+        return Err(invalid(
+            key,
+            format!("{s} is not a number of seconds from 0 to 1e9"),
+        ));
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+fn positive(key: &'static str, s: f64) -> Check<Duration> {
+    let d = secs(key, s)?;
+    if d.is_zero() {
+        return Err(invalid(key, "must be more than 0 seconds"));
+    }
+    Ok(d)
+}
+
+fn path(key: &'static str, p: &str) -> Check<Option<String>> {
+    match p {
+        "" => Ok(None),
+        p if p.starts_with('/') && !p.contains(char::is_whitespace) => Ok(Some(p.to_owned())),
+        p => Err(invalid(
+            key,
+            format!("`{p}` must start with / and hold no spaces (empty turns it off)"),
+        )),
+    }
+}
+
+fn binds(addrs: &[String]) -> Check<Vec<Bind>> {
+    if addrs.is_empty() {
+        return Err(invalid("bind", "no address given"));
+    }
+    let mut out = Vec::new();
+    for a in addrs {
+        for b in bind(a)? {
+            if !out.contains(&b) {
+                out.push(b);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Parses one address; a host name may resolve to several.
+fn bind(a: &str) -> Check<Vec<Bind>> {
+    let a = a.trim();
+    if let Some(path) = a.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(invalid("bind", "`unix:` needs a path"));
+        }
+        return Ok(vec![Bind::Unix(PathBuf::from(path))]);
+    }
+    if let Ok(addr) = a.parse::<SocketAddr>() {
+        return Ok(vec![Bind::Tcp(addr)]);
+    }
+    let bad = || {
+        invalid(
+            "bind",
+            format!("`{a}` is not HOST:PORT, [V6]:PORT or unix:PATH"),
+        )
+    };
+    let (host, port) = match a.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && !h.ends_with(':') => {
+            (h, p.parse::<u16>().map_err(|_| bad())?)
+        }
+        None if !a.is_empty() => (a, 8000),
+        _ => return Err(bad()),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![Bind::Tcp(SocketAddr::new(ip, port))]);
+    }
+    if host.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '.')) {
+        return Err(bad());
+    }
+    let resolved: Vec<_> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| invalid("bind", format!("`{a}`: cannot resolve {host}: {e}")))?
+        .map(Bind::Tcp)
+        .collect();
+    if resolved.is_empty() {
+        return Err(invalid("bind", format!("`{a}`: {host} has no address")));
+    }
+    Ok(resolved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpus() -> Cpus {
+        Cpus::from_inputs(2, Some(2), None)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::resolve(&Options::default(), cpus()).expect("defaults are valid");
+        assert_eq!(c.bind, [Bind::Tcp("127.0.0.1:8000".parse().expect("addr"))]);
+        assert_eq!((c.workers, c.threads), (2, 6));
+        assert_eq!(c.worker_connections, 1000);
+        assert_eq!(c.backlog, 2048);
+        assert_eq!(c.keep_alive, Some(Duration::from_secs(5)));
+        assert_eq!(c.graceful_timeout, Duration::from_secs(30));
+        assert_eq!(c.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(c.limits.request_line, Some(4094));
+        assert_eq!(c.limits.request_fields, 100);
+        assert_eq!(c.limits.request_field_size, Some(8190));
+        assert_eq!(c.log_level, LogLevel::Info);
+        assert_eq!(c.health_path.as_deref(), Some("/healthz"));
+    }
+
+    #[test]
+    fn threads_cap_at_32() {
+        let c = Config::resolve(&Options::default(), Cpus::from_inputs(64, None, None))
+            .expect("valid");
+        assert_eq!((c.workers, c.threads), (64, 32));
+    }
+
+    #[test]
+    fn binds_parse() {
+        let b = |s: &str| bind(s).map_err(|e| e.message);
+        assert_eq!(b("[::1]:9000"), Ok(vec![Bind::Tcp("[::1]:9000".parse().expect("addr"))]));
+        assert_eq!(b("0.0.0.0"), Ok(vec![Bind::Tcp("0.0.0.0:8000".parse().expect("addr"))]));
+        assert_eq!(b("unix:/tmp/f.sock"), Ok(vec![Bind::Unix("/tmp/f.sock".into())]));
+        assert!(b("localhost:80").is_ok_and(|v| !v.is_empty()));
+        assert!(b("127.0.0.1:http").is_err());
+        assert!(b("127.0.0.1:70000").is_err());
+        assert!(b("unix:").is_err());
+        assert!(b(":80").is_err());
+        assert!(b("a b:80").is_err());
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        let bad = |o: Options| Config::resolve(&o, cpus()).expect_err("invalid").key;
+        assert_eq!(bad(Options { workers: Some(100_000), ..Default::default() }), "workers");
+        assert_eq!(bad(Options { keep_alive: Some(-1.0), ..Default::default() }), "keep_alive");
+        assert_eq!(bad(Options { header_timeout: Some(0.0), ..Default::default() }), "header_timeout");
+        assert_eq!(bad(Options { log_level: Some("loud".into()), ..Default::default() }), "log_level");
+        assert_eq!(bad(Options { health_path: Some("healthz".into()), ..Default::default() }), "health_path");
+        assert_eq!(bad(Options { limit_request_fields: Some(0), ..Default::default() }), "limit_request_fields");
+    }
+
+    #[test]
+    fn zero_turns_things_off() {
+        let o = Options {
+            keep_alive: Some(0.0),
+            timeout: Some(0.0),
+            limit_request_line: Some(0),
+            ready_path: Some(String::new()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&o, cpus()).expect("valid");
+        assert_eq!(c.keep_alive, None);
+        assert_eq!(c.timeout, None);
+        assert_eq!(c.limits.request_line, None);
+        assert_eq!(c.ready_path, None);
+    }
+}

@@ -1,0 +1,191 @@
+//! Layering under `figment::Jail`: each test gets its own working directory
+//! and environment.
+
+use std::path::Path;
+
+use figment::Jail;
+
+use super::*;
+
+fn source_of<'a>(loaded: &'a Loaded, key: &str) -> &'a str {
+    &loaded
+        .sources
+        .iter()
+        .find(|(k, _)| *k == key)
+        .expect("key")
+        .1
+}
+
+fn cli(workers: Option<u64>) -> Options {
+    Options {
+        workers,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn defaults_when_nothing_is_set() {
+    Jail::expect_with(|_| {
+        let loaded = load(&Options::default(), None).expect("load");
+        assert!(loaded.file.is_none());
+        assert!(loaded.sources.iter().all(|(_, s)| s == "default"));
+        assert_eq!(loaded.config.worker_connections, 1000);
+        Ok(())
+    });
+}
+
+#[test]
+fn file_then_env_then_cli() {
+    Jail::expect_with(|jail| {
+        jail.create_file("ferricorn.toml", "workers = 3\nbacklog = 100\nkeep_alive = 2\nbind = \"127.0.0.1:9001\"")?;
+        let loaded = load(&Options::default(), None).expect("load");
+        assert_eq!(loaded.config.workers, 3);
+        assert_eq!(source_of(&loaded, "workers"), "file ferricorn.toml");
+        assert_eq!(loaded.config.keep_alive, Some(std::time::Duration::from_secs(2)));
+
+        jail.set_env("FERRICORN_WORKERS", "4");
+        let loaded = load(&Options::default(), None).expect("load");
+        assert_eq!(loaded.config.workers, 4);
+        assert_eq!(source_of(&loaded, "workers"), "env FERRICORN_WORKERS");
+        assert_eq!(loaded.config.backlog, 100);
+
+        let loaded = load(&cli(Some(5)), None).expect("load");
+        assert_eq!(loaded.config.workers, 5);
+        assert_eq!(source_of(&loaded, "workers"), "cli");
+        Ok(())
+    });
+}
+
+#[test]
+fn named_file_wins_over_the_default_file() {
+    Jail::expect_with(|jail| {
+        jail.create_file("ferricorn.toml", "workers = 3")?;
+        jail.create_file("other.toml", "workers = 6")?;
+        let loaded = load(&Options::default(), Some(Path::new("other.toml"))).expect("load");
+        assert_eq!(loaded.config.workers, 6);
+        jail.set_env("FERRICORN_CONFIG", "ferricorn.toml");
+        let loaded = load(&Options::default(), None).expect("load");
+        assert_eq!(loaded.config.workers, 3);
+        let err = load(&Options::default(), Some(Path::new("missing.toml"))).expect_err("missing");
+        assert_eq!(err.to_string(), "config file missing.toml: no such file");
+        Ok(())
+    });
+}
+
+#[test]
+fn other_servers_names_rank_below_ferricorns() {
+    Jail::expect_with(|jail| {
+        jail.set_env("WEB_CONCURRENCY", "2");
+        let loaded = load(&Options::default(), None).expect("load");
+        assert_eq!((loaded.config.workers, source_of(&loaded, "workers")), (2, "env WEB_CONCURRENCY"));
+
+        jail.set_env("UVICORN_WORKERS", "3");
+        let loaded = load(&Options::default(), None).expect("load");
+        assert_eq!(loaded.config.workers, 3);
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(loaded.warnings[0].contains("WEB_CONCURRENCY=2, UVICORN_WORKERS=3"), "{:?}", loaded.warnings);
+
+        jail.set_env("GUNICORN_WORKERS", "4");
+        let loaded = load(&Options::default(), None).expect("load");
+        assert_eq!(loaded.config.workers, 4);
+
+        jail.set_env("GUNICORN_CMD_ARGS", "--workers 5 --log-level=warning");
+        let loaded = load(&Options::default(), None).expect("load");
+        assert_eq!((loaded.config.workers, source_of(&loaded, "workers")), (5, "env GUNICORN_CMD_ARGS"));
+        assert_eq!(loaded.config.log_level, LogLevel::Warning);
+
+        jail.set_env("FERRICORN_WORKERS", "6");
+        let loaded = load(&Options::default(), None).expect("load");
+        assert_eq!(loaded.config.workers, 6);
+        assert!(loaded.warnings[0].ends_with("using env FERRICORN_WORKERS"));
+
+        let loaded = load(&cli(Some(7)), None).expect("load");
+        assert_eq!(loaded.config.workers, 7);
+        assert!(loaded.warnings[0].ends_with("using cli"));
+        Ok(())
+    });
+}
+
+#[test]
+fn log_level_names() {
+    Jail::expect_with(|jail| {
+        jail.set_env("UVICORN_LOG_LEVEL", "debug");
+        jail.set_env("GUNICORN_LOG_LEVEL", "ERROR");
+        let loaded = load(&Options::default(), None).expect("load");
+        assert_eq!(loaded.config.log_level, LogLevel::Error);
+        assert_eq!(source_of(&loaded, "log_level"), "env GUNICORN_LOG_LEVEL");
+        Ok(())
+    });
+}
+
+#[test]
+fn port_and_uvicorn_host_port_bind() {
+    Jail::expect_with(|jail| {
+        let tcp = |s: &str| Bind::Tcp(s.parse().expect("addr"));
+        jail.set_env("PORT", "8080");
+        let loaded = load(&Options::default(), None).expect("load");
+        assert_eq!(loaded.config.bind, [tcp("0.0.0.0:8080")]);
+        assert_eq!(source_of(&loaded, "bind"), "env PORT");
+
+        jail.set_env("UVICORN_PORT", "9090");
+        let loaded = load(&Options::default(), None).expect("load");
+        assert_eq!(loaded.config.bind, [tcp("127.0.0.1:9090")]);
+
+        jail.set_env("UVICORN_HOST", "::1");
+        let loaded = load(&Options::default(), None).expect("load");
+        assert_eq!(loaded.config.bind, [tcp("[::1]:9090")]);
+        assert_eq!(source_of(&loaded, "bind"), "env UVICORN_HOST+UVICORN_PORT");
+
+        jail.set_env("FERRICORN_BIND", "127.0.0.1:1,unix:/tmp/x.sock");
+        let loaded = load(&Options::default(), None).expect("load");
+        assert_eq!(loaded.config.bind, [tcp("127.0.0.1:1"), Bind::Unix("/tmp/x.sock".into())]);
+        Ok(())
+    });
+}
+
+#[test]
+fn errors_name_the_setting_and_the_layer() {
+    Jail::expect_with(|jail| {
+        jail.set_env("WEB_CONCURRENCY", "many");
+        let err = load(&Options::default(), None).expect_err("bad").to_string();
+        assert!(err.starts_with("invalid value for `workers` (from env WEB_CONCURRENCY)"), "{err}");
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.create_file("ferricorn.toml", "wrokers = 2")?;
+        let err = load(&Options::default(), None).expect_err("bad").to_string();
+        assert!(err.contains("file ferricorn.toml") && err.contains("wrokers"), "{err}");
+        assert_eq!(err.lines().count(), 1);
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("FERRICORN_GRACEFUL_TIMEOUT", "-3");
+        let err = load(&Options::default(), None).expect_err("bad").to_string();
+        assert!(err.starts_with("invalid value for `graceful_timeout` (from env FERRICORN_GRACEFUL_TIMEOUT)"), "{err}");
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("GUNICORN_CMD_ARGS", "--worker-class uvicorn");
+        let err = load(&Options::default(), None).expect_err("bad").to_string();
+        assert!(err.starts_with("env GUNICORN_CMD_ARGS: unexpected argument '--worker-class'"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn report_lists_every_setting_and_capacity() {
+    Jail::expect_with(|jail| {
+        jail.set_env("FERRICORN_THREADS", "3");
+        let loaded = load(&cli(Some(2)), None).expect("load");
+        let report = loaded.report();
+        assert!(report.contains("workers = 2"));
+        assert!(report.lines().any(|l| l.starts_with("threads = 3") && l.ends_with("# env FERRICORN_THREADS")));
+        assert!(report.lines().any(|l| l.starts_with("workers = 2") && l.ends_with("# cli")));
+        assert!(report.contains("2 workers x 1000 worker_connections = 2000 connections"));
+        assert!(report.contains("2 workers x 3 threads = 6 blocking threads"));
+        for (key, _) in &loaded.sources {
+            assert!(report.lines().any(|l| l.starts_with(&format!("{key} = "))), "{key}");
+        }
+        Ok(())
+    });
+}
