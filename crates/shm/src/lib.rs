@@ -23,6 +23,10 @@ use nix::time::{ClockId, clock_gettime};
 /// How many worker slots the region holds; the most workers one server can run.
 pub const MAX_SLOTS: usize = 256;
 
+/// Exit code of a worker whose app failed its lifespan startup; the
+/// supervisor then stops the server instead of respawning.
+pub const EXIT_BOOT_FAILED: i32 = 3;
+
 /// Bytes kept of a worker's boot error message.
 pub const ERROR_LEN: usize = 240;
 

@@ -1,1 +1,75 @@
-//! placeholder
+//! ferricorn's supervisor: synchronous, no async runtime, no threads.
+//!
+//! - [`socket`]: binds the listening sockets ([`bind`]) before any fork.
+//! - `signals`: the self-pipe that turns Unix signals into bytes the loop polls.
+//! - `process`: forks one worker with signals blocked across the fork.
+//! - `arbiter`: the loop that fills slots, reaps, backs off crash loops,
+//!   scales and stops.
+//!
+//! [`run`] is the entry point: it installs the signal handlers, forks
+//! `config.workers` workers, each running `body(index)` and exiting with its
+//! return value, and returns when the server has stopped.
+//!
+//! No thread or runtime may exist in this process before a fork: a child
+//! forked from a process with a running runtime can inherit locks nobody
+//! will release.
+
+mod arbiter;
+mod process;
+mod signals;
+pub mod socket;
+
+use ferricorn_config::Config;
+use ferricorn_shm::Shared;
+
+pub use socket::{Listener, Listeners, bind};
+
+/// Why the supervisor stopped with a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A worker's app failed its lifespan startup.
+    #[error("worker {index} failed to boot: {message}")]
+    BootFailed {
+        /// The worker's slot.
+        index: usize,
+        /// The app's error.
+        message: String,
+    },
+    /// A system call the supervisor needs failed.
+    #[error("{what}: {source}")]
+    Os {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        source: nix::Error,
+    },
+}
+
+impl Error {
+    /// The process exit code for this failure: 3 when the app failed to
+    /// start, 1 for anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::BootFailed { .. } => 3,
+            Self::Bind { .. } | Self::Os { .. } => 1,
+        }
+    }
+}
+
+/// Supervises workers until the server stops. `body(index)` runs in each
+/// forked worker; its return value is the worker's exit code.
+pub fn run(config: &Config, shared: Shared, body: impl FnMut(usize) -> i32) -> Result<(), Error> {
+    let signals = signals::Signals::install().map_err(|source| Error::Os {
+        what: "installing signal handlers",
+        source,
+    })?;
+    arbiter::Arbiter::new(config, shared, signals, body).run()
+}

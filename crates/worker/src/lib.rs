@@ -1,1 +1,63 @@
-//! placeholder
+//! What runs in a ferricorn worker process after the fork.
+//!
+//! - [`run`]: builds the worker's current-thread runtime (a `LocalSet`, so
+//!   app futures need not be `Send`) with a blocking pool of `--threads`
+//!   threads, runs the app's lifespan startup, accepts on the inherited
+//!   listeners, and drains on SIGTERM.
+//! - [`Service`]: what the worker needs from an app.
+//! - [`Context`]: what an app knows about its worker.
+//! - `accept`: the accept loops and the `--worker-connections` cap.
+//! - `http`: one connection with hyper's HTTP/1.1, the request limits, and
+//!   the `/healthz` and `/readyz` endpoints.
+//! - `limits`: the request-line and header-field limits.
+//! - `lifecycle`: heartbeat, stop signals, startup and drain.
+
+mod accept;
+mod context;
+mod http;
+mod lifecycle;
+mod limits;
+
+use std::future::Future;
+
+pub use context::{ClientAddr, Context};
+pub use lifecycle::run;
+
+/// An error type apps may return from any call.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Errors a worker hands to its app.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A function run by [`Context::blocking`] panicked.
+    #[error("the blocking task panicked")]
+    BlockingPanicked,
+}
+
+/// What the worker needs from an app. One value is built per worker, after
+/// the fork; none of its futures need be `Send`.
+pub trait Service: 'static {
+    /// The response body.
+    type Body: http_body::Body<Data = bytes::Bytes, Error: Into<BoxError>> + 'static;
+
+    /// Lifespan startup: runs before the worker accepts; an error aborts the boot.
+    fn startup(&self) -> impl Future<Output = Result<(), BoxError>>;
+
+    /// Handles one request.
+    fn call(
+        &self,
+        req: ::http::Request<hyper::body::Incoming>,
+    ) -> impl Future<Output = ::http::Response<Self::Body>>;
+
+    /// Lifespan shutdown: runs after the drain.
+    fn shutdown(&self) -> impl Future<Output = ()>;
+}
+
+/// A listening socket inherited from the supervisor.
+#[derive(Debug)]
+pub enum Listener {
+    /// A TCP socket.
+    Tcp(std::net::TcpListener),
+    /// A unix socket.
+    Unix(std::os::unix::net::UnixListener),
+}

@@ -1,0 +1,135 @@
+//! The command line, the exit codes, and the wiring of supervisor and worker.
+//!
+//! Exit codes: 0 clean stop, 1 runtime failure (such as an address in use),
+//! 2 configuration error, 3 the app failed to start.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use ferricorn_config::{Loaded, Options};
+use ferricorn_shm::Shared;
+use ferricorn_supervisor::Listener;
+use ferricorn_worker::Context;
+use tracing::{error, info, warn};
+
+use crate::app::{App, Served};
+use crate::logging;
+
+/// Exit code of a runtime failure.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code of a configuration error.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code when the app failed its lifespan startup.
+pub const EXIT_APP_STARTUP: u8 = 3;
+
+/// ferricorn: a pre-fork application server for async Rust services.
+///
+/// Every option can also be set as FERRICORN_<NAME> in the environment and
+/// as a key in the TOML config file (snake case); the command line wins.
+#[derive(Debug, Parser)]
+#[command(name = "ferricorn", version)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    options: Options,
+
+    /// TOML config file [default: ferricorn.toml if present; env FERRICORN_CONFIG]
+    #[arg(short, long, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// Print every effective setting with its source, then exit
+    #[arg(long)]
+    print_config: bool,
+
+    /// Validate the settings, then exit 0, or 2 with the error
+    #[arg(long, conflicts_with = "print_config")]
+    check_config: bool,
+}
+
+/// Parses the command line, loads the settings and runs the server.
+/// `Err` holds the exit code; the failure is already reported.
+pub(crate) fn main<A: App>(factory: impl Fn(&Context) -> A) -> Result<(), u8> {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return Ok(());
+        }
+        Err(e) => {
+            eprintln!(
+                "ferricorn: error: {}",
+                ferricorn_config::first_line(&e.to_string())
+            );
+            return Err(EXIT_CONFIG);
+        }
+    };
+    let loaded = ferricorn_config::load(&cli.options, cli.config.as_deref()).map_err(|e| {
+        eprintln!("ferricorn: error: {e}");
+        EXIT_CONFIG
+    })?;
+    if cli.print_config {
+        print!("{}", loaded.report());
+        return Ok(());
+    }
+    if cli.check_config {
+        println!("ferricorn: configuration is valid");
+        return Ok(());
+    }
+    logging::init(loaded.config.log_level);
+    serve(&loaded, factory)
+}
+
+fn serve<A: App>(loaded: &Loaded, factory: impl Fn(&Context) -> A) -> Result<(), u8> {
+    let config = &loaded.config;
+    for w in &loaded.warnings {
+        warn!("{w}");
+    }
+    info!(
+        "ferricorn {} starting with {} workers (CPUs: {}), {} blocking threads each",
+        env!("CARGO_PKG_VERSION"),
+        config.workers,
+        config.cpus,
+        config.threads
+    );
+    let listeners = ferricorn_supervisor::bind(&config.bind, config.backlog).map_err(|e| {
+        error!("{e}");
+        EXIT_FAILURE
+    })?;
+    for l in listeners.iter() {
+        info!("listening at {}", l.url());
+    }
+    let shared = Shared::new().map_err(|e| {
+        error!("cannot map shared memory: {e}");
+        EXIT_FAILURE
+    })?;
+    let body = |index: usize| {
+        logging::set_worker(index);
+        let inherited = listeners.iter().map(inherit).collect::<Result<Vec<_>, _>>();
+        match inherited {
+            Ok(inherited) => ferricorn_worker::run(config, shared, index, inherited, |ctx| {
+                Served(factory(ctx))
+            }),
+            Err(e) => {
+                error!("cannot use an inherited listener: {e}");
+                i32::from(EXIT_FAILURE)
+            }
+        }
+    };
+    match ferricorn_supervisor::run(config, shared, body) {
+        Ok(()) => {
+            info!("stopped");
+            Ok(())
+        }
+        Err(e) => {
+            error!("{e}");
+            Err(e.exit_code())
+        }
+    }
+}
+
+/// The worker's own handle on a listener the supervisor bound.
+fn inherit(l: &Listener) -> std::io::Result<ferricorn_worker::Listener> {
+    Ok(match l {
+        Listener::Tcp(l) => ferricorn_worker::Listener::Tcp(l.try_clone()?),
+        Listener::Unix(l, _) => ferricorn_worker::Listener::Unix(l.try_clone()?),
+    })
+}

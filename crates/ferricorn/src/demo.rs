@@ -1,0 +1,167 @@
+//! The demo app the `ferricorn` binary serves.
+//!
+//! | route                 | answer                                              |
+//! |-----------------------|-----------------------------------------------------|
+//! | `GET /`               | `Hello, World!` as text/plain                       |
+//! | `GET /json`           | `{"message":"Hello, World!"}`                       |
+//! | `POST /echo`          | the request body streamed back, same content type   |
+//! | `GET /stream?n=N`     | N lines, chunked, each flushed as it is produced    |
+//! | `GET /blocking?ms=N`  | sleeps N ms on the blocking pool, names its thread  |
+//! | `GET /worker`         | `{"pid":…,"index":…,"requests":…}` of this worker   |
+//!
+//! Two environment variables exercise the server's failure handling:
+//! `FERRICORN_DEMO_FAIL_STARTUP=MESSAGE` makes lifespan startup fail with
+//! MESSAGE (the server exits 3), and `FERRICORN_DEMO_CRASH_AFTER_BOOT=1`
+//! makes every worker exit with code 1 right after it booted (the supervisor
+//! backs off).
+
+use std::time::Duration;
+
+use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use http::{Method, StatusCode};
+
+use crate::{App, Body, BoxError, Context, Request, Response};
+
+/// Most lines `/stream` sends.
+const MAX_LINES: u64 = 100_000;
+/// Longest sleep `/blocking` takes, in ms.
+const MAX_SLEEP_MS: u64 = 60_000;
+
+/// The demo app.
+#[derive(Debug, Clone)]
+pub struct Demo {
+    ctx: Context,
+}
+
+/// The factory given to [`run`](crate::run).
+pub fn app(ctx: &Context) -> Demo {
+    Demo { ctx: ctx.clone() }
+}
+
+impl App for Demo {
+    async fn startup(&self) -> Result<(), BoxError> {
+        if let Ok(message) = std::env::var("FERRICORN_DEMO_FAIL_STARTUP") {
+            return Err(format!("demo startup failed: {message}").into());
+        }
+        if std::env::var_os("FERRICORN_DEMO_CRASH_AFTER_BOOT").is_some() {
+            tokio::task::spawn_local(async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                std::process::exit(1);
+            });
+        }
+        Ok(())
+    }
+
+    async fn call(&self, req: Request) -> Response {
+        let get = matches!(*req.method(), Method::GET | Method::HEAD);
+        match (req.uri().path(), get) {
+            ("/", true) => text("Hello, World!"),
+            ("/json", true) => json(r#"{"message":"Hello, World!"}"#.to_owned()),
+            ("/echo", _) if req.method() == Method::POST => echo(req),
+            ("/stream", true) => self.stream(&req),
+            ("/blocking", true) => self.blocking(&req).await,
+            ("/worker", true) => json(format!(
+                r#"{{"pid":{},"index":{},"requests":{}}}"#,
+                self.ctx.pid(),
+                self.ctx.index(),
+                self.ctx.requests()
+            )),
+            ("/" | "/json" | "/stream" | "/blocking" | "/worker", false) => {
+                method_not_allowed("GET, HEAD")
+            }
+            ("/echo", _) => method_not_allowed("POST"),
+            _ => status(StatusCode::NOT_FOUND, "Not Found\n"),
+        }
+    }
+}
+
+impl Demo {
+    fn stream(&self, req: &Request) -> Response {
+        let n = match number(req, "n", 10, MAX_LINES) {
+            Ok(n) => n,
+            Err(res) => return res,
+        };
+        let (tx, body) = Body::channel();
+        tokio::task::spawn_local(async move {
+            for i in 1..=n {
+                if tx.send(format!("line {i}\n")).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut res = Response::new(body);
+        content_type(&mut res, "text/plain; charset=utf-8");
+        res
+    }
+
+    async fn blocking(&self, req: &Request) -> Response {
+        let ms = match number(req, "ms", 0, MAX_SLEEP_MS) {
+            Ok(ms) => ms,
+            Err(res) => return res,
+        };
+        let name = self
+            .ctx
+            .blocking(move || {
+                std::thread::sleep(Duration::from_millis(ms));
+                std::thread::current().name().unwrap_or("unnamed").to_owned()
+            })
+            .await;
+        match name {
+            Ok(name) => text(&name),
+            Err(e) => status(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
+        }
+    }
+}
+
+fn echo(req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let mut res = Response::new(body);
+    if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
+        res.headers_mut().insert(CONTENT_TYPE, ct.clone());
+    }
+    res
+}
+
+/// The query parameter `key` as a number up to `max`, or a 400 response.
+fn number(req: &Request, key: &str, default: u64, max: u64) -> Result<u64, Response> {
+    let raw = req.uri().query().unwrap_or("").split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == key).then_some(v)
+    });
+    match raw.map(str::parse::<u64>) {
+        None => Ok(default),
+        Some(Ok(n)) if n <= max => Ok(n),
+        _ => Err(status(
+            StatusCode::BAD_REQUEST,
+            &format!("query parameter `{key}` must be a whole number from 0 to {max}\n"),
+        )),
+    }
+}
+
+fn content_type(res: &mut Response, value: &'static str) {
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(value));
+}
+
+fn text(body: &str) -> Response {
+    status(StatusCode::OK, body)
+}
+
+fn json(body: String) -> Response {
+    let mut res = Response::new(Body::from(body));
+    content_type(&mut res, "application/json");
+    res
+}
+
+fn status(code: StatusCode, body: &str) -> Response {
+    let mut res = Response::new(Body::from(body.to_owned()));
+    *res.status_mut() = code;
+    content_type(&mut res, "text/plain; charset=utf-8");
+    res
+}
+
+fn method_not_allowed(allow: &'static str) -> Response {
+    let mut res = status(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+    res.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+    res
+}

@@ -1,0 +1,152 @@
+//! Binding the listening sockets, before any worker exists.
+//!
+//! Every TCP socket gets `SO_REUSEADDR` and `SO_REUSEPORT` (so a new
+//! generation of the server can bind beside this one), the configured
+//! backlog, and `O_NONBLOCK`. Because `SO_REUSEPORT` would also let this
+//! server silently share a port with another running one, each TCP address is
+//! first probed with a plain socket: a port already in use is an error.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use ferricorn_config::Bind;
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::Error;
+
+/// One bound, listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    /// A TCP socket.
+    Tcp(TcpListener),
+    /// A unix socket and the file it lives at.
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// `http://HOST:PORT` or `unix:PATH`, with the port the kernel chose.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Tcp(l) => match l.local_addr() {
+                Ok(addr) => format!("http://{addr}"),
+                Err(_) => "http://?".to_owned(),
+            },
+            Self::Unix(_, path) => format!("unix:{}", path.display()),
+        }
+    }
+}
+
+/// The bound sockets. Dropping them in the process that bound them removes
+/// the unix socket files; a forked worker's copy leaves them alone.
+#[derive(Debug)]
+pub struct Listeners {
+    list: Vec<Listener>,
+    owner: u32,
+}
+
+impl Listeners {
+    /// The sockets, in the order they were given.
+    pub fn iter(&self) -> impl Iterator<Item = &Listener> {
+        self.list.iter()
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        if std::process::id() != self.owner {
+            return;
+        }
+        for l in &self.list {
+            if let Listener::Unix(_, path) = l {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
+
+/// Binds every address; the first failure names its address.
+pub fn bind(addrs: &[Bind], backlog: i32) -> Result<Listeners, Error> {
+    let mut listeners = Listeners {
+        list: Vec::new(),
+        owner: std::process::id(),
+    };
+    for addr in addrs {
+        let bound = match addr {
+            Bind::Tcp(a) => bind_tcp(*a, backlog).map(Listener::Tcp),
+            Bind::Unix(p) => bind_unix(p, backlog).map(|l| Listener::Unix(l, p.clone())),
+        };
+        listeners.list.push(bound.map_err(|source| Error::Bind {
+            addr: addr.to_string(),
+            source,
+        })?);
+    }
+    Ok(listeners)
+}
+
+fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    let domain = Domain::for_address(addr);
+    // The probe fails with EADDRINUSE if anything listens there already,
+    // SO_REUSEPORT or not; it also fixes the port when 0 was asked for.
+    let probe = Socket::new(domain, Type::STREAM, None)?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())?;
+    let addr = probe
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("not an IP socket"))?;
+    drop(probe);
+    let socket = Socket::new(domain, Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+fn bind_unix(path: &Path, backlog: i32) -> io::Result<UnixListener> {
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "another server is listening on this socket file",
+            ));
+        }
+        // A stale file from a server that did not stop cleanly.
+        std::fs::remove_file(path)?;
+    }
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    socket.listen(backlog)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_in_use_is_refused_even_with_reuseport() {
+        let first = bind(&[Bind::Tcp("127.0.0.1:0".parse().expect("addr"))], 16).expect("bind");
+        let Some(Listener::Tcp(l)) = first.iter().next() else {
+            panic!("tcp listener")
+        };
+        let taken = l.local_addr().expect("addr");
+        let err = bind(&[Bind::Tcp(taken)], 16).expect_err("in use");
+        assert!(err.to_string().starts_with(&format!("cannot listen on {taken}: ")), "{err}");
+    }
+
+    #[test]
+    fn unix_socket_files_are_removed_on_drop_and_stale_ones_replaced() {
+        let path = std::env::temp_dir().join(format!("ferricorn-test-{}.sock", std::process::id()));
+        std::fs::write(&path, b"stale").expect("write");
+        let l = bind(&[Bind::Unix(path.clone())], 16).expect("bind");
+        assert!(path.exists());
+        assert!(bind(&[Bind::Unix(path.clone())], 16).is_err(), "live socket is in use");
+        drop(l);
+        assert!(!path.exists());
+    }
+}

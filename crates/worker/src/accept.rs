@@ -1,0 +1,83 @@
+//! Accepting connections: one loop per listener, all sharing one cap on open
+//! connections (`--worker-connections`). At the cap a worker stops accepting,
+//! so the kernel hands new connections to the other workers.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener, TcpStream, UnixStream};
+use tokio::sync::{Semaphore, watch};
+use tracing::{debug, error};
+
+/// A listening socket this worker accepts on.
+pub(crate) trait Accept {
+    type Io: AsyncRead + AsyncWrite + Unpin + 'static;
+    async fn accept(&self) -> io::Result<(Self::Io, Option<SocketAddr>)>;
+}
+
+impl Accept for TcpListener {
+    type Io = TcpStream;
+    async fn accept(&self) -> io::Result<(TcpStream, Option<SocketAddr>)> {
+        let (stream, peer) = TcpListener::accept(self).await?;
+        let _ = stream.set_nodelay(true);
+        Ok((stream, Some(peer)))
+    }
+}
+
+impl Accept for UnixListener {
+    type Io = UnixStream;
+    async fn accept(&self) -> io::Result<(UnixStream, Option<SocketAddr>)> {
+        let (stream, _) = UnixListener::accept(self).await?;
+        Ok((stream, None))
+    }
+}
+
+/// Errors that concern one connection only: the next accept may succeed.
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}
+
+/// Accepts until `stop` turns true, handing each connection and its permit
+/// to `serve`.
+pub(crate) async fn accept_loop<L, F>(
+    listener: L,
+    permits: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+    mut serve: F,
+) where
+    L: Accept,
+    F: FnMut(L::Io, Option<SocketAddr>, tokio::sync::OwnedSemaphorePermit),
+{
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match accepted {
+            Ok((io, peer)) => serve(io, peer, permit),
+            Err(e) if is_connection_error(&e) => debug!("accept: {e}"),
+            Err(e) => {
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM: wait for resources to free up.
+                error!("accept failed: {e}; pausing 100 ms");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! A worker's life: runtime, startup, serving, drain, shutdown.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferricorn_config::Config;
+use ferricorn_shm::{EXIT_BOOT_FAILED, Shared, Slot, SlotState};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::{LocalSet, spawn_local};
+use tracing::{error, info, warn};
+
+use crate::accept::{Accept, accept_loop};
+use crate::http::Server;
+use crate::{Context, Listener, Service};
+
+/// Exit code of a worker that could not set itself up.
+const EXIT_SETUP_FAILED: i32 = 1;
+
+/// How the supervisor asked the worker to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGTERM: finish in-flight requests, then shut down.
+    Graceful,
+    /// SIGINT or SIGQUIT: exit at once.
+    Quick,
+}
+
+struct StopSignals {
+    term: Signal,
+    int: Signal,
+    quit: Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            quit: signal(SignalKind::quit())?,
+        })
+    }
+
+    async fn recv(&mut self) -> Stop {
+        tokio::select! {
+            _ = self.term.recv() => Stop::Graceful,
+            _ = self.int.recv() => Stop::Quick,
+            _ = self.quit.recv() => Stop::Quick,
+        }
+    }
+}
+
+/// Runs a worker in the current (freshly forked) process and returns its
+/// exit code. `make` builds the app once the runtime exists.
+pub fn run<S: Service>(
+    config: &Config,
+    shared: Shared,
+    index: usize,
+    listeners: Vec<Listener>,
+    make: impl FnOnce(&Context) -> S,
+) -> i32 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(config.threads)
+        .thread_name("ferricorn-blocking")
+        .build();
+    let runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!("cannot build the worker's runtime: {e}");
+            return EXIT_SETUP_FAILED;
+        }
+    };
+    let ctx = Context {
+        index,
+        pid: std::process::id(),
+        shared,
+    };
+    let code = LocalSet::new().block_on(&runtime, serve(config, ctx, listeners, make));
+    // Blocking tasks still running (a sleeping handler) must not hold the exit.
+    runtime.shutdown_background();
+    code
+}
+
+async fn serve<S: Service>(
+    config: &Config,
+    ctx: Context,
+    listeners: Vec<Listener>,
+    make: impl FnOnce(&Context) -> S,
+) -> i32 {
+    let slot = ctx.shared.slot(ctx.index);
+    let mut stop = match StopSignals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot install signal handlers: {e}");
+            return EXIT_SETUP_FAILED;
+        }
+    };
+    if let Some(slot) = slot {
+        spawn_local(heartbeat(slot));
+    }
+    let app = make(&ctx);
+    let started = tokio::select! {
+        r = app.startup() => r,
+        _ = stop.recv() => return 0,
+    };
+    if let Err(e) = started {
+        let message = e.to_string();
+        error!("app startup failed: {message}");
+        if let Some(slot) = slot {
+            slot.set_error(&message);
+        }
+        return EXIT_BOOT_FAILED;
+    }
+    let server = Rc::new(Server {
+        http: Server::<S>::http(config),
+        app,
+        config: config.clone(),
+        shared: ctx.shared,
+        slot,
+    });
+    let permits = Arc::new(Semaphore::new(config.worker_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    for listener in listeners {
+        if let Err(e) = listen(listener, &server, &permits, &stop_rx) {
+            error!("cannot use an inherited listener: {e}");
+            return EXIT_SETUP_FAILED;
+        }
+    }
+    if let Some(slot) = slot {
+        slot.set_state(SlotState::Ready);
+    }
+    info!("worker {} ready", ctx.index);
+    let how = stop.recv().await;
+    if let Some(slot) = slot {
+        slot.set_state(SlotState::Draining);
+    }
+    let _ = stop_tx.send(true);
+    // Let the accept loops see the stop and hand back the permits they hold.
+    tokio::task::yield_now().await;
+    if how == Stop::Quick {
+        info!("worker {} stopping now", ctx.index);
+        return 0;
+    }
+    drain(&permits, config.worker_connections, config.graceful_timeout).await;
+    server.app.shutdown().await;
+    info!("worker {} stopped", ctx.index);
+    0
+}
+
+/// Starts the accept loop of one inherited listener.
+fn listen<S: Service>(
+    listener: Listener,
+    server: &Rc<Server<S>>,
+    permits: &Arc<Semaphore>,
+    stop: &watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    match listener {
+        Listener::Tcp(l) => spawn(tokio::net::TcpListener::from_std(l)?, server, permits, stop),
+        Listener::Unix(l) => spawn(tokio::net::UnixListener::from_std(l)?, server, permits, stop),
+    }
+    Ok(())
+}
+
+fn spawn<L: Accept + 'static, S: Service>(
+    listener: L,
+    server: &Rc<Server<S>>,
+    permits: &Arc<Semaphore>,
+    stop: &watch::Receiver<bool>,
+) {
+    let (server, conn_stop) = (server.clone(), stop.clone());
+    spawn_local(accept_loop(
+        listener,
+        permits.clone(),
+        stop.clone(),
+        move |io, peer, permit| {
+            spawn_local(server.clone().serve(io, peer, conn_stop.clone(), permit));
+        },
+    ));
+}
+
+/// Waits until every connection has closed (all permits are back) or the
+/// deadline passes.
+async fn drain(permits: &Semaphore, total: usize, deadline: Duration) {
+    let open = total - permits.available_permits();
+    if open > 0 {
+        info!("draining {open} connections for up to {deadline:?}");
+    }
+    let all = permits.acquire_many(total as u32);
+    if tokio::time::timeout(deadline, all).await.is_err() {
+        let left = total - permits.available_permits();
+        warn!("{left} connections still open at graceful-timeout; closing them");
+    }
+}
+
+/// Writes the slot's heartbeat once a second while the event loop runs.
+async fn heartbeat(slot: &'static Slot) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        slot.beat();
+    }
+}
