@@ -108,7 +108,8 @@ fn cgroup_quota(proc_cgroup: &str, root: &Path) -> Option<f64> {
             for mount in ["cpu,cpuacct", "cpu", "cpuacct,cpu"] {
                 for dir in ancestors(&root.join(mount), path) {
                     let read = |f: &str| fs::read_to_string(dir.join(f)).ok();
-                    if let (Some(q), Some(p)) = (read("cpu.cfs_quota_us"), read("cpu.cfs_period_us"))
+                    if let (Some(q), Some(p)) =
+                        (read("cpu.cfs_quota_us"), read("cpu.cfs_period_us"))
                     {
                         take(v1_quota(&q, &p));
                     }

@@ -315,7 +315,15 @@ mod tests {
         let got = split_words(r#"--bind=0.0.0.0:80 -w 3 --log-level 'de bug' "a\"b" c\ d"#);
         assert_eq!(
             got.expect("split"),
-            ["--bind=0.0.0.0:80", "-w", "3", "--log-level", "de bug", "a\"b", "c d"]
+            [
+                "--bind=0.0.0.0:80",
+                "-w",
+                "3",
+                "--log-level",
+                "de bug",
+                "a\"b",
+                "c d"
+            ]
         );
         assert!(split_words("'open").is_err());
     }

@@ -112,6 +112,12 @@ fn figment_error(e: &figment::Error) -> Error {
         .metadata
         .as_ref()
         .map_or_else(|| "config".to_owned(), layers::describe);
+    if let figment::error::Kind::UnknownField(field, _) = &e.kind {
+        return Error::Layer {
+            origin,
+            message: format!("unknown setting `{field}` (ferricorn --help lists them)"),
+        };
+    }
     let message = first_line(&e.kind.to_string());
     match e.path.last() {
         Some(key) => Error::Invalid {
@@ -158,15 +164,26 @@ impl Loaded {
             None | Some(0) => format!(" (auto: {what})"),
             _ => String::new(),
         };
-        let binds: Vec<_> = c.bind.iter().map(|b| format!("{:?}", b.to_string())).collect();
+        let binds: Vec<_> = c
+            .bind
+            .iter()
+            .map(|b| format!("{:?}", b.to_string()))
+            .collect();
         let limit = |n: Option<usize>| n.unwrap_or(0).to_string();
         let values = [
             format!("[{}]", binds.join(", ")),
-            format!("{}{}", c.workers, auto(self.options.workers, format!("{} CPUs", c.cpus.count))),
+            format!(
+                "{}{}",
+                c.workers,
+                auto(self.options.workers, format!("{} CPUs", c.cpus.count))
+            ),
             format!(
                 "{}{}",
                 c.threads,
-                auto(self.options.threads, format!("min(32, {} CPUs + 4)", c.cpus.count))
+                auto(
+                    self.options.threads,
+                    format!("min(32, {} CPUs + 4)", c.cpus.count)
+                )
             ),
             c.worker_connections.to_string(),
             c.backlog.to_string(),
@@ -181,7 +198,8 @@ impl Loaded {
             quoted(&c.health_path),
             quoted(&c.ready_path),
         ];
-        let mut out = String::from("# ferricorn: effective settings, each with where it came from\n");
+        let mut out =
+            String::from("# ferricorn: effective settings, each with where it came from\n");
         for ((key, source), value) in self.sources.iter().zip(values) {
             let line = format!("{key} = {value}");
             let _ = writeln!(out, "{line:<44} # {source}");

@@ -153,10 +153,8 @@ mod tests {
                 Kind::Text => "\"x\"",
             };
             let toml = format!("{key} = {value}");
-            let parsed: Result<Options, _> = figment::Figment::from(
-                figment::providers::Toml::string(&toml),
-            )
-            .extract();
+            let parsed: Result<Options, _> =
+                figment::Figment::from(figment::providers::Toml::string(&toml)).extract();
             assert!(parsed.is_ok(), "{key}: {parsed:?}");
         }
     }

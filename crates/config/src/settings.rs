@@ -201,7 +201,10 @@ impl Config {
                 .unwrap_or("info")
                 .parse()
                 .map_err(|m| invalid("log_level", m))?,
-            health_path: path("health_path", o.health_path.as_deref().unwrap_or("/healthz"))?,
+            health_path: path(
+                "health_path",
+                o.health_path.as_deref().unwrap_or("/healthz"),
+            )?,
             ready_path: path("ready_path", o.ready_path.as_deref().unwrap_or("/readyz"))?,
         })
     }
@@ -328,17 +331,26 @@ mod tests {
 
     #[test]
     fn threads_cap_at_32() {
-        let c = Config::resolve(&Options::default(), Cpus::from_inputs(64, None, None))
-            .expect("valid");
+        let c =
+            Config::resolve(&Options::default(), Cpus::from_inputs(64, None, None)).expect("valid");
         assert_eq!((c.workers, c.threads), (64, 32));
     }
 
     #[test]
     fn binds_parse() {
         let b = |s: &str| bind(s).map_err(|e| e.message);
-        assert_eq!(b("[::1]:9000"), Ok(vec![Bind::Tcp("[::1]:9000".parse().expect("addr"))]));
-        assert_eq!(b("0.0.0.0"), Ok(vec![Bind::Tcp("0.0.0.0:8000".parse().expect("addr"))]));
-        assert_eq!(b("unix:/tmp/f.sock"), Ok(vec![Bind::Unix("/tmp/f.sock".into())]));
+        assert_eq!(
+            b("[::1]:9000"),
+            Ok(vec![Bind::Tcp("[::1]:9000".parse().expect("addr"))])
+        );
+        assert_eq!(
+            b("0.0.0.0"),
+            Ok(vec![Bind::Tcp("0.0.0.0:8000".parse().expect("addr"))])
+        );
+        assert_eq!(
+            b("unix:/tmp/f.sock"),
+            Ok(vec![Bind::Unix("/tmp/f.sock".into())])
+        );
         assert!(b("localhost:80").is_ok_and(|v| !v.is_empty()));
         assert!(b("127.0.0.1:http").is_err());
         assert!(b("127.0.0.1:70000").is_err());
@@ -350,12 +362,48 @@ mod tests {
     #[test]
     fn bad_values_name_their_setting() {
         let bad = |o: Options| Config::resolve(&o, cpus()).expect_err("invalid").key;
-        assert_eq!(bad(Options { workers: Some(100_000), ..Default::default() }), "workers");
-        assert_eq!(bad(Options { keep_alive: Some(-1.0), ..Default::default() }), "keep_alive");
-        assert_eq!(bad(Options { header_timeout: Some(0.0), ..Default::default() }), "header_timeout");
-        assert_eq!(bad(Options { log_level: Some("loud".into()), ..Default::default() }), "log_level");
-        assert_eq!(bad(Options { health_path: Some("healthz".into()), ..Default::default() }), "health_path");
-        assert_eq!(bad(Options { limit_request_fields: Some(0), ..Default::default() }), "limit_request_fields");
+        assert_eq!(
+            bad(Options {
+                workers: Some(100_000),
+                ..Default::default()
+            }),
+            "workers"
+        );
+        assert_eq!(
+            bad(Options {
+                keep_alive: Some(-1.0),
+                ..Default::default()
+            }),
+            "keep_alive"
+        );
+        assert_eq!(
+            bad(Options {
+                header_timeout: Some(0.0),
+                ..Default::default()
+            }),
+            "header_timeout"
+        );
+        assert_eq!(
+            bad(Options {
+                log_level: Some("loud".into()),
+                ..Default::default()
+            }),
+            "log_level"
+        );
+        assert_eq!(
+            bad(Options {
+                health_path: Some("healthz".into()),
+                ..Default::default()
+            }),
+            "health_path"
+        );
+        assert_eq!(
+            bad(Options {
+                limit_request_fields: Some(0),
+                ..Default::default()
+            }),
+            "limit_request_fields"
+        );
     }
 
     #[test]

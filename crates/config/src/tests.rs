@@ -37,11 +37,17 @@ fn defaults_when_nothing_is_set() {
 #[test]
 fn file_then_env_then_cli() {
     Jail::expect_with(|jail| {
-        jail.create_file("ferricorn.toml", "workers = 3\nbacklog = 100\nkeep_alive = 2\nbind = \"127.0.0.1:9001\"")?;
+        jail.create_file(
+            "ferricorn.toml",
+            "workers = 3\nbacklog = 100\nkeep_alive = 2\nbind = \"127.0.0.1:9001\"",
+        )?;
         let loaded = load(&Options::default(), None).expect("load");
         assert_eq!(loaded.config.workers, 3);
         assert_eq!(source_of(&loaded, "workers"), "file ferricorn.toml");
-        assert_eq!(loaded.config.keep_alive, Some(std::time::Duration::from_secs(2)));
+        assert_eq!(
+            loaded.config.keep_alive,
+            Some(std::time::Duration::from_secs(2))
+        );
 
         jail.set_env("FERRICORN_WORKERS", "4");
         let loaded = load(&Options::default(), None).expect("load");
@@ -77,13 +83,20 @@ fn other_servers_names_rank_below_ferricorns() {
     Jail::expect_with(|jail| {
         jail.set_env("WEB_CONCURRENCY", "2");
         let loaded = load(&Options::default(), None).expect("load");
-        assert_eq!((loaded.config.workers, source_of(&loaded, "workers")), (2, "env WEB_CONCURRENCY"));
+        assert_eq!(
+            (loaded.config.workers, source_of(&loaded, "workers")),
+            (2, "env WEB_CONCURRENCY")
+        );
 
         jail.set_env("UVICORN_WORKERS", "3");
         let loaded = load(&Options::default(), None).expect("load");
         assert_eq!(loaded.config.workers, 3);
         assert_eq!(loaded.warnings.len(), 1);
-        assert!(loaded.warnings[0].contains("WEB_CONCURRENCY=2, UVICORN_WORKERS=3"), "{:?}", loaded.warnings);
+        assert!(
+            loaded.warnings[0].contains("WEB_CONCURRENCY=2, UVICORN_WORKERS=3"),
+            "{:?}",
+            loaded.warnings
+        );
 
         jail.set_env("GUNICORN_WORKERS", "4");
         let loaded = load(&Options::default(), None).expect("load");
@@ -91,7 +104,10 @@ fn other_servers_names_rank_below_ferricorns() {
 
         jail.set_env("GUNICORN_CMD_ARGS", "--workers 5 --log-level=warning");
         let loaded = load(&Options::default(), None).expect("load");
-        assert_eq!((loaded.config.workers, source_of(&loaded, "workers")), (5, "env GUNICORN_CMD_ARGS"));
+        assert_eq!(
+            (loaded.config.workers, source_of(&loaded, "workers")),
+            (5, "env GUNICORN_CMD_ARGS")
+        );
         assert_eq!(loaded.config.log_level, LogLevel::Warning);
 
         jail.set_env("FERRICORN_WORKERS", "6");
@@ -138,7 +154,10 @@ fn port_and_uvicorn_host_port_bind() {
 
         jail.set_env("FERRICORN_BIND", "127.0.0.1:1,unix:/tmp/x.sock");
         let loaded = load(&Options::default(), None).expect("load");
-        assert_eq!(loaded.config.bind, [tcp("127.0.0.1:1"), Bind::Unix("/tmp/x.sock".into())]);
+        assert_eq!(
+            loaded.config.bind,
+            [tcp("127.0.0.1:1"), Bind::Unix("/tmp/x.sock".into())]
+        );
         Ok(())
     });
 }
@@ -147,27 +166,49 @@ fn port_and_uvicorn_host_port_bind() {
 fn errors_name_the_setting_and_the_layer() {
     Jail::expect_with(|jail| {
         jail.set_env("WEB_CONCURRENCY", "many");
-        let err = load(&Options::default(), None).expect_err("bad").to_string();
-        assert!(err.starts_with("invalid value for `workers` (from env WEB_CONCURRENCY)"), "{err}");
+        let err = load(&Options::default(), None)
+            .expect_err("bad")
+            .to_string();
+        assert!(
+            err.starts_with("invalid value for `workers` (from env WEB_CONCURRENCY)"),
+            "{err}"
+        );
         Ok(())
     });
     Jail::expect_with(|jail| {
         jail.create_file("ferricorn.toml", "wrokers = 2")?;
-        let err = load(&Options::default(), None).expect_err("bad").to_string();
-        assert!(err.contains("file ferricorn.toml") && err.contains("wrokers"), "{err}");
+        let err = load(&Options::default(), None)
+            .expect_err("bad")
+            .to_string();
+        assert_eq!(
+            err,
+            "file ferricorn.toml: unknown setting `wrokers` (ferricorn --help lists them)"
+        );
         assert_eq!(err.lines().count(), 1);
         Ok(())
     });
     Jail::expect_with(|jail| {
         jail.set_env("FERRICORN_GRACEFUL_TIMEOUT", "-3");
-        let err = load(&Options::default(), None).expect_err("bad").to_string();
-        assert!(err.starts_with("invalid value for `graceful_timeout` (from env FERRICORN_GRACEFUL_TIMEOUT)"), "{err}");
+        let err = load(&Options::default(), None)
+            .expect_err("bad")
+            .to_string();
+        assert!(
+            err.starts_with(
+                "invalid value for `graceful_timeout` (from env FERRICORN_GRACEFUL_TIMEOUT)"
+            ),
+            "{err}"
+        );
         Ok(())
     });
     Jail::expect_with(|jail| {
         jail.set_env("GUNICORN_CMD_ARGS", "--worker-class uvicorn");
-        let err = load(&Options::default(), None).expect_err("bad").to_string();
-        assert!(err.starts_with("env GUNICORN_CMD_ARGS: unexpected argument '--worker-class'"), "{err}");
+        let err = load(&Options::default(), None)
+            .expect_err("bad")
+            .to_string();
+        assert!(
+            err.starts_with("env GUNICORN_CMD_ARGS: unexpected argument '--worker-class'"),
+            "{err}"
+        );
         Ok(())
     });
 }
@@ -179,12 +220,23 @@ fn report_lists_every_setting_and_capacity() {
         let loaded = load(&cli(Some(2)), None).expect("load");
         let report = loaded.report();
         assert!(report.contains("workers = 2"));
-        assert!(report.lines().any(|l| l.starts_with("threads = 3") && l.ends_with("# env FERRICORN_THREADS")));
-        assert!(report.lines().any(|l| l.starts_with("workers = 2") && l.ends_with("# cli")));
+        assert!(
+            report
+                .lines()
+                .any(|l| l.starts_with("threads = 3") && l.ends_with("# env FERRICORN_THREADS"))
+        );
+        assert!(
+            report
+                .lines()
+                .any(|l| l.starts_with("workers = 2") && l.ends_with("# cli"))
+        );
         assert!(report.contains("2 workers x 1000 worker_connections = 2000 connections"));
         assert!(report.contains("2 workers x 3 threads = 6 blocking threads"));
         for (key, _) in &loaded.sources {
-            assert!(report.lines().any(|l| l.starts_with(&format!("{key} = "))), "{key}");
+            assert!(
+                report.lines().any(|l| l.starts_with(&format!("{key} = "))),
+                "{key}"
+            );
         }
         Ok(())
     });

@@ -105,9 +105,9 @@ fn serve<A: App>(loaded: &Loaded, factory: impl Fn(&Context) -> A) -> Result<(),
         logging::set_worker(index);
         let inherited = listeners.iter().map(inherit).collect::<Result<Vec<_>, _>>();
         match inherited {
-            Ok(inherited) => ferricorn_worker::run(config, shared, index, inherited, |ctx| {
-                Served(factory(ctx))
-            }),
+            Ok(inherited) => {
+                ferricorn_worker::run(config, shared, index, inherited, |ctx| Served(factory(ctx)))
+            }
             Err(e) => {
                 error!("cannot use an inherited listener: {e}");
                 i32::from(EXIT_FAILURE)

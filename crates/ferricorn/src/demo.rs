@@ -17,8 +17,9 @@
 
 use std::time::Duration;
 
-use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use http::header::{ALLOW, CONTENT_TYPE, EXPECT, HeaderValue};
 use http::{Method, StatusCode};
+use http_body_util::BodyExt;
 
 use crate::{App, Body, BoxError, Context, Request, Response};
 
@@ -57,7 +58,7 @@ impl App for Demo {
         match (req.uri().path(), get) {
             ("/", true) => text("Hello, World!"),
             ("/json", true) => json(r#"{"message":"Hello, World!"}"#.to_owned()),
-            ("/echo", _) if req.method() == Method::POST => echo(req),
+            ("/echo", _) if req.method() == Method::POST => echo(req).await,
             ("/stream", true) => self.stream(&req),
             ("/blocking", true) => self.blocking(&req).await,
             ("/worker", true) => json(format!(
@@ -79,7 +80,7 @@ impl Demo {
     fn stream(&self, req: &Request) -> Response {
         let n = match number(req, "n", 10, MAX_LINES) {
             Ok(n) => n,
-            Err(res) => return res,
+            Err(res) => return *res,
         };
         let (tx, body) = Body::channel();
         tokio::task::spawn_local(async move {
@@ -97,13 +98,16 @@ impl Demo {
     async fn blocking(&self, req: &Request) -> Response {
         let ms = match number(req, "ms", 0, MAX_SLEEP_MS) {
             Ok(ms) => ms,
-            Err(res) => return res,
+            Err(res) => return *res,
         };
         let name = self
             .ctx
             .blocking(move || {
                 std::thread::sleep(Duration::from_millis(ms));
-                std::thread::current().name().unwrap_or("unnamed").to_owned()
+                std::thread::current()
+                    .name()
+                    .unwrap_or("unnamed")
+                    .to_owned()
             })
             .await;
         match name {
@@ -113,8 +117,29 @@ impl Demo {
     }
 }
 
-fn echo(req: Request) -> Response {
-    let (parts, body) = req.into_parts();
+/// Streams the request body back. A client that sent `Expect: 100-continue`
+/// waits for the 100 before sending its body, and hyper sends the 100 when the
+/// body is first read: so read the first chunk before answering.
+async fn echo(req: Request) -> Response {
+    let (parts, mut body) = req.into_parts();
+    let body = if parts.headers.contains_key(EXPECT) {
+        let first = body.frame().await;
+        let (tx, out) = Body::channel();
+        tokio::task::spawn_local(async move {
+            let mut next = first;
+            while let Some(Ok(frame)) = next {
+                if let Ok(data) = frame.into_data()
+                    && tx.send(data).await.is_err()
+                {
+                    return;
+                }
+                next = body.frame().await;
+            }
+        });
+        out
+    } else {
+        body
+    };
     let mut res = Response::new(body);
     if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
         res.headers_mut().insert(CONTENT_TYPE, ct.clone());
@@ -123,7 +148,7 @@ fn echo(req: Request) -> Response {
 }
 
 /// The query parameter `key` as a number up to `max`, or a 400 response.
-fn number(req: &Request, key: &str, default: u64, max: u64) -> Result<u64, Response> {
+fn number(req: &Request, key: &str, default: u64, max: u64) -> Result<u64, Box<Response>> {
     let raw = req.uri().query().unwrap_or("").split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (k == key).then_some(v)
@@ -131,10 +156,10 @@ fn number(req: &Request, key: &str, default: u64, max: u64) -> Result<u64, Respo
     match raw.map(str::parse::<u64>) {
         None => Ok(default),
         Some(Ok(n)) if n <= max => Ok(n),
-        _ => Err(status(
+        _ => Err(Box::new(status(
             StatusCode::BAD_REQUEST,
             &format!("query parameter `{key}` must be a whole number from 0 to {max}\n"),
-        )),
+        ))),
     }
 }
 
@@ -162,6 +187,7 @@ fn status(code: StatusCode, body: &str) -> Response {
 
 fn method_not_allowed(allow: &'static str) -> Response {
     let mut res = status(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
-    res.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+    res.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
     res
 }

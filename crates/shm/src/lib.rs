@@ -194,13 +194,19 @@ impl Header {
 }
 
 impl Slot {
-    /// Resets the slot for a newly forked worker.
-    pub fn start(&self, pid: i32) {
+    /// Resets the slot for a worker about to be forked. Called before the
+    /// fork, so the child's own updates (ready) cannot be overwritten.
+    pub fn prepare(&self) {
         self.error_len.store(0, Relaxed);
         self.requests.store(0, Relaxed);
         self.heartbeat_ms.store(now_ms(), Relaxed);
-        self.pid.store(pid, Relaxed);
+        self.pid.store(0, Relaxed);
         self.state.store(SlotState::Booting as u32, Relaxed);
+    }
+
+    /// Records the forked worker's pid.
+    pub fn set_pid(&self, pid: i32) {
+        self.pid.store(pid, Relaxed);
     }
 
     /// Empties the slot after its worker was reaped, counting a restart.
@@ -299,7 +305,8 @@ mod tests {
         );
         for i in 0..2 {
             let slot = shared.slot(i).expect("slot");
-            slot.start(100 + i as i32);
+            slot.prepare();
+            slot.set_pid(100 + i as i32);
             slot.set_state(SlotState::Ready);
         }
         assert_eq!(shared.is_ready(), Ok(()));

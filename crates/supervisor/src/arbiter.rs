@@ -133,17 +133,23 @@ impl<'a, F: FnMut(usize) -> i32> Arbiter<'a, F> {
     }
 
     fn stop(&mut self, graceful: bool) {
-        if let Some(stop) = &self.stopping {
-            if graceful || !stop.graceful {
-                return;
-            }
+        // A second stop only matters when it escalates graceful to quick.
+        if self
+            .stopping
+            .as_ref()
+            .is_some_and(|stop| graceful || !stop.graceful)
+        {
+            return;
         }
         let (signal, deadline) = if graceful {
             info!(
                 "graceful stop: draining for up to {:?}",
                 self.config.graceful_timeout
             );
-            (Signal::SIGTERM, self.config.graceful_timeout + SHUTDOWN_GRACE)
+            (
+                Signal::SIGTERM,
+                self.config.graceful_timeout + SHUTDOWN_GRACE,
+            )
         } else {
             info!("quick stop");
             (Signal::SIGQUIT, QUICK_TIMEOUT)
@@ -204,12 +210,16 @@ impl<'a, F: FnMut(usize) -> i32> Arbiter<'a, F> {
     }
 
     fn spawn(&mut self, index: usize) {
+        let shm = self.shared.slot(index);
+        if let Some(s) = shm {
+            s.prepare();
+        }
         let body = &mut self.body;
         match process::fork_worker(|| body(index)) {
             Ok(pid) => {
                 info!("booting worker {index} with pid {pid}");
-                if let Some(s) = self.shared.slot(index) {
-                    s.start(pid.as_raw());
+                if let Some(s) = shm {
+                    s.set_pid(pid.as_raw());
                 }
                 let slot = &mut self.slots[index];
                 slot.pid = Some(pid);
@@ -217,6 +227,9 @@ impl<'a, F: FnMut(usize) -> i32> Arbiter<'a, F> {
                 slot.respawn_at = None;
             }
             Err(e) => {
+                if let Some(s) = shm {
+                    s.clear();
+                }
                 error!("cannot fork worker {index}: {e}");
                 self.schedule_respawn(index, true);
             }
@@ -240,7 +253,9 @@ impl<'a, F: FnMut(usize) -> i32> Arbiter<'a, F> {
         slot.crashes = if crashed { slot.crashes + 1 } else { 0 };
         let delay = match slot.crashes {
             0 | 1 => Duration::ZERO,
-            n => BACKOFF_BASE.saturating_mul(1 << (n - 1).min(20)).min(BACKOFF_CAP),
+            n => BACKOFF_BASE
+                .saturating_mul(1 << (n - 1).min(20))
+                .min(BACKOFF_CAP),
         };
         if !delay.is_zero() {
             warn!(
@@ -283,6 +298,7 @@ impl<'a, F: FnMut(usize) -> i32> Arbiter<'a, F> {
                 error!("worker {index} (pid {pid}) failed to boot: {message}");
                 if self.failure.is_none() && self.stopping.is_none() {
                     self.failure = Some(Error::BootFailed { index, message });
+                    info!("stopping the other workers");
                     self.stop(true);
                 }
                 return;
@@ -310,9 +326,18 @@ mod tests {
 
     #[test]
     fn signals_map_to_commands() {
-        assert_eq!(Command::from_signal(Signal::SIGTERM), Command::Stop { graceful: true });
-        assert_eq!(Command::from_signal(Signal::SIGINT), Command::Stop { graceful: false });
-        assert_eq!(Command::from_signal(Signal::SIGQUIT), Command::Stop { graceful: false });
+        assert_eq!(
+            Command::from_signal(Signal::SIGTERM),
+            Command::Stop { graceful: true }
+        );
+        assert_eq!(
+            Command::from_signal(Signal::SIGINT),
+            Command::Stop { graceful: false }
+        );
+        assert_eq!(
+            Command::from_signal(Signal::SIGQUIT),
+            Command::Stop { graceful: false }
+        );
         assert_eq!(Command::from_signal(Signal::SIGCHLD), Command::Reap);
         assert_eq!(Command::from_signal(Signal::SIGTTIN), Command::Scale(1));
         assert_eq!(Command::from_signal(Signal::SIGTTOU), Command::Scale(-1));

@@ -82,7 +82,11 @@ impl Signals {
             if n == 0 {
                 break;
             }
-            out.extend(buf[..n].iter().filter_map(|b| Signal::try_from(*b as i32).ok()));
+            out.extend(
+                buf[..n]
+                    .iter()
+                    .filter_map(|b| Signal::try_from(*b as i32).ok()),
+            );
         }
         out
     }
@@ -92,7 +96,11 @@ impl Signals {
 /// that no handler runs in the child before it resets them.
 pub(crate) fn block_all() -> nix::Result<SigSet> {
     let mut old = SigSet::empty();
-    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut old))?;
+    nix::sys::signal::pthread_sigmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    )?;
     Ok(old)
 }
 

@@ -136,7 +136,11 @@ mod tests {
         };
         let taken = l.local_addr().expect("addr");
         let err = bind(&[Bind::Tcp(taken)], 16).expect_err("in use");
-        assert!(err.to_string().starts_with(&format!("cannot listen on {taken}: ")), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("cannot listen on {taken}: ")),
+            "{err}"
+        );
     }
 
     #[test]
@@ -145,7 +149,10 @@ mod tests {
         std::fs::write(&path, b"stale").expect("write");
         let l = bind(&[Bind::Unix(path.clone())], 16).expect("bind");
         assert!(path.exists());
-        assert!(bind(&[Bind::Unix(path.clone())], 16).is_err(), "live socket is in use");
+        assert!(
+            bind(&[Bind::Unix(path.clone())], 16).is_err(),
+            "live socket is in use"
+        );
         drop(l);
         assert!(!path.exists());
     }

@@ -96,7 +96,8 @@ impl<S: Service> Server<S> {
         }
         if let Some(status) = limits::check(&req, &self.config.limits) {
             let mut res = text(status, status.canonical_reason().unwrap_or("Bad Request"));
-            res.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            res.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
             return Ok(res);
         }
         let path = req.uri().path();
@@ -129,7 +130,10 @@ fn text<B>(status: StatusCode, body: &str) -> Response<Either<Full<Bytes>, B>> {
     ))));
     *res.status_mut() = status;
     let headers = res.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     headers.insert(SERVER, SERVER_NAME);
     res
 }

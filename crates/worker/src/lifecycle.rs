@@ -158,7 +158,12 @@ fn listen<S: Service>(
 ) -> std::io::Result<()> {
     match listener {
         Listener::Tcp(l) => spawn(tokio::net::TcpListener::from_std(l)?, server, permits, stop),
-        Listener::Unix(l) => spawn(tokio::net::UnixListener::from_std(l)?, server, permits, stop),
+        Listener::Unix(l) => spawn(
+            tokio::net::UnixListener::from_std(l)?,
+            server,
+            permits,
+            stop,
+        ),
     }
     Ok(())
 }

@@ -50,13 +50,19 @@ mod tests {
         // "GET /abc HTTP/1.1" is 17 bytes.
         let req = Request::get("/abc").body(()).expect("request");
         assert_eq!(check(&req, &limits(17, 100)), None);
-        assert_eq!(check(&req, &limits(16, 100)), Some(StatusCode::URI_TOO_LONG));
+        assert_eq!(
+            check(&req, &limits(16, 100)),
+            Some(StatusCode::URI_TOO_LONG)
+        );
     }
 
     #[test]
     fn a_field_counts_name_colon_space_and_value() {
         // "x-a: 12345" is 10 bytes.
-        let req = Request::get("/").header("x-a", "12345").body(()).expect("request");
+        let req = Request::get("/")
+            .header("x-a", "12345")
+            .body(())
+            .expect("request");
         assert_eq!(check(&req, &limits(100, 10)), None);
         assert_eq!(
             check(&req, &limits(100, 9)),

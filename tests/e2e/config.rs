@@ -1,0 +1,283 @@
+//! Settings through the binary: every environment name, the precedence
+//! order, `--print-config` sources, `--check-config`, and bad values.
+
+use std::process::Output;
+
+use crate::support::{Server, command, temp_dir};
+
+fn run(name: &str, args: &[&str], env: &[(&str, &str)], file: Option<&str>) -> Output {
+    let dir = temp_dir(name);
+    if let Some(toml) = file {
+        std::fs::write(dir.join("ferricorn.toml"), toml).expect("write config");
+    }
+    let out = command(&dir)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run");
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+/// The `--print-config` line of `key`.
+fn line(out: &Output, key: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{key} = ")))
+        .unwrap_or_else(|| panic!("no {key} in:\n{stdout}"))
+        .to_owned()
+}
+
+fn assert_setting(out: &Output, key: &str, value: &str, source: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let l = line(out, key);
+    assert!(
+        l.starts_with(&format!("{key} = {value}")) && l.ends_with(&format!("# {source}")),
+        "{l}"
+    );
+}
+
+#[test]
+fn each_environment_name_is_read() {
+    let p = ["--print-config"];
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("WEB_CONCURRENCY", "3", "workers", "3"),
+        ("GUNICORN_WORKERS", "4", "workers", "4"),
+        ("UVICORN_WORKERS", "5", "workers", "5"),
+        ("FERRICORN_WORKERS", "6", "workers", "6"),
+        ("PORT", "9100", "bind", "[\"0.0.0.0:9100\"]"),
+        ("UVICORN_PORT", "9101", "bind", "[\"127.0.0.1:9101\"]"),
+        ("GUNICORN_LOG_LEVEL", "WARNING", "log_level", "\"warning\""),
+        ("UVICORN_LOG_LEVEL", "debug", "log_level", "\"debug\""),
+        ("FERRICORN_GRACEFUL_TIMEOUT", "7", "graceful_timeout", "7"),
+        ("FERRICORN_KEEP_ALIVE", "2.5", "keep_alive", "2.5"),
+        (
+            "FERRICORN_LIMIT_REQUEST_LINE",
+            "100",
+            "limit_request_line",
+            "100",
+        ),
+    ];
+    for (name, value, key, shown) in cases {
+        let out = run("env-names", &p, &[(name, value)], None);
+        assert_setting(&out, key, shown, &format!("env {name}"));
+    }
+    let out = run(
+        "uvicorn-host",
+        &p,
+        &[("UVICORN_HOST", "127.0.0.2"), ("UVICORN_PORT", "9102")],
+        None,
+    );
+    assert_setting(
+        &out,
+        "bind",
+        "[\"127.0.0.2:9102\"]",
+        "env UVICORN_HOST+UVICORN_PORT",
+    );
+    let out = run(
+        "cmd-args",
+        &p,
+        &[("GUNICORN_CMD_ARGS", "--workers=7 --keep-alive 9")],
+        None,
+    );
+    assert_setting(&out, "workers", "7", "env GUNICORN_CMD_ARGS");
+    assert_setting(&out, "keep_alive", "9", "env GUNICORN_CMD_ARGS");
+}
+
+#[test]
+fn precedence_defaults_file_env_cmd_args_cli() {
+    let p = ["--print-config"];
+    let file = Some("workers = 2\nbacklog = 64\n");
+    assert_setting(
+        &run("prec0", &p, &[], None),
+        "workers",
+        "2 (auto",
+        "default",
+    );
+    assert_setting(
+        &run("prec1", &p, &[], file),
+        "workers",
+        "2",
+        "file ferricorn.toml",
+    );
+    assert_setting(
+        &run("prec1", &p, &[], file),
+        "backlog",
+        "64",
+        "file ferricorn.toml",
+    );
+    let web = ("WEB_CONCURRENCY", "3");
+    assert_setting(
+        &run("prec2", &p, &[web], file),
+        "workers",
+        "3",
+        "env WEB_CONCURRENCY",
+    );
+    let uv = ("UVICORN_WORKERS", "4");
+    assert_setting(
+        &run("prec3", &p, &[web, uv], file),
+        "workers",
+        "4",
+        "env UVICORN_WORKERS",
+    );
+    let gw = ("GUNICORN_WORKERS", "5");
+    assert_setting(
+        &run("prec4", &p, &[web, uv, gw], file),
+        "workers",
+        "5",
+        "env GUNICORN_WORKERS",
+    );
+    let ca = ("GUNICORN_CMD_ARGS", "-w 6");
+    assert_setting(
+        &run("prec5", &p, &[web, uv, gw, ca], file),
+        "workers",
+        "6",
+        "env GUNICORN_CMD_ARGS",
+    );
+    let fw = ("FERRICORN_WORKERS", "7");
+    let out = run("prec6", &p, &[web, uv, gw, ca, fw], file);
+    assert_setting(&out, "workers", "7", "env FERRICORN_WORKERS");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("# warning: `workers` is set differently by WEB_CONCURRENCY=3, UVICORN_WORKERS=4, GUNICORN_WORKERS=5, GUNICORN_CMD_ARGS=6, FERRICORN_WORKERS=7; using env FERRICORN_WORKERS"), "{stdout}");
+    let out = run("prec7", &["--print-config", "-w", "8"], &[web, fw], file);
+    assert_setting(&out, "workers", "8", "cli");
+    // -c names another file, which replaces ferricorn.toml.
+    let dir = temp_dir("prec-c");
+    std::fs::write(dir.join("ferricorn.toml"), "workers = 2").expect("write");
+    std::fs::write(dir.join("other.toml"), "workers = 9").expect("write");
+    let out = command(&dir)
+        .args(["--print-config", "-c", "other.toml"])
+        .output()
+        .expect("run");
+    assert_setting(&out, "workers", "9", "file other.toml");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn print_config_shows_capacity() {
+    let out = run(
+        "capacity",
+        &[
+            "--print-config",
+            "-w",
+            "3",
+            "--threads",
+            "4",
+            "--worker-connections",
+            "100",
+        ],
+        &[],
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("3 workers x 100 worker_connections = 300 connections"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("3 workers x 4 threads = 12 blocking threads"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("# CPUs: "), "{stdout}");
+}
+
+#[test]
+fn check_config_and_bad_values_exit_2_with_one_line() {
+    let ok = run("check-ok", &["--check-config"], &[], Some("workers = 2"));
+    assert_eq!(ok.status.code(), Some(0));
+    type Case<'a> = (
+        &'a [&'a str],
+        &'a [(&'a str, &'a str)],
+        Option<&'a str>,
+        &'a str,
+    );
+    let cases: &[Case<'_>] = &[
+        (
+            &["--workers", "many"],
+            &[],
+            None,
+            "invalid value 'many' for '--workers <N>'",
+        ),
+        (
+            &[],
+            &[("WEB_CONCURRENCY", "lots")],
+            None,
+            "invalid value for `workers` (from env WEB_CONCURRENCY)",
+        ),
+        (
+            &[],
+            &[],
+            Some("wrokers = 2"),
+            "file ferricorn.toml: unknown setting `wrokers`",
+        ),
+        (&[], &[], Some("workers = ["), "file ferricorn.toml"),
+        (
+            &["-b", "localhost:notaport"],
+            &[],
+            None,
+            "invalid value for `bind` (from cli)",
+        ),
+        (
+            &["--log-level", "loud"],
+            &[],
+            None,
+            "invalid value for `log_level` (from cli): `loud` is not one of",
+        ),
+        (
+            &["--graceful-timeout=-1"],
+            &[],
+            None,
+            "invalid value for `graceful_timeout` (from cli): -1 is not a number of seconds",
+        ),
+        (
+            &["-c", "missing.toml"],
+            &[],
+            None,
+            "config file missing.toml: no such file",
+        ),
+        (
+            &[],
+            &[("GUNICORN_CMD_ARGS", "-k uvicorn.workers.UvicornWorker")],
+            None,
+            "env GUNICORN_CMD_ARGS: unexpected argument '-k'",
+        ),
+        (
+            &["--no-such-flag"],
+            &[],
+            None,
+            "unexpected argument '--no-such-flag'",
+        ),
+    ];
+    for (args, env, file, message) in cases {
+        for check in [true, false] {
+            let mut all: Vec<&str> = args.to_vec();
+            if check {
+                all.push("--check-config");
+            }
+            let out = run("bad", &all, env, *file);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
+            assert!(stderr.contains(message), "{args:?} {env:?}: {stderr}");
+            assert_eq!(
+                stderr.trim_end().lines().count(),
+                1,
+                "not one line: {stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+}
+
+#[test]
+fn env_settings_reach_the_running_server() {
+    let server = Server::start_with(&[], &[("WEB_CONCURRENCY", "2"), ("FERRICORN_THREADS", "3")]);
+    assert_eq!(server.workers().len(), 2);
+    server.wait_log("starting with 2 workers", std::time::Duration::from_secs(1));
+    server.wait_log("3 blocking threads each", std::time::Duration::from_secs(1));
+}

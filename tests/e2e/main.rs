@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `ferricorn` binary on loopback, real requests,
+//! real signals. Split by area.
+
+mod config;
+mod http;
+mod process;
+mod support;
