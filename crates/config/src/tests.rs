@@ -1,6 +1,10 @@
 //! Layering under `figment::Jail`: each test gets its own working directory
 //! and environment.
 
+#![allow(
+    clippy::result_large_err,
+    reason = "figment::Jail closures return figment's own, large, error type"
+)]
 use std::path::Path;
 
 use figment::Jail;
