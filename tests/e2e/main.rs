@@ -2,6 +2,7 @@
 //! real signals. Split by area.
 
 mod config;
+mod example;
 mod http;
 mod process;
 mod support;

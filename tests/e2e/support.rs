@@ -31,7 +31,12 @@ const SETTINGS_ENV: &[&str] = &[
 /// A command for the binary in an empty directory with none of the settings'
 /// environment names inherited.
 pub fn command(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
+    command_for(Path::new(BIN), dir)
+}
+
+/// As [`command`], for another binary built from this workspace.
+pub fn command_for(bin: &Path, dir: &Path) -> Command {
+    let mut cmd = Command::new(bin);
     cmd.current_dir(dir);
     for (name, _) in std::env::vars() {
         if name.starts_with("FERRICORN_") || SETTINGS_ENV.contains(&name.as_str()) {
@@ -73,8 +78,13 @@ impl Server {
 
     /// Starts the binary and waits only until it listens.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn_bin(Path::new(BIN), args, env)
+    }
+
+    /// Starts `bin` and waits only until it listens.
+    pub fn spawn_bin(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = temp_dir(&format!("{:?}", std::thread::current().id()).replace(['(', ')'], ""));
-        let mut cmd = command(&dir);
+        let mut cmd = command_for(bin, &dir);
         cmd.args(["-b", "127.0.0.1:0"])
             .args(args)
             .envs(env.iter().copied());

@@ -53,6 +53,10 @@ impl App for Demo {
         Ok(())
     }
 
+    async fn shutdown(&self) {
+        tracing::info!("demo app: lifespan shutdown in worker {}", self.ctx.index());
+    }
+
     async fn call(&self, req: Request) -> Response {
         let get = matches!(*req.method(), Method::GET | Method::HEAD);
         match (req.uri().path(), get) {

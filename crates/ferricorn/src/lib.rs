@@ -46,3 +46,6 @@ pub fn run<A: App>(factory: impl Fn(&Context) -> A) -> ExitCode {
         Err(code) => ExitCode::from(code),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -150,3 +150,21 @@ async fn catch_panic<F: Future>(fut: F) -> Result<F::Output, ()> {
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::catch_panic;
+
+    #[test]
+    fn a_panicking_handler_becomes_an_error_not_a_dead_worker() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let caught = rt.block_on(catch_panic(async {
+            tokio::task::yield_now().await;
+            panic!("handler bug")
+        }));
+        assert!(caught.is_err());
+        assert_eq!(rt.block_on(catch_panic(async { 7 })), Ok(7));
+    }
+}

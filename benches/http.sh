@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Throughput, latency and memory of the demo server under wrk.
+#
+# Builds ferricorn in release, starts it with 2 workers on a free loopback
+# port, runs a bounded wrk load (default 1 thread, 64 connections, 10 s)
+# against / and /json, and prints requests/s, p50 and p99 latency, and the
+# RSS of the supervisor and of each worker, idle and after the load.
+#
+#   benches/http.sh                 # or: just bench
+#   DURATION=30s CONNECTIONS=128 benches/http.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-1}
+WORKERS=${WORKERS:-2}
+
+if ! command -v wrk >/dev/null; then
+    echo "installing wrk" >&2
+    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+cargo build --release --quiet --bin ferricorn
+BIN=target/release/ferricorn
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+LOG=$(mktemp)
+"$BIN" -w "$WORKERS" -b "127.0.0.1:$PORT" --log-level warning 2>"$LOG" &
+PID=$!
+trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null; rm -f "$LOG"' EXIT
+
+ready() {
+    python3 - "$PORT" <<'PY'
+import socket, sys
+try:
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
+    s.sendall(b"GET /readyz HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+    sys.exit(0 if s.recv(64).startswith(b"HTTP/1.1 200") else 1)
+except OSError:
+    sys.exit(1)
+PY
+}
+for _ in $(seq 100); do ready && break; sleep 0.1; done
+ready || { echo "server did not become ready" >&2; cat "$LOG" >&2; exit 1; }
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+workers() { for p in /proc/[0-9]*; do
+    [ "$(awk '{print $4}' "$p/stat" 2>/dev/null)" = "$PID" ] && basename "$p"; done; }
+memory() {
+    local line="supervisor $(rss_kib $PID) KiB"
+    for w in $(workers); do line="$line, worker $(rss_kib "$w") KiB"; done
+    echo "$line"
+}
+
+echo "ferricorn $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $WORKERS workers, wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $(nproc) CPUs"
+echo "idle RSS: $(memory)"
+printf '%-8s %12s %10s %10s\n' path req/s p50 p99
+for path in / /json; do
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$PORT$path")
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    errors=$(awk '/Non-2xx|Socket errors/' <<<"$out")
+    printf '%-8s %12s %10s %10s\n' "$path" "$rps" "$p50" "$p99"
+    [ -z "$errors" ] || echo "  $errors"
+done
+echo "RSS after load: $(memory)"
