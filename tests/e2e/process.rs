@@ -56,6 +56,40 @@ fn a_killed_worker_is_replaced_while_others_keep_serving() {
 }
 
 #[test]
+fn a_stopped_worker_is_killed_at_timeout_and_replaced() {
+    let server = Server::start(&["-w", "2", "--timeout", "2", "--keep-alive", "60"]);
+    let mut conn = server.conn();
+    let serving = pid_of(&conn.get("/worker").text());
+    let victim = *server
+        .workers()
+        .iter()
+        .find(|p| **p != serving)
+        .expect("another worker");
+    kill_pid(victim, Signal::SIGSTOP);
+    let stopped = Instant::now();
+    server.wait_log(
+        &format!("WORKER TIMEOUT (pid:{victim})"),
+        Duration::from_secs(6),
+    );
+    let replaced = wait_until(Duration::from_secs(6), || {
+        let now = server.workers();
+        now.len() == 2 && !now.contains(&victim)
+    });
+    assert!(replaced, "hung worker not replaced: {:?}", server.workers());
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        stopped.elapsed()
+    );
+    assert_eq!(
+        pid_of(&conn.get("/worker").text()),
+        serving,
+        "the other worker kept serving"
+    );
+    server.wait_ready();
+}
+
+#[test]
 fn sigterm_lets_an_in_flight_request_finish_then_exits_0_without_orphans() {
     let mut server = Server::start(&["-w", "1"]);
     let workers = server.workers();

@@ -119,7 +119,32 @@ impl<'a, F: FnMut(usize) -> i32> Arbiter<'a, F> {
                 }
                 continue;
             }
+            self.kill_hung();
             self.respawn_due();
+        }
+    }
+
+    /// Kills serving workers whose event loop has not written a heartbeat
+    /// for `--timeout`: a blocked loop and a stopped process look the same.
+    /// The reaper then replaces them.
+    fn kill_hung(&mut self) {
+        let Some(timeout) = self.config.timeout else {
+            return;
+        };
+        for (index, slot) in self.slots.iter().enumerate() {
+            let (Some(pid), Some(shm)) = (slot.pid, self.shared.slot(index)) else {
+                continue;
+            };
+            let serving = matches!(shm.state(), SlotState::Ready | SlotState::Draining);
+            let age = Duration::from_millis(shm.heartbeat_age_ms());
+            if serving && age > timeout {
+                error!(
+                    "WORKER TIMEOUT (pid:{pid}): worker {index} sent no heartbeat for {age:?}; killing it"
+                );
+                let _ = kill(pid, Signal::SIGKILL);
+                // Not again before the reaper has seen it.
+                shm.beat();
+            }
         }
     }
 
