@@ -49,3 +49,8 @@ pub fn run<A: App>(factory: impl Fn(&Context) -> A) -> ExitCode {
 
 #[cfg(test)]
 mod tests;
+
+/// The README's code blocks, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,22 @@
+# ferricorn's everyday commands (https://github.com/casey/just).
+
+# Serve the demo app on 127.0.0.1:8000.
+run *ARGS:
+    cargo run --release -- {{ARGS}}
+
+# Every test, unit and end-to-end.
+test:
+    cargo test
+
+# What CI runs.
+ci:
+    bash .ci/run
+
+# Format and lint.
+lint:
+    cargo fmt --all
+    cargo clippy --all-targets -- -D warnings
+
+# Throughput, latency and memory under wrk (installs wrk if missing).
+bench:
+    bash benches/http.sh
