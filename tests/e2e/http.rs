@@ -242,3 +242,25 @@ fn unix_socket_bind_serves_and_is_removed_at_stop() {
     assert!(server.wait_exit(Duration::from_secs(10)).success());
     assert!(!path.exists(), "socket file left behind");
 }
+
+#[test]
+fn health_paths_move_and_turn_off() {
+    let server = Server::spawn(
+        &["-w", "1", "--health-path=", "--ready-path", "/ready"],
+        &[],
+    );
+    let ready = crate::support::wait_until(Duration::from_secs(20), || {
+        crate::support::Conn::try_open(server.port)
+            .and_then(|mut c| c.try_get("/ready"))
+            .is_some_and(|r| r.status == 200)
+    });
+    assert!(ready, "moved readiness endpoint never answered 200");
+    assert_eq!(
+        server.get("/healthz").status,
+        404,
+        "turned off: the app answers"
+    );
+    assert_eq!(server.get("/readyz").status, 404, "moved: the app answers");
+    let res = server.get("/ready");
+    assert_eq!((res.status, res.text().as_str()), (200, "ready"));
+}
