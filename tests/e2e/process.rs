@@ -194,18 +194,44 @@ fn a_port_in_use_exits_1_naming_the_address() {
 #[test]
 fn ttin_and_ttou_scale_the_workers() {
     let server = Server::start(&["-w", "1"]);
+    let count = |n: usize| wait_until(Duration::from_secs(10), || server.workers().len() == n);
     server.signal(Signal::SIGTTIN);
-    assert!(wait_until(Duration::from_secs(10), || server
-        .workers()
-        .len()
-        == 2));
+    assert!(count(2), "TTIN: {:?}", server.workers());
     server.wait_ready();
     server.signal(Signal::SIGTTOU);
-    assert!(wait_until(Duration::from_secs(10), || server
-        .workers()
-        .len()
-        == 1));
+    assert!(count(1), "TTOU: {:?}", server.workers());
     server.wait_ready();
+    server.wait_log("worker 1 (pid ", Duration::from_secs(5));
+    assert!(
+        !server.log().contains("exited with code"),
+        "a retired worker is no failure"
+    );
+
+    // Down and straight up again while the retired worker still drains a
+    // slow request: the slot is refilled once that worker has exited.
+    server.signal(Signal::SIGTTIN);
+    assert!(count(2), "TTIN: {:?}", server.workers());
+    server.wait_ready();
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        let mut c = server.conn();
+        c.send(b"GET /blocking?ms=400 HTTP/1.1\r\nHost: t\r\n\r\n");
+        slow.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    server.signal(Signal::SIGTTOU);
+    server.signal(Signal::SIGTTIN);
+    for mut c in slow {
+        assert_eq!(c.read_response(false).expect("slow response").status, 200);
+    }
+    assert!(count(2), "refilled: {:?}", server.workers());
+    server.wait_ready();
+    assert_eq!(
+        server.log().matches("booting worker 1 ").count(),
+        3,
+        "{}",
+        server.log()
+    );
 }
 
 /// The pid in a `/worker` answer.

@@ -28,6 +28,7 @@ pub(crate) fn init(level: LogLevel) {
     let _ = tracing_subscriber::fmt()
         .with_max_level(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(false)
         .event_format(Format)
         .try_init();
 }

@@ -59,6 +59,8 @@ struct Slot {
     spawned: Option<Instant>,
     /// Boot crashes in a row.
     crashes: u32,
+    /// Told to drain and exit (scaled down); its exit is expected.
+    retiring: bool,
     /// When to fork the next worker, if the slot waits to be filled.
     respawn_at: Option<Instant>,
 }
@@ -199,7 +201,10 @@ impl<'a, F: FnMut(usize) -> i32> Arbiter<'a, F> {
             }
             info!("scaling up to {} workers", self.desired);
             self.shared.header().set_desired(self.desired as u32);
-            self.spawn(self.desired - 1);
+            // A slot whose retiring worker still drains is refilled when it exits.
+            if self.slots[self.desired - 1].pid.is_none() {
+                self.spawn(self.desired - 1);
+            }
         } else if delta < 0 && self.desired > 1 {
             self.desired -= 1;
             info!("scaling down to {} workers", self.desired);
@@ -207,6 +212,7 @@ impl<'a, F: FnMut(usize) -> i32> Arbiter<'a, F> {
             let slot = &mut self.slots[self.desired];
             slot.respawn_at = None;
             if let Some(pid) = slot.pid {
+                slot.retiring = true;
                 let _ = kill(pid, Signal::SIGTERM);
             }
         }
@@ -314,8 +320,9 @@ impl<'a, F: FnMut(usize) -> i32> Arbiter<'a, F> {
         }
         let slot = &mut self.slots[index];
         slot.pid = None;
+        let retired = std::mem::take(&mut slot.retiring);
         let lived = slot.spawned.map_or(Duration::ZERO, |t| t.elapsed());
-        let expected = self.stopping.is_some() || index >= self.desired;
+        let expected = self.stopping.is_some() || retired;
         match status {
             WaitStatus::Exited(_, 0) if expected => info!("worker {index} (pid {pid}) exited"),
             WaitStatus::Exited(_, EXIT_BOOT_FAILED) if booting => {
@@ -339,8 +346,8 @@ impl<'a, F: FnMut(usize) -> i32> Arbiter<'a, F> {
             }
             other => warn!("worker {index} (pid {pid}): {other:?}"),
         }
-        if !expected {
-            self.schedule_respawn(index, lived < CRASH_WINDOW);
+        if self.stopping.is_none() && index < self.desired {
+            self.schedule_respawn(index, !retired && lived < CRASH_WINDOW);
         }
     }
 }

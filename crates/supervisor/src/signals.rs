@@ -26,6 +26,8 @@ pub const HANDLED: [Signal; 9] = [
 
 /// The write end of the pipe, for the handler; -1 when none is installed.
 static PIPE: AtomicI32 = AtomicI32::new(-1);
+/// The read end, so a forked child can close both.
+static PIPE_READ: AtomicI32 = AtomicI32::new(-1);
 
 extern "C" fn on_signal(signal: nix::libc::c_int) {
     let saved = Errno::last_raw();
@@ -52,6 +54,7 @@ impl Signals {
     pub fn install() -> nix::Result<Self> {
         let (read, write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
         PIPE.store(write.as_raw_fd(), Relaxed);
+        PIPE_READ.store(read.as_raw_fd(), Relaxed);
         let action = SigAction::new(
             SigHandler::Handler(on_signal),
             SaFlags::SA_RESTART,
@@ -109,9 +112,16 @@ pub(crate) fn restore(mask: &SigSet) {
     let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None);
 }
 
-/// In a freshly forked child: default dispositions, no pipe.
+/// In a freshly forked child: default dispositions, and the pipe closed.
 pub(crate) fn reset_in_child() {
-    PIPE.store(-1, Relaxed);
+    for fd in [PIPE.swap(-1, Relaxed), PIPE_READ.swap(-1, Relaxed)] {
+        if fd >= 0 {
+            // The child's copies of the supervisor's pipe: nothing in the
+            // child uses them, and the parent's `OwnedFd`s are never dropped
+            // here (the child exits without unwinding into them).
+            let _ = nix::unistd::close(fd);
+        }
+    }
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for signal in HANDLED {
         // SAFETY: restoring the default disposition installs no handler.
