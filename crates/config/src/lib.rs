@@ -191,6 +191,21 @@ impl Loaded {
             secs(Some(c.header_timeout)),
             secs(Some(c.graceful_timeout)),
             secs(c.timeout),
+            secs(c.boot_timeout),
+            secs(Some(c.shutdown_delay)),
+            c.max_requests.unwrap_or(0).to_string(),
+            c.max_requests_jitter.to_string(),
+            (c.max_worker_memory.unwrap_or(0) >> 20).to_string(),
+            format!(
+                "{:?}",
+                c.pid
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string())
+            ),
+            quoted(&c.user),
+            quoted(&c.group),
+            c.umask
+                .map_or_else(|| "\"\"".to_owned(), |m| format!("\"{m:03o}\"")),
             limit(c.limits.request_line),
             c.limits.request_fields.to_string(),
             limit(c.limits.request_field_size),

@@ -61,6 +61,51 @@ pub struct Options {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<f64>,
 
+    /// Seconds a worker may take to finish its app's startup before it is killed; 0 turns it off [default: 30]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot_timeout: Option<f64>,
+
+    /// Seconds between SIGTERM and the drain, while /readyz answers 503 and requests are still served [default: 0]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_delay: Option<f64>,
+
+    /// Requests after which a worker is replaced; 0 turns recycling off [default: 0]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_requests: Option<u64>,
+
+    /// Up to this many more requests, chosen at random per worker, so workers do not recycle together [default: 0]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_requests_jitter: Option<u64>,
+
+    /// RSS in MiB above which a worker is replaced; 0 turns it off [default: 0]
+    #[arg(long, value_name = "MIB")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_worker_memory: Option<u64>,
+
+    /// File to write the supervisor's pid to once it is ready; removed at exit [default: none]
+    #[arg(short, long, value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+
+    /// User (name or id) the workers switch to after the fork [default: unchanged]
+    #[arg(short, long, value_name = "USER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+
+    /// Group (name or id) the workers switch to after the fork [default: the user's group]
+    #[arg(short, long, value_name = "GROUP")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+
+    /// File mode creation mask of the workers and unix sockets, in octal [default: unchanged]
+    #[arg(short = 'm', long, value_name = "MASK")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub umask: Option<String>,
+
     /// Longest request line in bytes (method, target, version); 0 means no limit [default: 4094]
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -116,6 +161,15 @@ pub(crate) const KEYS: &[(&str, Kind)] = &[
     ("header_timeout", Kind::Secs),
     ("graceful_timeout", Kind::Secs),
     ("timeout", Kind::Secs),
+    ("boot_timeout", Kind::Secs),
+    ("shutdown_delay", Kind::Secs),
+    ("max_requests", Kind::Int),
+    ("max_requests_jitter", Kind::Int),
+    ("max_worker_memory", Kind::Int),
+    ("pid", Kind::Text),
+    ("user", Kind::Text),
+    ("group", Kind::Text),
+    ("umask", Kind::Text),
     ("limit_request_line", Kind::Int),
     ("limit_request_fields", Kind::Int),
     ("limit_request_field_size", Kind::Int),
@@ -172,6 +226,15 @@ mod tests {
             header_timeout: Some(0.0),
             graceful_timeout: Some(0.0),
             timeout: Some(0.0),
+            boot_timeout: Some(0.0),
+            shutdown_delay: Some(0.0),
+            max_requests: Some(0),
+            max_requests_jitter: Some(0),
+            max_worker_memory: Some(0),
+            pid: Some(String::new()),
+            user: Some(String::new()),
+            group: Some(String::new()),
+            umask: Some(String::new()),
             limit_request_line: Some(0),
             limit_request_fields: Some(0),
             limit_request_field_size: Some(0),

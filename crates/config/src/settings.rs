@@ -39,6 +39,24 @@ pub struct Config {
     pub graceful_timeout: Duration,
     /// Heartbeat age after which a worker is hung; `None` turns it off. Default 30 s.
     pub timeout: Option<Duration>,
+    /// Time a worker gets to finish its app's startup; `None` turns it off. Default 30 s.
+    pub boot_timeout: Option<Duration>,
+    /// Time between SIGTERM and the drain, while readiness is 503. Default 0.
+    pub shutdown_delay: Duration,
+    /// Requests after which a worker is replaced; `None` turns it off. Default off.
+    pub max_requests: Option<u64>,
+    /// Up to this many more requests per worker, at random. Default 0.
+    pub max_requests_jitter: u64,
+    /// RSS in bytes above which a worker is replaced; `None` turns it off. Default off.
+    pub max_worker_memory: Option<u64>,
+    /// The pidfile. Default none.
+    pub pid: Option<PathBuf>,
+    /// The user workers switch to. Default unchanged.
+    pub user: Option<String>,
+    /// The group workers switch to. Default the user's.
+    pub group: Option<String>,
+    /// The file mode creation mask. Default unchanged.
+    pub umask: Option<u32>,
     /// Request size limits.
     pub limits: Limits,
     /// Log level. Default info.
@@ -76,6 +94,8 @@ pub enum Bind {
     Tcp(SocketAddr),
     /// A unix socket file.
     Unix(PathBuf),
+    /// A listening socket already open as this file descriptor (`fd://N`).
+    Fd(i32),
 }
 
 impl fmt::Display for Bind {
@@ -83,6 +103,7 @@ impl fmt::Display for Bind {
         match self {
             Self::Tcp(addr) => write!(f, "{addr}"),
             Self::Unix(path) => write!(f, "unix:{}", path.display()),
+            Self::Fd(fd) => write!(f, "fd://{fd}"),
         }
     }
 }
@@ -173,6 +194,30 @@ impl Config {
             header_timeout: positive("header_timeout", o.header_timeout.unwrap_or(10.0))?,
             graceful_timeout: secs("graceful_timeout", o.graceful_timeout.unwrap_or(30.0))?,
             timeout: Some(secs("timeout", o.timeout.unwrap_or(30.0))?).filter(|d| !d.is_zero()),
+            boot_timeout: Some(secs("boot_timeout", o.boot_timeout.unwrap_or(30.0))?)
+                .filter(|d| !d.is_zero()),
+            shutdown_delay: secs("shutdown_delay", o.shutdown_delay.unwrap_or(0.0))?,
+            max_requests: o.max_requests.filter(|n| *n > 0),
+            max_requests_jitter: o.max_requests_jitter.unwrap_or(0),
+            max_worker_memory: match o.max_worker_memory.unwrap_or(0) {
+                0 => None,
+                mib => Some(mib.checked_mul(1 << 20).ok_or_else(|| {
+                    invalid("max_worker_memory", format!("{mib} MiB is too large"))
+                })?),
+            },
+            pid: o
+                .pid
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+            user: o.user.clone().filter(|u| !u.is_empty()),
+            group: o.group.clone().filter(|g| !g.is_empty()),
+            umask: o
+                .umask
+                .as_deref()
+                .filter(|m| !m.is_empty())
+                .map(umask)
+                .transpose()?,
             limits: Limits {
                 request_line: Some(range(
                     "limit_request_line",
@@ -207,6 +252,18 @@ impl Config {
             )?,
             ready_path: path("ready_path", o.ready_path.as_deref().unwrap_or("/readyz"))?,
         })
+    }
+}
+
+/// An octal mask: `022`, `0o022` or `0022`.
+fn umask(m: &str) -> Check<u32> {
+    let digits = m.trim().trim_start_matches("0o");
+    match u32::from_str_radix(digits, 8) {
+        Ok(n) if n <= 0o777 => Ok(n),
+        _ => Err(invalid(
+            "umask",
+            format!("`{m}` is not an octal mask from 0 to 777"),
+        )),
     }
 }
 
@@ -264,6 +321,15 @@ fn binds(addrs: &[String]) -> Check<Vec<Bind>> {
 /// Parses one address; a host name may resolve to several.
 fn bind(a: &str) -> Check<Vec<Bind>> {
     let a = a.trim();
+    if let Some(fd) = a.strip_prefix("fd://") {
+        return match fd.parse::<i32>() {
+            Ok(fd) if fd >= 3 => Ok(vec![Bind::Fd(fd)]),
+            _ => Err(invalid(
+                "bind",
+                format!("`{a}`: fd://N needs a descriptor number of 3 or more"),
+            )),
+        };
+    }
     if let Some(path) = a.strip_prefix("unix:") {
         if path.is_empty() {
             return Err(invalid("bind", "`unix:` needs a path"));
@@ -355,6 +421,8 @@ mod tests {
         assert!(b("127.0.0.1:http").is_err());
         assert!(b("127.0.0.1:70000").is_err());
         assert!(b("unix:").is_err());
+        assert_eq!(b("fd://3"), Ok(vec![Bind::Fd(3)]));
+        assert!(b("fd://1").is_err() && b("fd://x").is_err());
         assert!(b(":80").is_err());
         assert!(b("a b:80").is_err());
     }
@@ -404,6 +472,30 @@ mod tests {
             }),
             "limit_request_fields"
         );
+    }
+
+    #[test]
+    fn recycling_and_process_options() {
+        let o = Options {
+            max_requests: Some(200),
+            max_requests_jitter: Some(20),
+            max_worker_memory: Some(64),
+            umask: Some("0o027".into()),
+            pid: Some("/run/f.pid".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&o, cpus()).expect("valid");
+        assert_eq!((c.max_requests, c.max_requests_jitter), (Some(200), 20));
+        assert_eq!(c.max_worker_memory, Some(64 << 20));
+        assert_eq!(c.umask, Some(0o027));
+        assert_eq!(c.pid.as_deref(), Some(std::path::Path::new("/run/f.pid")));
+        assert_eq!(c.boot_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(c.shutdown_delay, Duration::ZERO);
+        let bad = Options {
+            umask: Some("999".into()),
+            ..Default::default()
+        };
+        assert_eq!(Config::resolve(&bad, cpus()).expect_err("bad").key, "umask");
     }
 
     #[test]

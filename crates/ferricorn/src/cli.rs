@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use ferricorn_config::{Loaded, Options};
+use ferricorn_config::{Config, Loaded, Options};
 use ferricorn_shm::Shared;
-use ferricorn_supervisor::Listener;
+use ferricorn_supervisor::{Host, Identity, Listener, Listeners, Spawn};
 use ferricorn_worker::Context;
 use tracing::{error, info, warn};
 
@@ -70,16 +70,23 @@ pub(crate) fn main<A: App>(factory: impl Fn(&Context) -> A) -> Result<(), u8> {
         print!("{}", loaded.report());
         return Ok(());
     }
+    if let Err(e) = Identity::of(&loaded.config) {
+        eprintln!("ferricorn: error: invalid value for `user`/`group`: {e}");
+        return Err(EXIT_CONFIG);
+    }
     if cli.check_config {
         println!("ferricorn: configuration is valid");
         return Ok(());
     }
     logging::init(loaded.config.log_level);
-    serve(&loaded, factory)
+    serve(&cli, loaded, factory)
 }
 
-fn serve<A: App>(loaded: &Loaded, factory: impl Fn(&Context) -> A) -> Result<(), u8> {
+fn serve<A: App>(cli: &Cli, loaded: Loaded, factory: impl Fn(&Context) -> A) -> Result<(), u8> {
     let config = &loaded.config;
+    if let Some(mask) = config.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
     for w in &loaded.warnings {
         warn!("{w}");
     }
@@ -101,20 +108,13 @@ fn serve<A: App>(loaded: &Loaded, factory: impl Fn(&Context) -> A) -> Result<(),
         error!("cannot map shared memory: {e}");
         EXIT_FAILURE
     })?;
-    let body = |index: usize| {
-        logging::set_worker(index);
-        let inherited = listeners.iter().map(inherit).collect::<Result<Vec<_>, _>>();
-        match inherited {
-            Ok(inherited) => {
-                ferricorn_worker::run(config, shared, index, inherited, |ctx| Served(factory(ctx)))
-            }
-            Err(e) => {
-                error!("cannot use an inherited listener: {e}");
-                i32::from(EXIT_FAILURE)
-            }
-        }
+    let host = Runner {
+        cli,
+        listeners: &listeners,
+        shared,
+        factory,
     };
-    match ferricorn_supervisor::run(config, shared, body) {
+    match ferricorn_supervisor::run(config.clone(), shared, host) {
         Ok(()) => {
             info!("stopped");
             Ok(())
@@ -123,6 +123,50 @@ fn serve<A: App>(loaded: &Loaded, factory: impl Fn(&Context) -> A) -> Result<(),
             error!("{e}");
             Err(e.exit_code())
         }
+    }
+}
+
+/// What the supervisor calls back: the worker's body, and reloads.
+struct Runner<'a, F> {
+    cli: &'a Cli,
+    listeners: &'a Listeners,
+    shared: Shared,
+    factory: F,
+}
+
+impl<A: App, F: Fn(&Context) -> A> Host for Runner<'_, F> {
+    fn worker(&mut self, spawn: Spawn<'_>) -> i32 {
+        logging::set_worker(spawn.index);
+        let inherited = self
+            .listeners
+            .iter()
+            .map(inherit)
+            .collect::<Result<Vec<_>, _>>();
+        match inherited {
+            Ok(inherited) => ferricorn_worker::run(
+                spawn.config,
+                self.shared,
+                (spawn.index, spawn.cell),
+                inherited,
+                |ctx| Served((self.factory)(ctx)),
+            ),
+            Err(e) => {
+                error!("cannot use an inherited listener: {e}");
+                i32::from(EXIT_FAILURE)
+            }
+        }
+    }
+
+    /// The config file and the environment again; the original command line
+    /// still wins.
+    fn reload(&mut self) -> Result<Config, String> {
+        let loaded = ferricorn_config::load(&self.cli.options, self.cli.config.as_deref())
+            .map_err(|e| e.to_string())?;
+        Identity::of(&loaded.config)?;
+        for w in &loaded.warnings {
+            warn!("{w}");
+        }
+        Ok(loaded.config)
     }
 }
 

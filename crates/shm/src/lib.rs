@@ -7,11 +7,14 @@
 //!
 //! - [`Shared`]: a `Copy` handle to the region, valid for the whole process.
 //! - [`Header`]: server-wide state (desired worker count, draining flag).
-//! - [`Slot`]: one per worker slot: pid, [`SlotState`], heartbeat, counters,
-//!   and the last boot error of the worker in that slot.
+//! - [`Cell`]: one per worker process: its slot index, pid, [`CellState`],
+//!   heartbeat, counters, and its boot error. There are more cells than slots
+//!   because a slot's replacement boots while the worker it replaces still
+//!   serves.
 //!
 //! Every field is an atomic, so reading and writing needs no lock and no
-//! `unsafe`; zeroed memory is a valid, empty region.
+//! `unsafe`; zeroed memory is a valid, empty region. Only the supervisor
+//! claims and clears cells; a worker writes only its own cell.
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -23,8 +26,11 @@ use nix::time::{ClockId, clock_gettime};
 /// How many worker slots the region holds; the most workers one server can run.
 pub const MAX_SLOTS: usize = 256;
 
-/// Exit code of a worker whose app failed its lifespan startup; the
-/// supervisor then stops the server instead of respawning.
+/// How many worker processes can exist at once: every slot's worker, its
+/// replacement, and workers still draining.
+pub const MAX_CELLS: usize = 2 * MAX_SLOTS;
+
+/// Exit code of a worker whose app failed its lifespan startup.
 pub const EXIT_BOOT_FAILED: i32 = 3;
 
 /// Bytes kept of a worker's boot error message.
@@ -36,13 +42,15 @@ pub const ERROR_LEN: usize = 240;
 pub struct Header {
     desired: AtomicU32,
     draining: AtomicU32,
+    /// One past the highest cell ever claimed; scans stop there.
+    cells_used: AtomicU32,
 }
 
-/// What a slot's worker is doing.
+/// What a cell's worker is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
-pub enum SlotState {
-    /// No worker in the slot.
+pub enum CellState {
+    /// No worker in the cell.
     Empty = 0,
     /// Forked, running the app's lifespan startup.
     Booting = 1,
@@ -52,7 +60,7 @@ pub enum SlotState {
     Draining = 3,
 }
 
-impl SlotState {
+impl CellState {
     fn from_u32(v: u32) -> Self {
         match v {
             1 => Self::Booting,
@@ -63,16 +71,17 @@ impl SlotState {
     }
 }
 
-/// One worker slot. Cache-line aligned so that workers updating their own
-/// counters do not contend.
+/// One worker process. Cache-line aligned so that workers updating their
+/// own counters do not contend.
 #[derive(Debug)]
 #[repr(C, align(64))]
-pub struct Slot {
+pub struct Cell {
+    index: AtomicU32,
     pid: AtomicI32,
     state: AtomicU32,
+    retire: AtomicU32,
     heartbeat_ms: AtomicU64,
     requests: AtomicU64,
-    restarts: AtomicU64,
     error_len: AtomicU32,
     error: [AtomicU8; ERROR_LEN],
 }
@@ -80,7 +89,8 @@ pub struct Slot {
 #[repr(C)]
 struct Region {
     header: Header,
-    slots: [Slot; MAX_SLOTS],
+    restarts: [AtomicU64; MAX_SLOTS],
+    cells: [Cell; MAX_CELLS],
 }
 
 /// A handle to the shared region. Cheap to copy; valid until the process exits.
@@ -124,23 +134,72 @@ impl Shared {
         &self.region.header
     }
 
-    /// The slot at `index`; `None` past [`MAX_SLOTS`].
-    pub fn slot(&self, index: usize) -> Option<&'static Slot> {
-        self.region.slots.get(index)
+    /// The cell with id `id`; `None` past [`MAX_CELLS`].
+    pub fn cell(&self, id: usize) -> Option<&'static Cell> {
+        self.region.cells.get(id)
+    }
+
+    /// The cells that have ever been used.
+    fn used(&self) -> &'static [Cell] {
+        let n = (self.region.header.cells_used.load(Relaxed) as usize).min(MAX_CELLS);
+        &self.region.cells[..n]
+    }
+
+    /// Claims an empty cell for a worker about to be forked into slot
+    /// `index`, and resets it. Called by the supervisor before the fork, so
+    /// the child's own updates cannot be overwritten. `None` when all are taken.
+    pub fn claim(&self, index: usize) -> Option<usize> {
+        let id = self
+            .region
+            .cells
+            .iter()
+            .position(|c| c.state() == CellState::Empty && c.pid() == 0)?;
+        let cell = &self.region.cells[id];
+        cell.index.store(index as u32, Relaxed);
+        cell.error_len.store(0, Relaxed);
+        cell.requests.store(0, Relaxed);
+        cell.retire.store(0, Relaxed);
+        cell.heartbeat_ms.store(now_ms(), Relaxed);
+        cell.pid.store(-1, Relaxed);
+        cell.state.store(CellState::Booting as u32, Relaxed);
+        self.region
+            .header
+            .cells_used
+            .fetch_max(id as u32 + 1, Relaxed);
+        Some(id)
+    }
+
+    /// Counts a replacement of the worker in slot `index`.
+    pub fn count_restart(&self, index: usize) {
+        if let Some(r) = self.region.restarts.get(index) {
+            r.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// How many times the worker in slot `index` has been replaced.
+    pub fn restarts(&self, index: usize) -> u64 {
+        self.region
+            .restarts
+            .get(index)
+            .map_or(0, |r| r.load(Relaxed))
     }
 
     /// Whether the server can take traffic: not draining, and every desired
-    /// slot holds a worker that finished startup.
+    /// slot has a worker that finished startup.
     pub fn is_ready(&self) -> Result<(), NotReady> {
         let header = self.header();
         if header.is_draining() {
             return Err(NotReady::Draining);
         }
-        let desired = header.desired() as usize;
-        let ready = self.region.slots[..desired.min(MAX_SLOTS)]
-            .iter()
-            .filter(|s| s.state() == SlotState::Ready)
-            .count();
+        let desired = (header.desired() as usize).min(MAX_SLOTS);
+        let mut ready = [0u64; MAX_SLOTS / 64];
+        for cell in self.used() {
+            let index = cell.index();
+            if cell.state() == CellState::Ready && index < desired {
+                ready[index / 64] |= 1 << (index % 64);
+            }
+        }
+        let ready = ready.iter().map(|w| w.count_ones() as usize).sum();
         if ready < desired {
             return Err(NotReady::Workers { ready, desired });
         }
@@ -193,15 +252,21 @@ impl Header {
     }
 }
 
-impl Slot {
-    /// Resets the slot for a worker about to be forked. Called before the
-    /// fork, so the child's own updates (ready) cannot be overwritten.
-    pub fn prepare(&self) {
-        self.error_len.store(0, Relaxed);
-        self.requests.store(0, Relaxed);
-        self.heartbeat_ms.store(now_ms(), Relaxed);
+impl Cell {
+    /// Empties the cell after its worker was reaped.
+    pub fn clear(&self) {
+        self.state.store(CellState::Empty as u32, Relaxed);
         self.pid.store(0, Relaxed);
-        self.state.store(SlotState::Booting as u32, Relaxed);
+    }
+
+    /// The slot index of the cell's worker.
+    pub fn index(&self) -> usize {
+        self.index.load(Relaxed) as usize
+    }
+
+    /// The pid of the cell's worker: 0 when empty, -1 while being forked.
+    pub fn pid(&self) -> i32 {
+        self.pid.load(Relaxed)
     }
 
     /// Records the forked worker's pid.
@@ -209,25 +274,13 @@ impl Slot {
         self.pid.store(pid, Relaxed);
     }
 
-    /// Empties the slot after its worker was reaped, counting a restart.
-    pub fn clear(&self) {
-        self.state.store(SlotState::Empty as u32, Relaxed);
-        self.pid.store(0, Relaxed);
-        self.restarts.fetch_add(1, Relaxed);
+    /// What the cell's worker is doing.
+    pub fn state(&self) -> CellState {
+        CellState::from_u32(self.state.load(Relaxed))
     }
 
-    /// The pid of the slot's worker, 0 when empty.
-    pub fn pid(&self) -> i32 {
-        self.pid.load(Relaxed)
-    }
-
-    /// What the slot's worker is doing.
-    pub fn state(&self) -> SlotState {
-        SlotState::from_u32(self.state.load(Relaxed))
-    }
-
-    /// Records what the slot's worker is doing.
-    pub fn set_state(&self, state: SlotState) {
+    /// Records what the cell's worker is doing.
+    pub fn set_state(&self, state: CellState) {
         self.state.store(state as u32, Relaxed);
     }
 
@@ -246,14 +299,19 @@ impl Slot {
         self.requests.fetch_add(1, Relaxed) + 1
     }
 
-    /// Requests served by the slot's current worker.
+    /// Requests served by the cell's worker.
     pub fn requests(&self) -> u64 {
         self.requests.load(Relaxed)
     }
 
-    /// How many times a worker in this slot has been replaced.
-    pub fn restarts(&self) -> u64 {
-        self.restarts.load(Relaxed)
+    /// Asks the supervisor to replace this worker (max-requests reached).
+    pub fn request_retire(&self) {
+        self.retire.store(1, Relaxed);
+    }
+
+    /// Whether the worker asked to be replaced; clears the request.
+    pub fn take_retire(&self) -> bool {
+        self.retire.swap(0, Relaxed) != 0
     }
 
     /// Stores the worker's boot error (truncated to [`ERROR_LEN`] bytes on a
@@ -269,7 +327,7 @@ impl Slot {
         self.error_len.store(end as u32, Relaxed);
     }
 
-    /// The boot error stored by the slot's last worker, if any.
+    /// The boot error stored by the cell's worker, if any.
     pub fn error(&self) -> Option<String> {
         let len = (self.error_len.load(Relaxed) as usize).min(ERROR_LEN);
         if len == 0 {
@@ -292,60 +350,79 @@ pub fn now_ms() -> u64 {
 mod tests {
     use super::*;
 
+    fn ready_in(shared: &Shared, index: usize) -> &'static Cell {
+        let id = shared.claim(index).expect("free cell");
+        let cell = shared.cell(id).expect("cell");
+        cell.set_pid(100 + id as i32);
+        cell.set_state(CellState::Ready);
+        cell
+    }
+
     #[test]
-    fn readiness_follows_slots_and_draining() {
+    fn readiness_counts_slots_not_cells() {
         let shared = Shared::new().expect("mmap");
         shared.header().set_desired(2);
-        assert_eq!(
-            shared.is_ready(),
-            Err(NotReady::Workers {
-                ready: 0,
-                desired: 2
-            })
-        );
-        for i in 0..2 {
-            let slot = shared.slot(i).expect("slot");
-            slot.prepare();
-            slot.set_pid(100 + i as i32);
-            slot.set_state(SlotState::Ready);
-        }
+        let not_ready = |ready| Err(NotReady::Workers { ready, desired: 2 });
+        assert_eq!(shared.is_ready(), not_ready(0));
+        let a = ready_in(&shared, 0);
+        // A replacement for slot 0 booting, then ready: still one slot.
+        let b = ready_in(&shared, 0);
+        assert_eq!(shared.is_ready(), not_ready(1));
+        let c = ready_in(&shared, 1);
         assert_eq!(shared.is_ready(), Ok(()));
-        shared.slot(1).expect("slot").clear();
-        assert_eq!(shared.slot(1).expect("slot").restarts(), 1);
-        assert!(shared.is_ready().is_err());
-        shared.slot(1).expect("slot").set_state(SlotState::Ready);
+        a.set_state(CellState::Draining);
+        assert_eq!(shared.is_ready(), Ok(()));
+        b.clear();
+        assert_eq!(shared.is_ready(), not_ready(1));
+        c.set_state(CellState::Ready);
         shared.header().set_draining();
         assert_eq!(shared.is_ready(), Err(NotReady::Draining));
     }
 
     #[test]
+    fn cleared_cells_are_claimed_again() {
+        let shared = Shared::new().expect("mmap");
+        let first = shared.claim(0).expect("cell");
+        let second = shared.claim(1).expect("cell");
+        assert_ne!(first, second);
+        let cell = shared.cell(first).expect("cell");
+        cell.count_request();
+        cell.request_retire();
+        cell.clear();
+        assert_eq!(shared.claim(5), Some(first));
+        assert_eq!(
+            (cell.index(), cell.requests(), cell.take_retire()),
+            (5, 0, false)
+        );
+    }
+
+    #[test]
     fn error_is_truncated_on_a_char_boundary() {
         let shared = Shared::new().expect("mmap");
-        let slot = shared.slot(0).expect("slot");
-        assert_eq!(slot.error(), None);
-        let long = "é".repeat(ERROR_LEN);
-        slot.set_error(&long);
-        let got = slot.error().expect("error");
+        let cell = shared.cell(0).expect("cell");
+        assert_eq!(cell.error(), None);
+        cell.set_error(&"é".repeat(ERROR_LEN));
+        let got = cell.error().expect("error");
         assert!(got.len() <= ERROR_LEN && got.chars().all(|c| c == 'é'));
     }
 
     #[test]
     fn memory_is_shared_with_a_forked_child() {
         let shared = Shared::new().expect("mmap");
-        let slot = shared.slot(3).expect("slot");
+        let cell = shared.cell(3).expect("cell");
         // SAFETY: the test harness may run other threads, but the child only
         // touches atomics in the shared mapping and then `_exit`s without
         // running destructors or taking locks.
         match unsafe { nix::unistd::fork() }.expect("fork") {
             nix::unistd::ForkResult::Child => {
-                slot.count_request();
-                slot.count_request();
+                cell.count_request();
+                cell.count_request();
                 // SAFETY: `_exit` is async-signal-safe and skips atexit handlers.
                 unsafe { nix::libc::_exit(0) };
             }
             nix::unistd::ForkResult::Parent { child } => {
                 nix::sys::wait::waitpid(child, None).expect("waitpid");
-                assert_eq!(slot.requests(), 2);
+                assert_eq!(cell.requests(), 2);
             }
         }
     }

@@ -1,17 +1,23 @@
-//! The supervisor's loop: keep every slot filled, turn signals into one
-//! [`Command`] each, and stop when told.
+//! The supervisor's loop: keep every slot filled, replace workers before
+//! retiring them, turn signals into one [`Command`] each, and stop when told.
+//!
+//! Every worker has a role. The **current** worker of a slot serves it. A
+//! **successor** boots beside it when the slot's worker is to be replaced
+//! (reload, max-requests, memory); only once the successor is ready is the
+//! current worker told to drain, becoming **retiring**. So capacity never
+//! drops below the configured count for a planned replacement.
 
 use std::time::{Duration, Instant};
 
 use ferricorn_config::{Config, MAX_WORKERS};
-use ferricorn_shm::{EXIT_BOOT_FAILED, Shared, SlotState};
+use ferricorn_shm::{CellState, EXIT_BOOT_FAILED, Shared};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use tracing::{error, info, warn};
 
 use crate::signals::Signals;
-use crate::{Error, process};
+use crate::{Error, Host, Spawn, pidfile, process};
 
 /// A worker that dies sooner than this after its fork counts as a boot crash.
 const CRASH_WINDOW: Duration = Duration::from_secs(5);
@@ -23,8 +29,14 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 const QUICK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time after graceful-timeout for the workers' lifespan shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// Time between SIGABRT and SIGKILL for a hung worker.
+const ABORT_GRACE: Duration = Duration::from_secs(1);
 /// The loop wakes at least this often.
 const TICK: Duration = Duration::from_secs(1);
+/// How often the loop looks while workers boot.
+const BOOT_TICK: Duration = Duration::from_millis(20);
+/// Memory checks in a row above the limit before a worker is replaced.
+const MEMORY_STRIKES: u32 = 2;
 
 /// What a signal asks of the supervisor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +45,8 @@ enum Command {
     Reap,
     /// Stop the server: gracefully (SIGTERM) or quickly (SIGINT, SIGQUIT).
     Stop { graceful: bool },
+    /// Re-read the settings and replace every worker (SIGHUP).
+    Reload,
     /// One worker more (SIGTTIN) or fewer (SIGTTOU).
     Scale(i8),
     /// A signal whose action is not built yet.
@@ -45,6 +59,7 @@ impl Command {
             Signal::SIGCHLD => Self::Reap,
             Signal::SIGTERM => Self::Stop { graceful: true },
             Signal::SIGINT | Signal::SIGQUIT => Self::Stop { graceful: false },
+            Signal::SIGHUP => Self::Reload,
             Signal::SIGTTIN => Self::Scale(1),
             Signal::SIGTTOU => Self::Scale(-1),
             other => Self::Unsupported(other),
@@ -52,17 +67,57 @@ impl Command {
     }
 }
 
+/// Why a worker is replaced or retired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    Reload,
+    MaxRequests,
+    Memory,
+    ScaleDown,
+}
+
+impl Reason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Reload => "reload",
+            Self::MaxRequests => "max-requests",
+            Self::Memory => "max-worker-memory",
+            Self::ScaleDown => "scale-down",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Current,
+    Successor(Reason),
+    Retiring,
+}
+
+#[derive(Debug)]
+struct Worker {
+    pid: Pid,
+    index: usize,
+    cell: usize,
+    role: Role,
+    generation: u64,
+    spawned: Instant,
+    /// When SIGABRT was sent for a missed heartbeat.
+    aborted: Option<Instant>,
+    /// SIGKILL was sent (hung, or boot timeout).
+    killed: bool,
+    memory_strikes: u32,
+}
+
 /// The supervisor's view of one slot.
 #[derive(Debug, Default)]
 struct Slot {
-    pid: Option<Pid>,
-    spawned: Option<Instant>,
     /// Boot crashes in a row.
     crashes: u32,
-    /// Told to drain and exit (scaled down); its exit is expected.
-    retiring: bool,
-    /// When to fork the next worker, if the slot waits to be filled.
-    respawn_at: Option<Instant>,
+    /// When to fork the slot's next worker, if it waits for one.
+    due: Option<Instant>,
+    /// A replacement to retry at `due`.
+    pending: Option<Reason>,
 }
 
 #[derive(Debug)]
@@ -73,37 +128,52 @@ struct Stopping {
 }
 
 /// The running supervisor.
-pub(crate) struct Arbiter<'a, F> {
-    config: &'a Config,
+pub(crate) struct Arbiter<H> {
+    config: Config,
+    /// The settings before the last reload, restored if the reload's
+    /// workers fail to boot.
+    previous: Option<Config>,
+    generation: u64,
     shared: Shared,
     signals: Signals,
-    body: F,
+    host: H,
+    workers: Vec<Worker>,
     slots: Vec<Slot>,
     desired: usize,
+    ever_ready: bool,
+    pidfile: Option<pidfile::Pidfile>,
+    delay_until: Option<Instant>,
     stopping: Option<Stopping>,
     failure: Option<Error>,
 }
 
-impl<'a, F: FnMut(usize) -> i32> Arbiter<'a, F> {
-    pub(crate) fn new(config: &'a Config, shared: Shared, signals: Signals, body: F) -> Self {
+impl<H: Host> Arbiter<H> {
+    pub(crate) fn new(config: Config, shared: Shared, signals: Signals, host: H) -> Self {
         let desired = config.workers.clamp(1, MAX_WORKERS);
         Self {
             config,
+            previous: None,
+            generation: 0,
             shared,
             signals,
-            body,
-            slots: (0..desired).map(|_| Slot::default()).collect(),
+            host,
+            workers: Vec::new(),
+            slots: (0..MAX_WORKERS).map(|_| Slot::default()).collect(),
             desired,
+            ever_ready: false,
+            pidfile: None,
+            delay_until: None,
             stopping: None,
             failure: None,
         }
     }
 
-    /// Runs until the server stops; `Err` when a worker failed to boot.
+    /// Runs until the server stops; `Err` when the app failed to boot.
     pub(crate) fn run(mut self) -> Result<(), Error> {
         self.shared.header().set_desired(self.desired as u32);
-        for index in 0..self.desired {
-            self.spawn(index);
+        let now = Instant::now();
+        for slot in &mut self.slots[..self.desired] {
+            slot.due = Some(now);
         }
         loop {
             for signal in self.signals.wait(self.next_wake()) {
@@ -111,7 +181,7 @@ impl<'a, F: FnMut(usize) -> i32> Arbiter<'a, F> {
             }
             self.reap();
             if let Some(stop) = &mut self.stopping {
-                if self.slots.iter().all(|s| s.pid.is_none()) {
+                if self.workers.is_empty() {
                     return self.failure.take().map_or(Ok(()), Err);
                 }
                 if !stop.killed && Instant::now() >= stop.deadline {
@@ -121,42 +191,434 @@ impl<'a, F: FnMut(usize) -> i32> Arbiter<'a, F> {
                 }
                 continue;
             }
-            self.kill_hung();
-            self.respawn_due();
-        }
-    }
-
-    /// Kills serving workers whose event loop has not written a heartbeat
-    /// for `--timeout`: a blocked loop and a stopped process look the same.
-    /// The reaper then replaces them.
-    fn kill_hung(&mut self) {
-        let Some(timeout) = self.config.timeout else {
-            return;
-        };
-        for (index, slot) in self.slots.iter().enumerate() {
-            let (Some(pid), Some(shm)) = (slot.pid, self.shared.slot(index)) else {
+            if self.delay_until.is_some_and(|t| Instant::now() >= t) {
+                self.stop(true);
                 continue;
-            };
-            let serving = matches!(shm.state(), SlotState::Ready | SlotState::Draining);
-            let age = Duration::from_millis(shm.heartbeat_age_ms());
-            if serving && age > timeout {
-                error!(
-                    "WORKER TIMEOUT (pid:{pid}): worker {index} sent no heartbeat for {age:?}; killing it"
-                );
-                let _ = kill(pid, Signal::SIGKILL);
-                // Not again before the reaper has seen it.
-                shm.beat();
             }
+            self.supervise();
         }
     }
 
     fn handle(&mut self, command: Command) {
         match command {
             Command::Reap => {}
-            Command::Stop { graceful } => self.stop(graceful),
+            Command::Stop { graceful } => self.request_stop(graceful),
+            Command::Reload => self.reload(),
             Command::Scale(delta) => self.scale(delta),
             Command::Unsupported(signal) => warn!("{signal} is not handled yet; ignoring it"),
         }
+    }
+
+    /// One pass over the workers: promotions, timeouts, recycling, refills.
+    fn supervise(&mut self) {
+        self.promote_ready_successors();
+        self.check_liveness();
+        self.check_recycling();
+        self.fill_slots();
+        self.publish_desired();
+        if self.pidfile.is_none()
+            && self.all_ready()
+            && let Some(path) = &self.config.pid
+        {
+            match pidfile::Pidfile::write(path) {
+                Ok(p) => self.pidfile = Some(p),
+                Err(e) => error!("cannot write pidfile {}: {e}", path.display()),
+            }
+        }
+    }
+
+    fn state(&self, w: &Worker) -> CellState {
+        self.shared
+            .cell(w.cell)
+            .map_or(CellState::Empty, |c| c.state())
+    }
+
+    fn all_ready(&self) -> bool {
+        (0..self.desired).all(|i| {
+            self.workers.iter().any(|w| {
+                w.index == i && w.role == Role::Current && self.state(w) == CellState::Ready
+            })
+        })
+    }
+
+    /// Lets readiness count a grown slot only once its worker is ready, so
+    /// scaling up never turns `/readyz` to 503; shrinking counts at once.
+    fn publish_desired(&self) {
+        let header = self.shared.header();
+        let published = header.desired() as usize;
+        if self.desired < published || (self.desired > published && self.all_ready()) {
+            header.set_desired(self.desired as u32);
+        }
+    }
+
+    /// A successor that is ready takes over its slot; the worker it replaces
+    /// is told to drain only now.
+    fn promote_ready_successors(&mut self) {
+        let ready: Vec<usize> = (0..self.workers.len())
+            .filter(|&i| {
+                matches!(self.workers[i].role, Role::Successor(_))
+                    && self.state(&self.workers[i]) == CellState::Ready
+            })
+            .collect();
+        for i in ready {
+            self.ever_ready = true;
+            let (index, pid) = (self.workers[i].index, self.workers[i].pid);
+            let Role::Successor(reason) = self.workers[i].role else {
+                continue;
+            };
+            for old in self
+                .workers
+                .iter_mut()
+                .filter(|w| w.index == index && w.role == Role::Current)
+            {
+                info!(
+                    "worker {index} (pid {}) replaced by pid {pid} ({}); draining it",
+                    old.pid,
+                    reason.as_str()
+                );
+                old.role = Role::Retiring;
+                let _ = kill(old.pid, Signal::SIGTERM);
+            }
+            self.workers[i].role = Role::Current;
+            self.slots[index].crashes = 0;
+            self.shared.count_restart(index);
+            if reason == Reason::Reload && !self.reload_in_progress() {
+                self.previous = None;
+                info!("reload complete");
+            }
+        }
+        if !self.ever_ready
+            && self
+                .workers
+                .iter()
+                .any(|w| self.state(w) == CellState::Ready)
+        {
+            self.ever_ready = true;
+        }
+    }
+
+    fn reload_in_progress(&self) -> bool {
+        self.workers
+            .iter()
+            .any(|w| w.role == Role::Successor(Reason::Reload))
+    }
+
+    /// Boot timeouts and heartbeats.
+    fn check_liveness(&mut self) {
+        let now = Instant::now();
+        for w in &mut self.workers {
+            let Some(cell) = self.shared.cell(w.cell) else {
+                continue;
+            };
+            if w.killed {
+                continue;
+            }
+            if let Some(at) = w.aborted {
+                if now >= at + ABORT_GRACE {
+                    let _ = kill(w.pid, Signal::SIGKILL);
+                    w.killed = true;
+                }
+                continue;
+            }
+            match cell.state() {
+                CellState::Booting => {
+                    if let Some(limit) = self.config.boot_timeout
+                        && w.spawned.elapsed() > limit
+                    {
+                        error!(
+                            "worker {} (pid {}) did not finish startup within {limit:?}; killing it",
+                            w.index, w.pid
+                        );
+                        let _ = kill(w.pid, Signal::SIGKILL);
+                        w.killed = true;
+                    }
+                }
+                CellState::Ready | CellState::Draining => {
+                    let age = Duration::from_millis(cell.heartbeat_age_ms());
+                    if self.config.timeout.is_some_and(|t| age > t) {
+                        error!(
+                            "WORKER TIMEOUT (pid:{}): worker {} sent no heartbeat for {age:?}",
+                            w.pid, w.index
+                        );
+                        let _ = kill(w.pid, Signal::SIGABRT);
+                        w.aborted = Some(now);
+                    }
+                }
+                CellState::Empty => {}
+            }
+        }
+    }
+
+    /// Max-requests (the worker asks) and max-worker-memory (RSS checked here).
+    fn check_recycling(&mut self) {
+        let mut replace = Vec::new();
+        for w in &mut self.workers {
+            if w.role != Role::Current {
+                continue;
+            }
+            if self.shared.cell(w.cell).is_some_and(|c| c.take_retire()) {
+                replace.push((w.index, Reason::MaxRequests));
+                continue;
+            }
+            if let Some(limit) = self.config.max_worker_memory {
+                let rss = process::rss(w.pid).unwrap_or(0);
+                w.memory_strikes = if rss > limit { w.memory_strikes + 1 } else { 0 };
+                if w.memory_strikes == MEMORY_STRIKES {
+                    info!(
+                        "worker {} (pid {}) uses {} MiB, over max-worker-memory",
+                        w.index,
+                        w.pid,
+                        rss >> 20
+                    );
+                    replace.push((w.index, Reason::Memory));
+                }
+            }
+        }
+        for (index, reason) in replace {
+            self.replace(index, reason);
+        }
+    }
+
+    /// Forks the workers that slots are due to get.
+    fn fill_slots(&mut self) {
+        let now = Instant::now();
+        for index in 0..self.desired {
+            let slot = &self.slots[index];
+            if slot.due.is_none_or(|at| at > now) {
+                continue;
+            }
+            let has = |role: fn(&Role) -> bool| {
+                self.workers
+                    .iter()
+                    .any(|w| w.index == index && role(&w.role))
+            };
+            if let Some(reason) = slot.pending
+                && has(|r| *r == Role::Current)
+            {
+                if !has(|r| matches!(r, Role::Successor(_))) {
+                    self.spawn(index, Role::Successor(reason));
+                }
+                continue;
+            }
+            if !has(|r| *r == Role::Current) {
+                // A successor whose current worker died takes its place.
+                if let Some(w) = self
+                    .workers
+                    .iter_mut()
+                    .find(|w| w.index == index && matches!(w.role, Role::Successor(_)))
+                {
+                    w.role = Role::Current;
+                    self.slots[index].due = None;
+                    self.slots[index].pending = None;
+                } else {
+                    self.spawn(index, Role::Current);
+                }
+            } else {
+                self.slots[index].due = None;
+            }
+        }
+    }
+
+    /// Starts a successor for slot `index`; its current worker keeps serving
+    /// until the successor is ready.
+    pub(crate) fn replace(&mut self, index: usize, reason: Reason) {
+        let generation = self.generation;
+        // A successor from before a reload boots with stale settings.
+        for w in &mut self.workers {
+            if w.index == index
+                && matches!(w.role, Role::Successor(_))
+                && w.generation != generation
+            {
+                w.role = Role::Retiring;
+                let _ = kill(w.pid, Signal::SIGTERM);
+            }
+        }
+        if self
+            .workers
+            .iter()
+            .any(|w| w.index == index && matches!(w.role, Role::Successor(_)))
+        {
+            return;
+        }
+        if self
+            .workers
+            .iter()
+            .any(|w| w.index == index && w.role == Role::Current)
+        {
+            self.spawn(index, Role::Successor(reason));
+        } else {
+            self.slots[index].due = Some(Instant::now());
+        }
+    }
+
+    fn spawn(&mut self, index: usize, role: Role) {
+        let slot = &mut self.slots[index];
+        slot.due = None;
+        slot.pending = None;
+        let Some(cell) = self.shared.claim(index) else {
+            error!("no free worker cell for worker {index}; retrying");
+            self.schedule(index, true, None);
+            return;
+        };
+        let identity = match process::Identity::of(&self.config) {
+            Ok(identity) => identity,
+            Err(e) => {
+                error!("cannot fork worker {index}: {e}");
+                if let Some(c) = self.shared.cell(cell) {
+                    c.clear()
+                }
+                self.schedule(index, true, None);
+                return;
+            }
+        };
+        let spawn = Spawn {
+            index,
+            cell,
+            config: &self.config,
+        };
+        let host = &mut self.host;
+        match process::fork_worker(identity, || host.worker(spawn)) {
+            Ok(pid) => {
+                info!("booting worker {index} with pid {pid}");
+                if let Some(c) = self.shared.cell(cell) {
+                    c.set_pid(pid.as_raw());
+                }
+                self.workers.push(Worker {
+                    pid,
+                    index,
+                    cell,
+                    role,
+                    generation: self.generation,
+                    spawned: Instant::now(),
+                    aborted: None,
+                    killed: false,
+                    memory_strikes: 0,
+                });
+            }
+            Err(e) => {
+                if let Some(c) = self.shared.cell(cell) {
+                    c.clear();
+                }
+                error!("cannot fork worker {index}: {e}");
+                let pending = if let Role::Successor(r) = role {
+                    Some(r)
+                } else {
+                    None
+                };
+                self.schedule(index, true, pending);
+            }
+        }
+    }
+
+    /// Sets when the slot gets its next worker: at once, or after a backoff
+    /// that doubles with each crash in a row.
+    fn schedule(&mut self, index: usize, crashed: bool, pending: Option<Reason>) {
+        let slot = &mut self.slots[index];
+        slot.crashes = if crashed { slot.crashes + 1 } else { 0 };
+        let delay = match slot.crashes {
+            0 | 1 => Duration::ZERO,
+            n => BACKOFF_BASE
+                .saturating_mul(1 << (n - 1).min(20))
+                .min(BACKOFF_CAP),
+        };
+        if !delay.is_zero() {
+            warn!(
+                "worker {index} died {} times in a row within {:?} of boot; restarting it in {:?}",
+                slot.crashes, CRASH_WINDOW, delay
+            );
+        }
+        slot.due = Some(Instant::now() + delay);
+        slot.pending = pending;
+    }
+
+    fn reload(&mut self) {
+        if self.stopping.is_some() || self.delay_until.is_some() {
+            return;
+        }
+        let mut config = match self.host.reload() {
+            Ok(c) => c,
+            Err(e) => {
+                error!("reload: {e}; keeping the current settings and workers");
+                return;
+            }
+        };
+        if config.bind != self.config.bind {
+            warn!(
+                "reload: bind changes need a restart; keeping {:?}",
+                self.config
+                    .bind
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            );
+            config.bind.clone_from(&self.config.bind);
+        }
+        let old = self.desired;
+        let new = config.workers.clamp(1, MAX_WORKERS);
+        info!("reload: replacing {} workers with {new} workers", old);
+        self.previous = Some(std::mem::replace(&mut self.config, config));
+        self.generation += 1;
+        self.desired = new;
+        for index in 0..old.min(new) {
+            self.replace(index, Reason::Reload);
+        }
+        for index in new..old {
+            self.retire_slot(index);
+        }
+        let now = Instant::now();
+        for slot in &mut self.slots[old.min(new)..new] {
+            slot.due = Some(now);
+        }
+    }
+
+    fn scale(&mut self, delta: i8) {
+        if self.stopping.is_some() {
+            return;
+        }
+        if delta > 0 && self.desired < MAX_WORKERS {
+            self.desired += 1;
+            info!("scaling up to {} workers", self.desired);
+            self.slots[self.desired - 1].due = Some(Instant::now());
+        } else if delta < 0 && self.desired > 1 {
+            self.desired -= 1;
+            info!("scaling down to {} workers", self.desired);
+            self.retire_slot(self.desired);
+        }
+        self.publish_desired();
+    }
+
+    /// Drains every worker of a slot beyond the desired count.
+    fn retire_slot(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        slot.due = None;
+        slot.pending = None;
+        for w in self
+            .workers
+            .iter_mut()
+            .filter(|w| w.index == index && w.role != Role::Retiring)
+        {
+            info!(
+                "worker {index} (pid {}) retiring ({})",
+                w.pid,
+                Reason::ScaleDown.as_str()
+            );
+            w.role = Role::Retiring;
+            let _ = kill(w.pid, Signal::SIGTERM);
+        }
+    }
+
+    /// SIGTERM waits out `--shutdown-delay` (readiness already 503) first.
+    fn request_stop(&mut self, graceful: bool) {
+        let delay = self.config.shutdown_delay;
+        if graceful && !delay.is_zero() && self.stopping.is_none() {
+            if self.delay_until.is_none() {
+                info!("shutdown delay: serving for {delay:?} more with readiness 503");
+                self.shared.header().set_draining();
+                self.delay_until = Some(Instant::now() + delay);
+            }
+            return;
+        }
+        self.stop(graceful);
     }
 
     fn stop(&mut self, graceful: bool) {
@@ -190,37 +652,9 @@ impl<'a, F: FnMut(usize) -> i32> Arbiter<'a, F> {
         });
     }
 
-    fn scale(&mut self, delta: i8) {
-        if self.stopping.is_some() {
-            return;
-        }
-        if delta > 0 && self.desired < MAX_WORKERS {
-            self.desired += 1;
-            if self.slots.len() < self.desired {
-                self.slots.push(Slot::default());
-            }
-            info!("scaling up to {} workers", self.desired);
-            self.shared.header().set_desired(self.desired as u32);
-            // A slot whose retiring worker still drains is refilled when it exits.
-            if self.slots[self.desired - 1].pid.is_none() {
-                self.spawn(self.desired - 1);
-            }
-        } else if delta < 0 && self.desired > 1 {
-            self.desired -= 1;
-            info!("scaling down to {} workers", self.desired);
-            self.shared.header().set_desired(self.desired as u32);
-            let slot = &mut self.slots[self.desired];
-            slot.respawn_at = None;
-            if let Some(pid) = slot.pid {
-                slot.retiring = true;
-                let _ = kill(pid, Signal::SIGTERM);
-            }
-        }
-    }
-
     fn signal_all(&self, signal: Signal) {
-        for pid in self.slots.iter().filter_map(|s| s.pid) {
-            let _ = kill(pid, signal);
+        for w in &self.workers {
+            let _ = kill(w.pid, signal);
         }
     }
 
@@ -228,73 +662,26 @@ impl<'a, F: FnMut(usize) -> i32> Arbiter<'a, F> {
         let now = Instant::now();
         let mut wake = now + TICK;
         if let Some(stop) = &self.stopping {
-            wake = wake.min(if stop.killed {
-                now + Duration::from_millis(50)
+            return if stop.killed {
+                Duration::from_millis(50)
             } else {
-                stop.deadline
-            });
+                stop.deadline.saturating_duration_since(now).min(TICK)
+            };
         }
-        for at in self.slots.iter().filter_map(|s| s.respawn_at) {
+        if let Some(t) = self.delay_until {
+            wake = wake.min(t);
+        }
+        let booting = self
+            .workers
+            .iter()
+            .any(|w| self.state(w) == CellState::Booting);
+        if booting || self.pidfile.is_none() && self.config.pid.is_some() {
+            wake = wake.min(now + BOOT_TICK);
+        }
+        for at in self.slots.iter().filter_map(|s| s.due) {
             wake = wake.min(at);
         }
         wake.saturating_duration_since(now)
-    }
-
-    fn spawn(&mut self, index: usize) {
-        let shm = self.shared.slot(index);
-        if let Some(s) = shm {
-            s.prepare();
-        }
-        let body = &mut self.body;
-        match process::fork_worker(|| body(index)) {
-            Ok(pid) => {
-                info!("booting worker {index} with pid {pid}");
-                if let Some(s) = shm {
-                    s.set_pid(pid.as_raw());
-                }
-                let slot = &mut self.slots[index];
-                slot.pid = Some(pid);
-                slot.spawned = Some(Instant::now());
-                slot.respawn_at = None;
-            }
-            Err(e) => {
-                if let Some(s) = shm {
-                    s.clear();
-                }
-                error!("cannot fork worker {index}: {e}");
-                self.schedule_respawn(index, true);
-            }
-        }
-    }
-
-    fn respawn_due(&mut self) {
-        let now = Instant::now();
-        for index in 0..self.desired {
-            let slot = &self.slots[index];
-            if slot.pid.is_none() && slot.respawn_at.is_some_and(|at| at <= now) {
-                self.spawn(index);
-            }
-        }
-    }
-
-    /// Sets when the slot is filled again: at once, or after a backoff that
-    /// doubles with each crash in a row.
-    fn schedule_respawn(&mut self, index: usize, crashed: bool) {
-        let slot = &mut self.slots[index];
-        slot.crashes = if crashed { slot.crashes + 1 } else { 0 };
-        let delay = match slot.crashes {
-            0 | 1 => Duration::ZERO,
-            n => BACKOFF_BASE
-                .saturating_mul(1 << (n - 1).min(20))
-                .min(BACKOFF_CAP),
-        };
-        if !delay.is_zero() {
-            warn!(
-                "worker {index} died {} times in a row within {:?} of boot; restarting it in {:?}",
-                slot.crashes, CRASH_WINDOW, delay
-            );
-        }
-        slot.respawn_at = Some(Instant::now() + delay);
     }
 
     fn reap(&mut self) {
@@ -304,50 +691,107 @@ impl<'a, F: FnMut(usize) -> i32> Arbiter<'a, F> {
                 Ok(status) => status,
             };
             let Some(pid) = status.pid() else { continue };
-            let Some(index) = self.slots.iter().position(|s| s.pid == Some(pid)) else {
-                continue;
-            };
-            self.reaped(index, pid, status);
+            if let Some(i) = self.workers.iter().position(|w| w.pid == pid) {
+                let worker = self.workers.swap_remove(i);
+                self.reaped(worker, status);
+            }
         }
     }
 
-    fn reaped(&mut self, index: usize, pid: Pid, status: WaitStatus) {
-        let shm = self.shared.slot(index);
-        let booting = shm.is_some_and(|s| s.state() == SlotState::Booting);
-        let boot_error = shm.and_then(|s| s.error());
-        if let Some(s) = shm {
-            s.clear();
+    fn reaped(&mut self, w: Worker, status: WaitStatus) {
+        let cell = self.shared.cell(w.cell);
+        let booting = cell.is_some_and(|c| c.state() == CellState::Booting);
+        let boot_error = cell.and_then(|c| c.error());
+        if let Some(c) = cell {
+            c.clear();
         }
-        let slot = &mut self.slots[index];
-        slot.pid = None;
-        let retired = std::mem::take(&mut slot.retiring);
-        let lived = slot.spawned.map_or(Duration::ZERO, |t| t.elapsed());
-        let expected = self.stopping.is_some() || retired;
-        match status {
-            WaitStatus::Exited(_, 0) if expected => info!("worker {index} (pid {pid}) exited"),
-            WaitStatus::Exited(_, EXIT_BOOT_FAILED) if booting => {
-                let message = boot_error.unwrap_or_else(|| "app startup failed".to_owned());
-                error!("worker {index} (pid {pid}) failed to boot: {message}");
-                if self.failure.is_none() && self.stopping.is_none() {
-                    self.failure = Some(Error::BootFailed { index, message });
-                    info!("stopping the other workers");
-                    self.stop(true);
+        let (index, pid) = (w.index, w.pid);
+        let expected = self.stopping.is_some() || w.role == Role::Retiring;
+        let describe = match status {
+            WaitStatus::Exited(_, 0) => "exited".to_owned(),
+            WaitStatus::Exited(_, code) => format!("exited with code {code}"),
+            WaitStatus::Signaled(_, signal, _) => format!("was killed by {signal}"),
+            other => format!("{other:?}"),
+        };
+        let app_failed = matches!(status, WaitStatus::Exited(_, EXIT_BOOT_FAILED)) && booting;
+        if app_failed {
+            let message = boot_error.unwrap_or_else(|| "app startup failed".to_owned());
+            error!("worker {index} (pid {pid}) failed to boot: {message}");
+            match w.role {
+                Role::Successor(reason) => self.replacement_failed(index, reason),
+                Role::Current if self.previous.is_some() => {
+                    // A slot added by a reload whose settings do not boot.
+                    self.replacement_failed(index, Reason::Reload);
                 }
-                return;
+                Role::Current if self.ever_ready && self.stopping.is_none() => {
+                    // The server has been serving: retry with backoff
+                    // rather than take every other worker down with it.
+                    self.schedule(index, true, None);
+                }
+                Role::Current => self.fail(Error::BootFailed { index, message }),
+                Role::Retiring => {}
             }
-            WaitStatus::Exited(_, code) => {
-                error!("worker {index} (pid {pid}) exited with code {code}")
-            }
-            WaitStatus::Signaled(_, signal, _) if expected && signal == Signal::SIGKILL => {
-                warn!("worker {index} (pid {pid}) was killed at the deadline")
-            }
-            WaitStatus::Signaled(_, signal, _) => {
-                error!("worker {index} (pid {pid}) was killed by {signal}")
-            }
-            other => warn!("worker {index} (pid {pid}): {other:?}"),
+            return;
         }
-        if self.stopping.is_none() && index < self.desired {
-            self.schedule_respawn(index, !retired && lived < CRASH_WINDOW);
+        if expected {
+            if matches!(status, WaitStatus::Exited(_, 0)) {
+                info!("worker {index} (pid {pid}) {describe}");
+            } else {
+                warn!("worker {index} (pid {pid}) {describe}");
+            }
+            return;
+        }
+        error!("worker {index} (pid {pid}) {describe}");
+        let crashed = w.spawned.elapsed() < CRASH_WINDOW;
+        match w.role {
+            Role::Successor(reason) => self.schedule(index, crashed, Some(reason)),
+            Role::Current if booting && !self.ever_ready => self.fail(Error::BootFailed {
+                index,
+                message: format!(
+                    "the worker {describe} before finishing startup, and no worker has booted yet"
+                ),
+            }),
+            Role::Current => self.schedule(index, crashed, None),
+            Role::Retiring => {}
+        }
+    }
+
+    /// A successor's app failed to start: keep the worker it would have
+    /// replaced. A failed reload also restores the previous settings.
+    fn replacement_failed(&mut self, index: usize, reason: Reason) {
+        if reason == Reason::Reload {
+            if let Some(previous) = self.previous.take() {
+                error!(
+                    "reload failed: the new settings' workers do not boot; keeping the previous settings and workers"
+                );
+                for w in &mut self.workers {
+                    if w.role == Role::Successor(Reason::Reload) {
+                        w.role = Role::Retiring;
+                        let _ = kill(w.pid, Signal::SIGTERM);
+                    }
+                }
+                let grown = self.desired;
+                self.desired = previous.workers.clamp(1, MAX_WORKERS);
+                self.config = previous;
+                self.generation += 1;
+                for slot in self.desired..grown {
+                    self.retire_slot(slot);
+                }
+            }
+        } else {
+            warn!(
+                "worker {index} keeps serving: its replacement ({}) failed to boot",
+                reason.as_str()
+            );
+        }
+        self.slots[index].pending = None;
+    }
+
+    fn fail(&mut self, error: Error) {
+        if self.failure.is_none() && self.stopping.is_none() {
+            self.failure = Some(error);
+            info!("stopping the other workers");
+            self.stop(true);
         }
     }
 }
@@ -371,6 +815,7 @@ mod tests {
             Command::Stop { graceful: false }
         );
         assert_eq!(Command::from_signal(Signal::SIGCHLD), Command::Reap);
+        assert_eq!(Command::from_signal(Signal::SIGHUP), Command::Reload);
         assert_eq!(Command::from_signal(Signal::SIGTTIN), Command::Scale(1));
         assert_eq!(Command::from_signal(Signal::SIGTTOU), Command::Scale(-1));
     }

@@ -2,19 +2,23 @@
 //!
 //! - [`socket`]: binds the listening sockets ([`bind`]) before any fork.
 //! - `signals`: the self-pipe that turns Unix signals into bytes the loop polls.
-//! - `process`: forks one worker with signals blocked across the fork.
-//! - `arbiter`: the loop that fills slots, reaps, backs off crash loops,
+//! - `process`: forks one worker with signals blocked across the fork, and
+//!   switches it to `--user`/`--group`.
+//! - `arbiter`: the loop that fills slots, replaces workers before retiring
+//!   them, reloads, recycles, kills hung workers, backs off crash loops,
 //!   scales and stops.
+//! - `pidfile`: the `--pid` file.
 //!
 //! [`run`] is the entry point: it installs the signal handlers, forks
-//! `config.workers` workers, each running `body(index)` and exiting with its
-//! return value, and returns when the server has stopped.
+//! `config.workers` workers, each running [`Host::worker`] and exiting with
+//! its return value, and returns when the server has stopped.
 //!
 //! No thread or runtime may exist in this process before a fork: a child
 //! forked from a process with a running runtime can inherit locks nobody
 //! will release.
 
 mod arbiter;
+mod pidfile;
 mod process;
 mod signals;
 pub mod socket;
@@ -22,6 +26,7 @@ pub mod socket;
 use ferricorn_config::Config;
 use ferricorn_shm::Shared;
 
+pub use process::Identity;
 pub use socket::{Listener, Listeners, bind};
 
 /// Why the supervisor stopped with a failure.
@@ -64,12 +69,32 @@ impl Error {
     }
 }
 
-/// Supervises workers until the server stops. `body(index)` runs in each
-/// forked worker; its return value is the worker's exit code.
-pub fn run(config: &Config, shared: Shared, body: impl FnMut(usize) -> i32) -> Result<(), Error> {
+/// What the supervisor asks of the program around it.
+pub trait Host {
+    /// Runs in a freshly forked worker; returns the worker's exit code.
+    fn worker(&mut self, spawn: Spawn<'_>) -> i32;
+
+    /// Reads the settings again, for SIGHUP. An error is logged and the
+    /// server keeps its current settings and workers.
+    fn reload(&mut self) -> Result<Config, String>;
+}
+
+/// The worker being forked.
+#[derive(Debug, Clone, Copy)]
+pub struct Spawn<'a> {
+    /// Its slot, from 0 to workers - 1.
+    pub index: usize,
+    /// Its cell in the shared memory.
+    pub cell: usize,
+    /// The settings it runs with.
+    pub config: &'a Config,
+}
+
+/// Supervises workers until the server stops.
+pub fn run(config: Config, shared: Shared, host: impl Host) -> Result<(), Error> {
     let signals = signals::Signals::install().map_err(|source| Error::Os {
         what: "installing signal handlers",
         source,
     })?;
-    arbiter::Arbiter::new(config, shared, signals, body).run()
+    arbiter::Arbiter::new(config, shared, signals, host).run()
 }

@@ -5,14 +5,21 @@
 //! backlog, and `O_NONBLOCK`. Because `SO_REUSEPORT` would also let this
 //! server silently share a port with another running one, each TCP address is
 //! first probed with a plain socket: a port already in use is an error.
+//!
+//! Sockets can also come already open: `fd://N` adopts descriptor N, and
+//! systemd socket activation (`LISTEN_PID` naming this process and
+//! `LISTEN_FDS`) hands descriptors 3 and up, which then replace `bind`.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use ferricorn_config::Bind;
+use nix::sys::socket::{getsockopt, sockopt};
 use socket2::{Domain, SockAddr, Socket, Type};
+use tracing::info;
 
 use crate::Error;
 
@@ -21,8 +28,9 @@ use crate::Error;
 pub enum Listener {
     /// A TCP socket.
     Tcp(TcpListener),
-    /// A unix socket and the file it lives at.
-    Unix(UnixListener, PathBuf),
+    /// A unix socket, and the file it lives at if this server created it
+    /// (and so removes it at exit).
+    Unix(UnixListener, Option<PathBuf>),
 }
 
 impl Listener {
@@ -33,7 +41,14 @@ impl Listener {
                 Ok(addr) => format!("http://{addr}"),
                 Err(_) => "http://?".to_owned(),
             },
-            Self::Unix(_, path) => format!("unix:{}", path.display()),
+            Self::Unix(l, path) => match (path, l.local_addr()) {
+                (Some(path), _) => format!("unix:{}", path.display()),
+                (None, Ok(addr)) => match addr.as_pathname() {
+                    Some(path) => format!("unix:{}", path.display()),
+                    None => "unix:(unnamed)".to_owned(),
+                },
+                (None, Err(_)) => "unix:?".to_owned(),
+            },
         }
     }
 }
@@ -59,23 +74,39 @@ impl Drop for Listeners {
             return;
         }
         for l in &self.list {
-            if let Listener::Unix(_, path) = l {
+            if let Listener::Unix(_, Some(path)) = l {
                 let _ = std::fs::remove_file(path);
             }
         }
     }
 }
 
-/// Binds every address; the first failure names its address.
+/// Binds every address, or takes the sockets systemd passed; the first
+/// failure names its address.
 pub fn bind(addrs: &[Bind], backlog: i32) -> Result<Listeners, Error> {
     let mut listeners = Listeners {
         list: Vec::new(),
         owner: std::process::id(),
     };
+    if let Some(fds) = systemd_fds() {
+        info!(
+            "using {} sockets passed by systemd instead of bind",
+            fds.len()
+        );
+        for fd in fds {
+            let adopted = adopt(fd).map_err(|source| Error::Bind {
+                addr: format!("systemd socket fd {fd}"),
+                source,
+            })?;
+            listeners.list.push(adopted);
+        }
+        return Ok(listeners);
+    }
     for addr in addrs {
         let bound = match addr {
             Bind::Tcp(a) => bind_tcp(*a, backlog).map(Listener::Tcp),
-            Bind::Unix(p) => bind_unix(p, backlog).map(|l| Listener::Unix(l, p.clone())),
+            Bind::Unix(p) => bind_unix(p, backlog).map(|l| Listener::Unix(l, Some(p.clone()))),
+            Bind::Fd(fd) => adopt(*fd),
         };
         listeners.list.push(bound.map_err(|source| Error::Bind {
             addr: addr.to_string(),
@@ -83,6 +114,44 @@ pub fn bind(addrs: &[Bind], backlog: i32) -> Result<Listeners, Error> {
         })?);
     }
     Ok(listeners)
+}
+
+/// The descriptors of systemd socket activation, if they are for this
+/// process. The variables are removed so workers do not read them again.
+fn systemd_fds() -> Option<Vec<RawFd>> {
+    let pid: u32 = std::env::var("LISTEN_PID").ok()?.trim().parse().ok()?;
+    let count: RawFd = std::env::var("LISTEN_FDS").ok()?.trim().parse().ok()?;
+    if pid != std::process::id() || count <= 0 {
+        return None;
+    }
+    for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        // SAFETY: the supervisor is single-threaded, so no other thread can
+        // read the environment while it changes.
+        unsafe { std::env::remove_var(name) };
+    }
+    Some((3..3 + count).collect())
+}
+
+/// Takes over an open, listening socket.
+fn adopt(fd: RawFd) -> io::Result<Listener> {
+    // SAFETY: fcntl(F_GETFD) only reads the descriptor's flags; any integer
+    // is a valid argument, and a closed descriptor answers EBADF.
+    if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } < 0 {
+        return Err(io::Error::other(format!("descriptor {fd} is not open")));
+    }
+    // SAFETY: the descriptor is open and was handed to this process to own
+    // (by fd://N or by systemd); nothing else in the process uses it.
+    let socket = unsafe { Socket::from_raw_fd(fd) };
+    if !getsockopt(&socket, sockopt::AcceptConn).map_err(io::Error::from)? {
+        return Err(io::Error::other(format!(
+            "descriptor {fd} is not a listening socket"
+        )));
+    }
+    socket.set_nonblocking(true)?;
+    Ok(match socket.local_addr()?.as_socket() {
+        Some(_) => Listener::Tcp(socket.into()),
+        None => Listener::Unix(socket.into(), None),
+    })
 }
 
 fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
@@ -141,6 +210,26 @@ mod tests {
                 .starts_with(&format!("cannot listen on {taken}: ")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn fd_binds_adopt_listening_sockets_only() {
+        use std::os::fd::IntoRawFd;
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let fd = l.into_raw_fd();
+        let adopted = bind(&[Bind::Fd(fd)], 16).expect("adopt");
+        assert_eq!(
+            adopted.iter().next().map(Listener::url),
+            Some(format!("http://{addr}"))
+        );
+        let not_listening = std::net::UdpSocket::bind("127.0.0.1:0")
+            .expect("udp")
+            .into_raw_fd();
+        let err = bind(&[Bind::Fd(not_listening)], 16).expect_err("udp");
+        assert!(err.to_string().contains("not a listening socket"), "{err}");
+        let err = bind(&[Bind::Fd(999)], 16).expect_err("closed");
+        assert!(err.to_string().contains("not open"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use ferricorn_shm::Shared;
 #[derive(Debug, Clone)]
 pub struct Context {
     pub(crate) index: usize,
+    pub(crate) cell: usize,
     pub(crate) pid: u32,
     pub(crate) shared: Shared,
 }
@@ -30,9 +31,14 @@ impl Context {
         self.pid
     }
 
+    /// How many times this worker's slot has had its worker replaced.
+    pub fn restarts(&self) -> u64 {
+        self.shared.restarts(self.index)
+    }
+
     /// Requests this worker has served so far.
     pub fn requests(&self) -> u64 {
-        self.shared.slot(self.index).map_or(0, |s| s.requests())
+        self.shared.cell(self.cell).map_or(0, |c| c.requests())
     }
 
     /// Runs `f` on the worker's blocking pool (`--threads` threads), so the

@@ -1,6 +1,7 @@
 //! Serving one connection with hyper's HTTP/1.1: the limits, ferricorn's own
 //! health endpoints, the app, and a graceful close on shutdown.
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
@@ -11,7 +12,7 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use ferricorn_config::Config;
-use ferricorn_shm::{Shared, Slot};
+use ferricorn_shm::{Cell as ShmCell, Shared};
 use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue, SERVER};
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
@@ -36,7 +37,9 @@ pub(crate) struct Server<S> {
     pub http: http1::Builder,
     pub config: Config,
     pub shared: Shared,
-    pub slot: Option<&'static Slot>,
+    pub slot: Option<&'static ShmCell>,
+    /// The request count at which the worker asks to be replaced.
+    pub retire_at: Option<u64>,
 }
 
 impl<S: Service> Server<S> {
@@ -59,8 +62,11 @@ impl<S: Service> Server<S> {
         b
     }
 
-    /// Serves one connection until it closes or, after `stop`, until its
-    /// in-flight requests are done.
+    /// Serves one connection until it closes. After `stop`, its next
+    /// response (or the one in flight) carries `Connection: close`, and an
+    /// idle connection closes when its keep-alive time runs out: a client
+    /// never has a request cut off by the drain, even one it sent just as
+    /// the worker began to stop.
     pub(crate) async fn serve<IO>(
         self: Rc<Self>,
         io: IO,
@@ -70,14 +76,18 @@ impl<S: Service> Server<S> {
     ) where
         IO: AsyncRead + AsyncWrite + Unpin + 'static,
     {
-        let server = self.clone();
-        let svc = service_fn(move |req| server.clone().handle(req, peer));
+        let closing = Rc::new(Cell::new(false));
+        let (server, flag) = (self.clone(), closing.clone());
+        let svc = service_fn(move |req| server.clone().handle(req, peer, flag.clone()));
         let conn = self.http.serve_connection(TokioIo::new(io), svc);
         let mut conn = pin!(conn);
         let result = tokio::select! {
             r = conn.as_mut() => r,
             _ = stop.wait_for(|s| *s) => {
-                conn.as_mut().graceful_shutdown();
+                closing.set(true);
+                if self.config.keep_alive.is_none() {
+                    conn.as_mut().graceful_shutdown();
+                }
                 conn.await
             }
         };
@@ -88,38 +98,54 @@ impl<S: Service> Server<S> {
 
     async fn handle(
         self: Rc<Self>,
+        req: Request<Incoming>,
+        peer: Option<SocketAddr>,
+        closing: Rc<Cell<bool>>,
+    ) -> Result<Response<Body<S>>, Infallible> {
+        if let Some(slot) = self.slot
+            && Some(slot.count_request()) == self.retire_at
+        {
+            slot.request_retire();
+        }
+        let mut res = self.respond(req, peer).await;
+        let headers = res.headers_mut();
+        headers.entry(SERVER).or_insert(SERVER_NAME);
+        if closing.get() {
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        Ok(res)
+    }
+
+    /// The limits, the health endpoints, then the app.
+    async fn respond(
+        &self,
         mut req: Request<Incoming>,
         peer: Option<SocketAddr>,
-    ) -> Result<Response<Body<S>>, Infallible> {
-        if let Some(slot) = self.slot {
-            slot.count_request();
-        }
+    ) -> Response<Body<S>> {
         if let Some(status) = limits::check(&req, &self.config.limits) {
             let mut res = text(status, status.canonical_reason().unwrap_or("Bad Request"));
             res.headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
-            return Ok(res);
+            return res;
         }
         let path = req.uri().path();
         if self.config.health_path.as_deref() == Some(path) {
-            return Ok(text(StatusCode::OK, "ok"));
+            return text(StatusCode::OK, "ok");
         }
         if self.config.ready_path.as_deref() == Some(path) {
-            return Ok(match self.shared.is_ready() {
+            return match self.shared.is_ready() {
                 Ok(()) => text(StatusCode::OK, "ready"),
                 Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, &why.to_string()),
-            });
+            };
         }
         req.extensions_mut().insert(ClientAddr(peer));
-        let mut res = match catch_panic(self.app.call(req)).await {
+        match catch_panic(self.app.call(req)).await {
             Ok(res) => res.map(Either::Right),
             Err(()) => {
                 error!("the app panicked while handling a request; answered 500");
                 text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
             }
-        };
-        res.headers_mut().entry(SERVER).or_insert(SERVER_NAME);
-        Ok(res)
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferricorn_config::Config;
-use ferricorn_shm::{EXIT_BOOT_FAILED, Shared, Slot, SlotState};
+use ferricorn_shm::{Cell, CellState, EXIT_BOOT_FAILED, Shared};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{LocalSet, spawn_local};
@@ -56,7 +56,7 @@ impl StopSignals {
 pub fn run<S: Service>(
     config: &Config,
     shared: Shared,
-    index: usize,
+    (index, cell): (usize, usize),
     listeners: Vec<Listener>,
     make: impl FnOnce(&Context) -> S,
 ) -> i32 {
@@ -74,6 +74,7 @@ pub fn run<S: Service>(
     };
     let ctx = Context {
         index,
+        cell,
         pid: std::process::id(),
         shared,
     };
@@ -89,7 +90,7 @@ async fn serve<S: Service>(
     listeners: Vec<Listener>,
     make: impl FnOnce(&Context) -> S,
 ) -> i32 {
-    let slot = ctx.shared.slot(ctx.index);
+    let slot = ctx.shared.cell(ctx.cell);
     let mut stop = match StopSignals::install() {
         Ok(s) => s,
         Err(e) => {
@@ -119,6 +120,7 @@ async fn serve<S: Service>(
         config: config.clone(),
         shared: ctx.shared,
         slot,
+        retire_at: retire_at(config),
     });
     let permits = Arc::new(Semaphore::new(config.worker_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -129,12 +131,12 @@ async fn serve<S: Service>(
         }
     }
     if let Some(slot) = slot {
-        slot.set_state(SlotState::Ready);
+        slot.set_state(CellState::Ready);
     }
     info!("worker {} ready", ctx.index);
     let how = stop.recv().await;
     if let Some(slot) = slot {
-        slot.set_state(SlotState::Draining);
+        slot.set_state(CellState::Draining);
     }
     let _ = stop_tx.send(true);
     // Let the accept loops see the stop and hand back the permits they hold.
@@ -199,8 +201,29 @@ async fn drain(permits: &Semaphore, total: usize, deadline: Duration) {
     }
 }
 
-/// Writes the slot's heartbeat once a second while the event loop runs.
-async fn heartbeat(slot: &'static Slot) {
+/// The request count at which this worker asks to be replaced:
+/// max-requests plus a random share of the jitter, so workers started
+/// together do not all recycle together.
+fn retire_at(config: &Config) -> Option<u64> {
+    let limit = config.max_requests?;
+    let jitter = config.max_requests_jitter;
+    if jitter == 0 {
+        return Some(limit);
+    }
+    // Random enough for spreading restarts: the clock's nanoseconds mixed
+    // with the pid (SplitMix64's finaliser).
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
+    let mut x = nanos ^ ((std::process::id() as u64) << 32);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    Some(limit + x % (jitter + 1))
+}
+
+/// Writes the cell's heartbeat once a second while the event loop runs.
+async fn heartbeat(slot: &'static Cell) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
