@@ -4,5 +4,6 @@
 mod config;
 mod example;
 mod http;
+mod lifecycle;
 mod process;
 mod support;

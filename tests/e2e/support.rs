@@ -81,9 +81,31 @@ impl Server {
         Self::spawn_bin(Path::new(BIN), args, env)
     }
 
+    /// Starts the binary with `toml` as its `ferricorn.toml` and waits until ready.
+    pub fn start_with_file(toml: &str, args: &[&str]) -> Self {
+        let dir = temp_dir(&format!("{:?}", std::thread::current().id()).replace(['(', ')'], ""));
+        std::fs::write(dir.join("ferricorn.toml"), toml).expect("write ferricorn.toml");
+        let server = Self::spawn_in(dir, Path::new(BIN), args, &[]);
+        server.wait_ready();
+        server
+    }
+
+    /// As [`start_with_file`](Self::start_with_file), with environment variables.
+    pub fn start_with_file_env(toml: &str, env: &[(&str, &str)]) -> Self {
+        let dir = temp_dir(&format!("{:?}", std::thread::current().id()).replace(['(', ')'], ""));
+        std::fs::write(dir.join("ferricorn.toml"), toml).expect("write ferricorn.toml");
+        let server = Self::spawn_in(dir, Path::new(BIN), &[], env);
+        server.wait_ready();
+        server
+    }
+
     /// Starts `bin` and waits only until it listens.
     pub fn spawn_bin(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = temp_dir(&format!("{:?}", std::thread::current().id()).replace(['(', ')'], ""));
+        Self::spawn_in(dir, bin, args, env)
+    }
+
+    fn spawn_in(dir: PathBuf, bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = command_for(bin, &dir);
         cmd.args(["-b", "127.0.0.1:0"])
             .args(args)
@@ -417,4 +439,139 @@ impl Conn {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// What a [`Load`] saw.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub ok: u64,
+    pub failed: u64,
+    /// The first few failures, described.
+    pub errors: Vec<String>,
+}
+
+impl Tally {
+    fn fail(&mut self, what: String) {
+        self.failed += 1;
+        if self.errors.len() < 10 {
+            self.errors.push(what);
+        }
+    }
+
+    fn add(&mut self, other: Tally) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.errors.extend(
+            other
+                .errors
+                .into_iter()
+                .take(10 - self.errors.len().min(10)),
+        );
+    }
+}
+
+/// A bounded background load: threads on keep-alive connections and threads
+/// opening a fresh connection per request, alternating `/` and
+/// `/blocking?ms=20`, counting every failed request, refused or reset
+/// connection. Each thread stops at `stop()`, after 60 s, or after 100,000
+/// requests, whichever comes first.
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Tally>>,
+    counted: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Load {
+    pub fn start(port: u16, keep_alive: usize, fresh: usize) -> Self {
+        use std::sync::atomic::AtomicBool;
+        let stop = Arc::new(AtomicBool::new(false));
+        let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut threads = Vec::new();
+        for n in 0..keep_alive + fresh {
+            let (stop, counted) = (stop.clone(), counted.clone());
+            let reuse = n < keep_alive;
+            threads.push(std::thread::spawn(move || {
+                load_thread(port, reuse, n, &stop, &counted)
+            }));
+        }
+        Self {
+            stop,
+            threads,
+            counted,
+        }
+    }
+
+    /// Requests that succeeded so far.
+    pub fn ok_so_far(&self) -> u64 {
+        self.counted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until `n` requests have succeeded (at most `limit`).
+    pub fn wait_for_ok(&self, n: u64, limit: Duration) -> bool {
+        wait_until(limit, || self.ok_so_far() >= n)
+    }
+
+    pub fn stop(self) -> Tally {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut total = Tally::default();
+        for t in self.threads {
+            total.add(t.join().expect("load thread"));
+        }
+        total
+    }
+}
+
+fn load_thread(
+    port: u16,
+    reuse: bool,
+    seed: usize,
+    stop: &std::sync::atomic::AtomicBool,
+    counted: &std::sync::atomic::AtomicU64,
+) -> Tally {
+    let mut tally = Tally::default();
+    let started = Instant::now();
+    let mut conn: Option<Conn> = None;
+    for i in seed..seed + 100_000 {
+        if stop.load(std::sync::atomic::Ordering::Relaxed)
+            || started.elapsed() > Duration::from_secs(60)
+        {
+            break;
+        }
+        let path = if i % 4 == 0 { "/blocking?ms=20" } else { "/" };
+        let reused = conn.is_some();
+        let mut c = match conn.take() {
+            Some(c) => c,
+            None => match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(stream) => {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                    Conn {
+                        stream,
+                        buf: Vec::new(),
+                    }
+                }
+                Err(e) => {
+                    tally.fail(format!("connect: {e}"));
+                    continue;
+                }
+            },
+        };
+        let close = if reuse { "" } else { "Connection: close\r\n" };
+        let sent = c
+            .stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: load\r\n{close}\r\n").as_bytes());
+        match sent.ok().and_then(|()| c.read_response(false)) {
+            Some(res) if res.status == 200 => {
+                tally.ok += 1;
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if reuse && res.header("connection") != Some("close") {
+                    conn = Some(c);
+                }
+            }
+            Some(res) => tally.fail(format!("GET {path}: status {}", res.status)),
+            None => tally.fail(format!(
+                "GET {path}: no response (reused connection: {reused})"
+            )),
+        }
+    }
+    tally
 }

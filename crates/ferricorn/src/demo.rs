@@ -13,7 +13,8 @@
 //! `FERRICORN_DEMO_FAIL_STARTUP=MESSAGE` makes lifespan startup fail with
 //! MESSAGE (the server exits 3), and `FERRICORN_DEMO_CRASH_AFTER_BOOT=1`
 //! makes every worker exit with code 1 right after it booted (the supervisor
-//! backs off).
+//! backs off). `FERRICORN_DEMO_STARTUP_DELAY_MS=N` makes startup take N ms
+//! (for `--boot-timeout`).
 
 use std::time::Duration;
 
@@ -43,6 +44,10 @@ impl App for Demo {
     async fn startup(&self) -> Result<(), BoxError> {
         if let Ok(message) = std::env::var("FERRICORN_DEMO_FAIL_STARTUP") {
             return Err(format!("demo startup failed: {message}").into());
+        }
+        let delay = std::env::var("FERRICORN_DEMO_STARTUP_DELAY_MS").ok();
+        if let Some(ms) = delay.and_then(|ms| ms.parse().ok()) {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
         }
         if std::env::var_os("FERRICORN_DEMO_CRASH_AFTER_BOOT").is_some() {
             tokio::task::spawn_local(async {

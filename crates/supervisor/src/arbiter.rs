@@ -744,6 +744,11 @@ impl<H: Host> Arbiter<H> {
         error!("worker {index} (pid {pid}) {describe}");
         let crashed = w.spawned.elapsed() < CRASH_WINDOW;
         match w.role {
+            // A reload's worker that cannot boot means the new settings
+            // do not work: keep the old ones rather than retry forever.
+            Role::Successor(Reason::Reload) if booting => {
+                self.replacement_failed(index, Reason::Reload)
+            }
             Role::Successor(reason) => self.schedule(index, crashed, Some(reason)),
             Role::Current if booting && !self.ever_ready => self.fail(Error::BootFailed {
                 index,
