@@ -355,7 +355,9 @@ fn max_worker_memory_replaces_workers_without_losing_requests() {
     let load = Load::start(server.port, 2, 1);
     server.wait_log("over max-worker-memory", Duration::from_secs(10));
     server.wait_log("(max-worker-memory); draining it", Duration::from_secs(10));
-    assert!(wait_until(Duration::from_secs(10), || !server.workers().contains(&first)));
+    assert!(wait_until(Duration::from_secs(10), || !server
+        .workers()
+        .contains(&first)));
     let seen = load.ok_so_far();
     assert!(load.wait_for_ok(seen + 100, Duration::from_secs(10)));
     assert_no_failures(&load.stop(), "max-worker-memory");

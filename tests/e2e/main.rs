@@ -7,3 +7,4 @@ mod http;
 mod lifecycle;
 mod process;
 mod support;
+mod upgrade;

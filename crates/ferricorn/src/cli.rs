@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use ferricorn_config::{Config, Loaded, Options};
 use ferricorn_shm::Shared;
-use ferricorn_supervisor::{Host, Identity, Listener, Listeners, Spawn};
+use ferricorn_supervisor::{Handoff, Host, Identity, Listener, Listeners, Spawn};
 use ferricorn_worker::Context;
 use tracing::{error, info, warn};
 
@@ -97,14 +97,25 @@ fn serve<A: App>(cli: &Cli, loaded: Loaded, factory: impl Fn(&Context) -> A) -> 
         config.cpus,
         config.threads
     );
-    let listeners = ferricorn_supervisor::bind(&config.bind, config.backlog).map_err(|e| {
+    // After a SIGUSR2 upgrade, this image takes over the sockets, the shared
+    // memory and the workers of the one it replaced.
+    let handoff = Handoff::take();
+    let listeners = match &handoff {
+        Some(h) => ferricorn_supervisor::adopt_all(&h.listeners, &config.bind),
+        None => ferricorn_supervisor::bind(&config.bind, config.backlog),
+    }
+    .map_err(|e| {
         error!("{e}");
         EXIT_FAILURE
     })?;
     for l in listeners.iter() {
         info!("listening at {}", l.url());
     }
-    let shared = Shared::new().map_err(|e| {
+    let shared = match &handoff {
+        Some(h) => Shared::adopt(h.shm),
+        None => Shared::new(),
+    }
+    .map_err(|e| {
         error!("cannot map shared memory: {e}");
         EXIT_FAILURE
     })?;
@@ -114,7 +125,7 @@ fn serve<A: App>(cli: &Cli, loaded: Loaded, factory: impl Fn(&Context) -> A) -> 
         shared,
         factory,
     };
-    match ferricorn_supervisor::run(config.clone(), shared, host) {
+    match ferricorn_supervisor::run(config.clone(), shared, &listeners, handoff, host) {
         Ok(()) => {
             info!("stopped");
             Ok(())

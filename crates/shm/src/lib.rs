@@ -1,9 +1,10 @@
 //! The memory ferricorn's supervisor and its workers share.
 //!
-//! The supervisor maps one anonymous `MAP_SHARED` region before the first
-//! fork; every worker inherits the same pages. Nothing here is a file, so a
-//! slow or full `/tmp` (the classic source of false "WORKER TIMEOUT"s) cannot
-//! touch it.
+//! The supervisor maps one `MAP_SHARED` region before the first fork; every
+//! worker inherits the same pages. The region lives in a memfd, memory with
+//! no name in any file system: a slow or full `/tmp` (the classic source of
+//! false "WORKER TIMEOUT"s) cannot touch it, and a supervisor that re-executes
+//! itself for an upgrade maps the same pages again from the inherited fd.
 //!
 //! - [`Shared`]: a `Copy` handle to the region, valid for the whole process.
 //! - [`Header`]: server-wide state (desired worker count, draining flag).
@@ -18,9 +19,11 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
+use std::os::fd::{BorrowedFd, IntoRawFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous};
+use nix::sys::memfd::{MFdFlags, memfd_create};
+use nix::sys::mman::{MapFlags, ProtFlags, mmap};
 use nix::time::{ClockId, clock_gettime};
 
 /// How many worker slots the region holds; the most workers one server can run.
@@ -97,6 +100,7 @@ struct Region {
 #[derive(Clone, Copy)]
 pub struct Shared {
     region: &'static Region,
+    fd: RawFd,
 }
 
 impl fmt::Debug for Shared {
@@ -108,25 +112,52 @@ impl fmt::Debug for Shared {
 }
 
 impl Shared {
-    /// Maps a new zeroed region shared with every process forked after this call.
+    /// Creates a new zeroed region shared with every process forked after
+    /// this call.
     pub fn new() -> nix::Result<Self> {
+        let fd = memfd_create(c"ferricorn-shared", MFdFlags::MFD_CLOEXEC)?;
+        nix::unistd::ftruncate(&fd, size_of::<Region>() as i64)?;
+        Self::map(fd.into_raw_fd())
+    }
+
+    /// Maps the region another image of this server created, from the memfd
+    /// it handed over (see [`fd`](Self::fd)).
+    pub fn adopt(fd: RawFd) -> nix::Result<Self> {
+        // SAFETY: fstat only reads; an fd that is not open answers EBADF.
+        let stat = nix::sys::stat::fstat(unsafe { BorrowedFd::borrow_raw(fd) })?;
+        if stat.st_size as usize != size_of::<Region>() {
+            return Err(nix::Error::EINVAL);
+        }
+        Self::map(fd)
+    }
+
+    fn map(fd: RawFd) -> nix::Result<Self> {
         let len = NonZeroUsize::new(size_of::<Region>()).expect("region is not empty");
-        // SAFETY: a fresh anonymous mapping with no address hint aliases no
-        // existing memory. The kernel zero-fills it, and an all-zero `Region`
-        // is valid (every field is an atomic integer or an array of them).
-        // The mapping is never unmapped, so the `'static` borrow holds for the
-        // life of the process, and atomics make shared access sound across the
-        // processes that inherit it.
+        // SAFETY: the fd is an open memfd of exactly `len` bytes, owned by
+        // this handle for the life of the process. A new mapping with no
+        // address hint aliases no existing Rust memory. The memfd starts
+        // zero-filled and an all-zero `Region` is valid (every field is an
+        // atomic integer or an array of them); a handed-over one holds a
+        // `Region` written by the same layout. The mapping is never unmapped,
+        // so the `'static` borrow holds, and atomics make shared access sound
+        // across the processes that map it.
         let region = unsafe {
-            let ptr = mmap_anonymous(
+            let ptr = mmap(
                 None,
                 len,
                 ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
                 MapFlags::MAP_SHARED,
+                BorrowedFd::borrow_raw(fd),
+                0,
             )?;
             &*ptr.cast::<Region>().as_ptr()
         };
-        Ok(Self { region })
+        Ok(Self { region, fd })
+    }
+
+    /// The memfd holding the region, to hand to a re-executed supervisor.
+    pub fn fd(&self) -> RawFd {
+        self.fd
     }
 
     /// Server-wide state.
@@ -393,6 +424,21 @@ mod tests {
         assert_eq!(
             (cell.index(), cell.requests(), cell.take_retire()),
             (5, 0, false)
+        );
+    }
+
+    #[test]
+    fn an_adopted_region_is_the_same_memory() {
+        let shared = Shared::new().expect("memfd");
+        shared.header().set_desired(7);
+        let again = Shared::adopt(shared.fd()).expect("adopt");
+        assert_eq!(again.header().desired(), 7);
+        again.header().set_draining();
+        assert!(shared.header().is_draining());
+        assert_eq!(
+            Shared::adopt(0).err(),
+            Some(nix::Error::EINVAL),
+            "stdin is no region"
         );
     }
 

@@ -17,6 +17,7 @@ use nix::unistd::Pid;
 use tracing::{error, info, warn};
 
 use crate::signals::Signals;
+use crate::upgrade::{Exec, Handoff};
 use crate::{Error, Host, Spawn, pidfile, process};
 
 /// A worker that dies sooner than this after its fork counts as a boot crash.
@@ -49,6 +50,8 @@ enum Command {
     Reload,
     /// One worker more (SIGTTIN) or fewer (SIGTTOU).
     Scale(i8),
+    /// Re-execute the binary, keeping the pid and the sockets (SIGUSR2).
+    Upgrade,
     /// A signal whose action is not built yet.
     Unsupported(Signal),
 }
@@ -62,6 +65,7 @@ impl Command {
             Signal::SIGHUP => Self::Reload,
             Signal::SIGTTIN => Self::Scale(1),
             Signal::SIGTTOU => Self::Scale(-1),
+            Signal::SIGUSR2 => Self::Upgrade,
             other => Self::Unsupported(other),
         }
     }
@@ -92,6 +96,9 @@ enum Role {
     Current,
     Successor(Reason),
     Retiring,
+    /// A worker of the image an upgrade replaced; it serves until this
+    /// image's workers are ready.
+    Previous,
 }
 
 #[derive(Debug)]
@@ -145,10 +152,22 @@ pub(crate) struct Arbiter<H> {
     delay_until: Option<Instant>,
     stopping: Option<Stopping>,
     failure: Option<Error>,
+    /// The listening sockets, for an upgrade's handoff.
+    listener_fds: Vec<std::os::fd::RawFd>,
+    /// How to re-execute this binary, captured at start.
+    exec: Option<Exec>,
+    /// This image's workers could not boot; the previous ones serve on.
+    upgrade_failed: bool,
 }
 
 impl<H: Host> Arbiter<H> {
-    pub(crate) fn new(config: Config, shared: Shared, signals: Signals, host: H) -> Self {
+    pub(crate) fn new(
+        config: Config,
+        shared: Shared,
+        signals: Signals,
+        listener_fds: Vec<std::os::fd::RawFd>,
+        host: H,
+    ) -> Self {
         let desired = config.workers.clamp(1, MAX_WORKERS);
         Self {
             config,
@@ -165,6 +184,37 @@ impl<H: Host> Arbiter<H> {
             delay_until: None,
             stopping: None,
             failure: None,
+            listener_fds,
+            exec: Exec::current(),
+            upgrade_failed: false,
+        }
+    }
+
+    /// Takes over the workers of the image an upgrade replaced.
+    pub(crate) fn adopt(&mut self, workers: &[(i32, usize, usize)]) {
+        let now = Instant::now();
+        for &(pid, index, cell) in workers {
+            if index >= MAX_WORKERS {
+                continue;
+            }
+            self.workers.push(Worker {
+                pid: Pid::from_raw(pid),
+                index,
+                cell,
+                role: Role::Previous,
+                generation: 0,
+                spawned: now - CRASH_WINDOW,
+                aborted: None,
+                killed: false,
+                memory_strikes: 0,
+            });
+        }
+        if !self.workers.is_empty() {
+            self.ever_ready = true;
+            info!(
+                "upgrade: {} workers of the previous binary serve until the new ones are ready",
+                self.workers.len()
+            );
         }
     }
 
@@ -205,6 +255,7 @@ impl<H: Host> Arbiter<H> {
             Command::Stop { graceful } => self.request_stop(graceful),
             Command::Reload => self.reload(),
             Command::Scale(delta) => self.scale(delta),
+            Command::Upgrade => self.upgrade(),
             Command::Unsupported(signal) => warn!("{signal} is not handled yet; ignoring it"),
         }
     }
@@ -212,6 +263,7 @@ impl<H: Host> Arbiter<H> {
     /// One pass over the workers: promotions, timeouts, recycling, refills.
     fn supervise(&mut self) {
         self.promote_ready_successors();
+        self.finish_upgrade();
         self.check_liveness();
         self.check_recycling();
         self.fill_slots();
@@ -294,6 +346,81 @@ impl<H: Host> Arbiter<H> {
                 .any(|w| self.state(w) == CellState::Ready)
         {
             self.ever_ready = true;
+        }
+    }
+
+    fn has_previous(&self) -> bool {
+        self.workers.iter().any(|w| w.role == Role::Previous)
+    }
+
+    /// Once every slot has a ready worker of this image, the previous
+    /// image's workers drain.
+    fn finish_upgrade(&mut self) {
+        if self.upgrade_failed || !self.has_previous() || !self.all_ready() {
+            return;
+        }
+        let mut n = 0;
+        for w in self.workers.iter_mut().filter(|w| w.role == Role::Previous) {
+            w.role = Role::Retiring;
+            let _ = kill(w.pid, Signal::SIGTERM);
+            n += 1;
+        }
+        info!("upgrade complete: {n} workers of the previous binary draining");
+        if let Some(path) = &self.config.pid {
+            let _ = std::fs::remove_file(pidfile::Pidfile::oldbin(path));
+        }
+    }
+
+    /// This image's workers cannot boot: stop trying while the previous
+    /// image's workers serve.
+    fn fail_upgrade(&mut self, why: &str) {
+        if self.upgrade_failed {
+            return;
+        }
+        self.upgrade_failed = true;
+        error!("upgrade failed: {why}; the previous binary's workers keep serving");
+        for w in self.workers.iter_mut().filter(|w| w.role == Role::Current) {
+            w.role = Role::Retiring;
+            let _ = kill(w.pid, Signal::SIGTERM);
+        }
+    }
+
+    /// SIGUSR2: check the binary now at this path, then exec it in place.
+    fn upgrade(&mut self) {
+        if self.stopping.is_some() || self.delay_until.is_some() || self.has_previous() {
+            warn!("upgrade: not now (stopping, or an upgrade is still in progress)");
+            return;
+        }
+        let Some(exec) = self.exec.clone() else {
+            error!("upgrade: the path of this binary is unknown");
+            return;
+        };
+        info!("upgrade: checking {}", exec.path().display());
+        if let Err(e) = exec.preflight() {
+            error!("upgrade aborted: {e}; the current binary keeps serving");
+            return;
+        }
+        let handoff = Handoff {
+            listeners: self.listener_fds.clone(),
+            shm: self.shared.fd(),
+            workers: self
+                .workers
+                .iter()
+                .filter(|w| w.role != Role::Retiring)
+                .map(|w| (w.pid.as_raw(), w.index, w.cell))
+                .collect(),
+        };
+        let moved = self
+            .pidfile
+            .as_ref()
+            .is_some_and(pidfile::Pidfile::to_oldbin);
+        info!("upgrade: executing {}", exec.path().display());
+        let err = exec.exec(&handoff);
+        error!("upgrade aborted: {err}; the current binary keeps serving");
+        if moved {
+            if let Some(p) = &self.pidfile {
+                p.from_oldbin();
+            }
         }
     }
 
@@ -719,6 +846,11 @@ impl<H: Host> Arbiter<H> {
             error!("worker {index} (pid {pid}) failed to boot: {message}");
             match w.role {
                 Role::Successor(reason) => self.replacement_failed(index, reason),
+                Role::Current if self.has_previous() => {
+                    self.fail_upgrade(&format!(
+                        "the new binary's worker {index} failed to boot: {message}"
+                    ));
+                }
                 Role::Current if self.previous.is_some() => {
                     // A slot added by a reload whose settings do not boot.
                     self.replacement_failed(index, Reason::Reload);
@@ -729,7 +861,7 @@ impl<H: Host> Arbiter<H> {
                     self.schedule(index, true, None);
                 }
                 Role::Current => self.fail(Error::BootFailed { index, message }),
-                Role::Retiring => {}
+                Role::Retiring | Role::Previous => {}
             }
             return;
         }
@@ -750,13 +882,18 @@ impl<H: Host> Arbiter<H> {
                 self.replacement_failed(index, Reason::Reload)
             }
             Role::Successor(reason) => self.schedule(index, crashed, Some(reason)),
+            Role::Current if booting && self.has_previous() => {
+                self.fail_upgrade(&format!(
+                    "the new binary's worker {index} {describe} before finishing startup"
+                ));
+            }
             Role::Current if booting && !self.ever_ready => self.fail(Error::BootFailed {
                 index,
                 message: format!(
                     "the worker {describe} before finishing startup, and no worker has booted yet"
                 ),
             }),
-            Role::Current => self.schedule(index, crashed, None),
+            Role::Current | Role::Previous => self.schedule(index, crashed, None),
             Role::Retiring => {}
         }
     }
@@ -823,5 +960,6 @@ mod tests {
         assert_eq!(Command::from_signal(Signal::SIGHUP), Command::Reload);
         assert_eq!(Command::from_signal(Signal::SIGTTIN), Command::Scale(1));
         assert_eq!(Command::from_signal(Signal::SIGTTOU), Command::Scale(-1));
+        assert_eq!(Command::from_signal(Signal::SIGUSR2), Command::Upgrade);
     }
 }

@@ -22,12 +22,14 @@ mod pidfile;
 mod process;
 mod signals;
 pub mod socket;
+pub mod upgrade;
 
 use ferricorn_config::Config;
 use ferricorn_shm::Shared;
 
 pub use process::Identity;
-pub use socket::{Listener, Listeners, bind};
+pub use socket::{Listener, Listeners, adopt_all, bind};
+pub use upgrade::Handoff;
 
 /// Why the supervisor stopped with a failure.
 #[derive(Debug, thiserror::Error)]
@@ -90,11 +92,23 @@ pub struct Spawn<'a> {
     pub config: &'a Config,
 }
 
-/// Supervises workers until the server stops.
-pub fn run(config: Config, shared: Shared, host: impl Host) -> Result<(), Error> {
+/// Supervises workers until the server stops. `handoff` holds the workers of
+/// the image this one replaced in an upgrade: they serve until this image's
+/// workers are ready.
+pub fn run(
+    config: Config,
+    shared: Shared,
+    listeners: &Listeners,
+    handoff: Option<Handoff>,
+    host: impl Host,
+) -> Result<(), Error> {
     let signals = signals::Signals::install().map_err(|source| Error::Os {
         what: "installing signal handlers",
         source,
     })?;
-    arbiter::Arbiter::new(config, shared, signals, host).run()
+    let mut arbiter = arbiter::Arbiter::new(config, shared, signals, listeners.fds(), host);
+    if let Some(handoff) = handoff {
+        arbiter.adopt(&handoff.workers);
+    }
+    arbiter.run()
 }

@@ -27,6 +27,26 @@ impl Pidfile {
     }
 }
 
+impl Pidfile {
+    /// `PATH.oldbin`: where the pidfile of a generation being upgraded away
+    /// from is kept, so both generations are visible.
+    pub(crate) fn oldbin(path: &Path) -> PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".oldbin");
+        PathBuf::from(name)
+    }
+
+    /// Moves the file to `PATH.oldbin` before an upgrade; `false` if it could not.
+    pub(crate) fn to_oldbin(&self) -> bool {
+        std::fs::rename(&self.path, Self::oldbin(&self.path)).is_ok()
+    }
+
+    /// Moves it back after a failed upgrade.
+    pub(crate) fn from_oldbin(&self) {
+        let _ = std::fs::rename(Self::oldbin(&self.path), &self.path);
+    }
+}
+
 impl Drop for Pidfile {
     fn drop(&mut self) {
         if std::process::id() != self.owner {

@@ -65,6 +65,9 @@ impl Signals {
             // both async-signal-safe.
             unsafe { sigaction(signal, &action) }?;
         }
+        // An image started by an upgrade inherits every signal blocked; what
+        // arrived meanwhile is delivered now, to the handlers.
+        restore(&SigSet::empty());
         Ok(Self {
             read,
             _write: write,

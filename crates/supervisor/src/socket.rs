@@ -66,6 +66,45 @@ impl Listeners {
     pub fn iter(&self) -> impl Iterator<Item = &Listener> {
         self.list.iter()
     }
+
+    /// Their file descriptors, for an upgrade's handoff.
+    pub fn fds(&self) -> Vec<RawFd> {
+        use std::os::fd::AsRawFd;
+        self.list
+            .iter()
+            .map(|l| match l {
+                Listener::Tcp(l) => l.as_raw_fd(),
+                Listener::Unix(l, _) => l.as_raw_fd(),
+            })
+            .collect()
+    }
+}
+
+/// Takes over the sockets an upgrade handed over. A unix socket whose path
+/// is one of `binds` is again removed at exit.
+pub fn adopt_all(fds: &[RawFd], binds: &[Bind]) -> Result<Listeners, Error> {
+    let mut listeners = Listeners {
+        list: Vec::new(),
+        owner: std::process::id(),
+    };
+    for fd in fds {
+        let adopted = adopt(*fd).map_err(|source| Error::Bind {
+            addr: format!("inherited fd {fd}"),
+            source,
+        })?;
+        listeners.list.push(match adopted {
+            Listener::Unix(l, None) => {
+                let path = l
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(Path::to_path_buf));
+                let ours = path.filter(|p| binds.contains(&Bind::Unix(p.clone())));
+                Listener::Unix(l, ours)
+            }
+            other => other,
+        });
+    }
+    Ok(listeners)
 }
 
 impl Drop for Listeners {

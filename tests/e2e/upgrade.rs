@@ -1,0 +1,94 @@
+//! SIGUSR2: the binary re-executes in place (same pid, same sockets), its
+//! new workers boot beside the old ones, and the old ones drain only then.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::support::{BIN, Load, Server, wait_until};
+
+/// A copy of the binary in its own directory, so a test can replace it.
+fn binary_copy(name: &str) -> PathBuf {
+    let dir = crate::support::temp_dir(name);
+    let path = dir.join("ferricorn");
+    std::fs::copy(BIN, &path).expect("copy the binary");
+    path
+}
+
+/// Replaces `path` with a shell script, as a deploy replaces a binary.
+fn replace_with_script(path: &Path, script: &str) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, script).expect("write script");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::rename(&tmp, path).expect("swap binary");
+}
+
+#[test]
+fn usr2_upgrades_in_place_without_losing_a_request() {
+    let server = Server::start(&["-w", "2"]);
+    let (supervisor, before) = (server.pid(), server.workers());
+    let load = Load::start(server.port, 4, 2);
+    assert!(load.wait_for_ok(300, Duration::from_secs(10)));
+    server.signal(Signal::SIGUSR2);
+    server.wait_log("upgrade complete", Duration::from_secs(15));
+    let replaced = wait_until(Duration::from_secs(15), || {
+        let now = server.workers();
+        now.len() == 2 && now.iter().all(|p| !before.contains(p))
+    });
+    let seen = load.ok_so_far();
+    assert!(load.wait_for_ok(seen + 300, Duration::from_secs(10)));
+    let tally = load.stop();
+    assert!(
+        replaced,
+        "workers after the upgrade: {:?} (before {before:?})",
+        server.workers()
+    );
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    assert_eq!(server.pid(), supervisor, "the supervisor keeps its pid");
+    server.wait_ready();
+}
+
+#[test]
+fn a_binary_that_does_not_run_aborts_the_upgrade() {
+    let bin = binary_copy("upgrade-broken");
+    let mut server = Server::spawn_bin(&bin, &["-w", "1"], &[]);
+    server.wait_ready();
+    let before = server.workers();
+    replace_with_script(&bin, "#!/bin/sh\necho 'broken build' >&2\nexit 1\n");
+    server.signal(Signal::SIGUSR2);
+    server.wait_log("upgrade aborted", Duration::from_secs(15));
+    assert!(server.log().contains("broken build"), "{}", server.log());
+    assert_eq!(server.workers(), before);
+    assert_eq!(server.get("/").status, 200);
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[test]
+fn a_binary_whose_app_fails_to_start_leaves_the_old_workers_serving() {
+    let bin = binary_copy("upgrade-failing-app");
+    let server = Server::spawn_bin(&bin, &["-w", "2"], &[]);
+    server.wait_ready();
+    let before = server.workers();
+    let load = Load::start(server.port, 2, 1);
+    assert!(load.wait_for_ok(100, Duration::from_secs(10)));
+    // The new "binary" passes --check-config but its app cannot start.
+    replace_with_script(
+        &bin,
+        &format!("#!/bin/sh\nFERRICORN_DEMO_FAIL_STARTUP='new build' exec {BIN} \"$@\"\n"),
+    );
+    server.signal(Signal::SIGUSR2);
+    server.wait_log("upgrade failed", Duration::from_secs(15));
+    let seen = load.ok_so_far();
+    assert!(load.wait_for_ok(seen + 200, Duration::from_secs(10)));
+    let tally = load.stop();
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    assert!(
+        wait_until(Duration::from_secs(5), || server.workers() == before),
+        "{:?}",
+        server.workers()
+    );
+    server.wait_ready();
+}
