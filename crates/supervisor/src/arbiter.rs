@@ -413,14 +413,12 @@ impl<H: Host> Arbiter<H> {
         let moved = self
             .pidfile
             .as_ref()
-            .is_some_and(pidfile::Pidfile::to_oldbin);
+            .is_some_and(pidfile::Pidfile::move_to_oldbin);
         info!("upgrade: executing {}", exec.path().display());
         let err = exec.exec(&handoff);
         error!("upgrade aborted: {err}; the current binary keeps serving");
-        if moved {
-            if let Some(p) = &self.pidfile {
-                p.from_oldbin();
-            }
+        if let Some(p) = self.pidfile.as_ref().filter(|_| moved) {
+            p.restore_from_oldbin();
         }
     }
 

@@ -37,12 +37,12 @@ impl Pidfile {
     }
 
     /// Moves the file to `PATH.oldbin` before an upgrade; `false` if it could not.
-    pub(crate) fn to_oldbin(&self) -> bool {
+    pub(crate) fn move_to_oldbin(&self) -> bool {
         std::fs::rename(&self.path, Self::oldbin(&self.path)).is_ok()
     }
 
     /// Moves it back after a failed upgrade.
-    pub(crate) fn from_oldbin(&self) {
+    pub(crate) fn restore_from_oldbin(&self) {
         let _ = std::fs::rename(Self::oldbin(&self.path), &self.path);
     }
 }
