@@ -362,3 +362,56 @@ fn max_worker_memory_replaces_workers_without_losing_requests() {
     assert!(load.wait_for_ok(seen + 100, Duration::from_secs(10)));
     assert_no_failures(&load.stop(), "max-worker-memory");
 }
+
+#[test]
+fn usr1_reopens_the_error_log_in_the_supervisor_and_every_worker() {
+    let dir = crate::support::temp_dir("usr1");
+    let log = dir.join("error.log");
+    let rotated = dir.join("error.log.1");
+    let mut child = crate::support::command(&dir)
+        .args([
+            "-w",
+            "2",
+            "-b",
+            "127.0.0.1:0",
+            "--error-logfile",
+            log.to_str().expect("utf-8"),
+        ])
+        .spawn()
+        .expect("spawn");
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(10), || read(&log)
+            .matches(" ready")
+            .count()
+            == 2),
+        "{}",
+        read(&log)
+    );
+    std::fs::rename(&log, &rotated).expect("rotate");
+    let supervisor = Pid::from_raw(child.id() as i32);
+    kill(supervisor, Signal::SIGUSR1).expect("usr1");
+    let reopened = wait_until(Duration::from_secs(10), || {
+        let text = read(&log);
+        text.contains("[supervisor] reopened log files") && text.matches("[worker ").count() >= 2
+    });
+    assert!(
+        reopened,
+        "new file:\n{}\nold file:\n{}",
+        read(&log),
+        read(&rotated)
+    );
+    let old_len = read(&rotated).len();
+    kill(supervisor, Signal::SIGTERM).expect("term");
+    assert!(child.wait().expect("wait").success());
+    assert!(
+        read(&log).contains("stopped"),
+        "shutdown lines go to the new file"
+    );
+    assert_eq!(
+        read(&rotated).len(),
+        old_len,
+        "nothing more written to the rotated file"
+    );
+    assert!(!read(&rotated).is_empty());
+}

@@ -209,6 +209,12 @@ impl Loaded {
             limit(c.limits.request_line),
             c.limits.request_fields.to_string(),
             limit(c.limits.request_field_size),
+            format!(
+                "{:?}",
+                c.error_logfile
+                    .as_ref()
+                    .map_or("-".to_owned(), |p| p.display().to_string())
+            ),
             format!("{:?}", c.log_level.to_string()),
             quoted(&c.health_path),
             quoted(&c.ready_path),

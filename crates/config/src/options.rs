@@ -121,6 +121,11 @@ pub struct Options {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_request_field_size: Option<u64>,
 
+    /// Error log file, reopened on SIGUSR1; - is stderr [default: -]
+    #[arg(long, value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_logfile: Option<String>,
+
     /// Log level: debug, info, warning, error or critical [default: info]
     #[arg(long, value_name = "LEVEL")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -173,6 +178,7 @@ pub(crate) const KEYS: &[(&str, Kind)] = &[
     ("limit_request_line", Kind::Int),
     ("limit_request_fields", Kind::Int),
     ("limit_request_field_size", Kind::Int),
+    ("error_logfile", Kind::Text),
     ("log_level", Kind::Text),
     ("health_path", Kind::Text),
     ("ready_path", Kind::Text),
@@ -238,6 +244,7 @@ mod tests {
             limit_request_line: Some(0),
             limit_request_fields: Some(0),
             limit_request_field_size: Some(0),
+            error_logfile: Some(String::new()),
             log_level: Some(String::new()),
             health_path: Some(String::new()),
             ready_path: Some(String::new()),

@@ -59,6 +59,8 @@ pub struct Config {
     pub umask: Option<u32>,
     /// Request size limits.
     pub limits: Limits,
+    /// The error log file; `None` is stderr. Default stderr.
+    pub error_logfile: Option<PathBuf>,
     /// Log level. Default info.
     pub log_level: LogLevel,
     /// Liveness endpoint path; `None` turns it off. Default `/healthz`.
@@ -240,6 +242,11 @@ impl Config {
                 )?)
                 .filter(|n| *n > 0),
             },
+            error_logfile: o
+                .error_logfile
+                .as_deref()
+                .filter(|p| !p.is_empty() && *p != "-")
+                .map(PathBuf::from),
             log_level: o
                 .log_level
                 .as_deref()

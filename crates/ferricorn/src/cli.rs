@@ -78,6 +78,18 @@ pub(crate) fn main<A: App>(factory: impl Fn(&Context) -> A) -> Result<(), u8> {
         println!("ferricorn: configuration is valid");
         return Ok(());
     }
+    if let Err(e) = logging::open_file(loaded.config.error_logfile.as_deref()) {
+        let path = loaded
+            .config
+            .error_logfile
+            .as_deref()
+            .unwrap_or(std::path::Path::new("-"));
+        eprintln!(
+            "ferricorn: error: cannot open error_logfile {}: {e}",
+            path.display()
+        );
+        return Err(EXIT_FAILURE);
+    }
     logging::init(loaded.config.log_level);
     serve(&cli, loaded, factory)
 }
@@ -159,6 +171,7 @@ impl<A: App, F: Fn(&Context) -> A> Host for Runner<'_, F> {
                 self.shared,
                 (spawn.index, spawn.cell),
                 inherited,
+                logging::reopen,
                 |ctx| Served((self.factory)(ctx)),
             ),
             Err(e) => {
@@ -178,6 +191,10 @@ impl<A: App, F: Fn(&Context) -> A> Host for Runner<'_, F> {
             warn!("{w}");
         }
         Ok(loaded.config)
+    }
+
+    fn reopen_logs(&mut self) {
+        logging::reopen();
     }
 }
 

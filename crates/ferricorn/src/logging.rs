@@ -1,14 +1,23 @@
-//! The error log: one line per event on stderr, Gunicorn-like, each naming
-//! the process's pid and role.
+//! The error log: one line per event, Gunicorn-like, each naming the
+//! process's pid and role, on stderr or in `--error-logfile`.
 //!
 //! `2026-11-23T01:34:09.123456Z [1234] [INFO] [worker 0] worker 0 ready`
+//!
+//! The file is opened in append mode and each line is written with one
+//! `write`, so the supervisor's and the workers' lines never interleave
+//! within a line. On SIGUSR1 every process reopens it (for logrotate).
 
 use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use ferricorn_config::LogLevel;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -16,6 +25,65 @@ use tracing_subscriber::registry::LookupSpan;
 
 /// The worker index of this process; `usize::MAX` in the supervisor.
 static WORKER: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// The open log file and its path; `None` writes to stderr.
+static FILE: Mutex<Option<(PathBuf, File)>> = Mutex::new(None);
+
+fn open(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Opens the error log file, if one is set; before [`init`].
+pub(crate) fn open_file(path: Option<&Path>) -> io::Result<()> {
+    let file = path
+        .map(|p| open(p).map(|f| (p.to_path_buf(), f)))
+        .transpose()?;
+    *FILE.lock().unwrap_or_else(|e| e.into_inner()) = file;
+    Ok(())
+}
+
+/// Reopens the error log file at its path (after logrotate moved it).
+pub(crate) fn reopen() {
+    let mut guard = FILE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((path, file)) = guard.as_mut() {
+        match open(path) {
+            Ok(new) => *file = new,
+            Err(e) => {
+                let _ = writeln!(
+                    io::stderr(),
+                    "ferricorn: cannot reopen {}: {e}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+/// Where each log line goes.
+struct Output;
+
+impl<'a> MakeWriter<'a> for Output {
+    type Writer = Output;
+
+    fn make_writer(&'a self) -> Output {
+        Output
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut guard = FILE.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_mut() {
+            Some((_, file)) => file.write_all(buf),
+            None => io::stderr().write_all(buf),
+        }
+        .map(|()| buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Installs the global logger. Runs once, in the supervisor, before any fork.
 pub(crate) fn init(level: LogLevel) {
@@ -27,7 +95,7 @@ pub(crate) fn init(level: LogLevel) {
     };
     let _ = tracing_subscriber::fmt()
         .with_max_level(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(Output)
         .with_ansi(false)
         .event_format(Format)
         .try_init();

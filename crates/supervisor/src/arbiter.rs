@@ -52,6 +52,8 @@ enum Command {
     Scale(i8),
     /// Re-execute the binary, keeping the pid and the sockets (SIGUSR2).
     Upgrade,
+    /// Reopen log files here and in every worker (SIGUSR1).
+    ReopenLogs,
     /// A signal whose action is not built yet.
     Unsupported(Signal),
 }
@@ -66,6 +68,7 @@ impl Command {
             Signal::SIGTTIN => Self::Scale(1),
             Signal::SIGTTOU => Self::Scale(-1),
             Signal::SIGUSR2 => Self::Upgrade,
+            Signal::SIGUSR1 => Self::ReopenLogs,
             other => Self::Unsupported(other),
         }
     }
@@ -256,6 +259,11 @@ impl<H: Host> Arbiter<H> {
             Command::Reload => self.reload(),
             Command::Scale(delta) => self.scale(delta),
             Command::Upgrade => self.upgrade(),
+            Command::ReopenLogs => {
+                self.host.reopen_logs();
+                info!("reopened log files; telling the workers");
+                self.signal_all(Signal::SIGUSR1);
+            }
             Command::Unsupported(signal) => warn!("{signal} is not handled yet; ignoring it"),
         }
     }
@@ -959,5 +967,6 @@ mod tests {
         assert_eq!(Command::from_signal(Signal::SIGTTIN), Command::Scale(1));
         assert_eq!(Command::from_signal(Signal::SIGTTOU), Command::Scale(-1));
         assert_eq!(Command::from_signal(Signal::SIGUSR2), Command::Upgrade);
+        assert_eq!(Command::from_signal(Signal::SIGUSR1), Command::ReopenLogs);
     }
 }

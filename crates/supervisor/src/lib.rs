@@ -79,6 +79,10 @@ pub trait Host {
     /// Reads the settings again, for SIGHUP. An error is logged and the
     /// server keeps its current settings and workers.
     fn reload(&mut self) -> Result<Config, String>;
+
+    /// Reopens the supervisor's log files, for SIGUSR1 (workers get the
+    /// signal forwarded and reopen their own).
+    fn reopen_logs(&mut self);
 }
 
 /// The worker being forked.

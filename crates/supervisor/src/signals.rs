@@ -115,7 +115,10 @@ pub(crate) fn restore(mask: &SigSet) {
     let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None);
 }
 
-/// In a freshly forked child: default dispositions, and the pipe closed.
+/// In a freshly forked child: default dispositions for the stop signals,
+/// ignored ones for the rest (a booting worker must not die of a forwarded
+/// SIGUSR1 or stop on SIGTTIN before it installs its own handlers), and the
+/// pipe closed.
 pub(crate) fn reset_in_child() {
     for fd in [PIPE.swap(-1, Relaxed), PIPE_READ.swap(-1, Relaxed)] {
         if fd >= 0 {
@@ -125,9 +128,15 @@ pub(crate) fn reset_in_child() {
             let _ = nix::unistd::close(fd);
         }
     }
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for signal in HANDLED {
-        // SAFETY: restoring the default disposition installs no handler.
-        let _ = unsafe { sigaction(signal, &default) };
+        let handler = match signal {
+            Signal::SIGCHLD | Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT => {
+                SigHandler::SigDfl
+            }
+            _ => SigHandler::SigIgn,
+        };
+        let action = SigAction::new(handler, SaFlags::empty(), SigSet::empty());
+        // SAFETY: the default and ignore dispositions install no handler.
+        let _ = unsafe { sigaction(signal, &action) };
     }
 }

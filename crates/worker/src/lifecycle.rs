@@ -31,14 +31,24 @@ struct StopSignals {
     term: Signal,
     int: Signal,
     quit: Signal,
+    /// Signals meant for the supervisor, caught so a worker neither dies
+    /// nor stops of them (HUP, TTIN, TTOU, USR2), and not polled.
+    _ignored: Vec<Signal>,
 }
 
 impl StopSignals {
     fn install() -> std::io::Result<Self> {
+        let ignored = [
+            SignalKind::hangup(),
+            SignalKind::user_defined2(),
+            SignalKind::from_raw(nix::sys::signal::Signal::SIGTTIN as i32),
+            SignalKind::from_raw(nix::sys::signal::Signal::SIGTTOU as i32),
+        ];
         Ok(Self {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             quit: signal(SignalKind::quit())?,
+            _ignored: ignored.into_iter().map(signal).collect::<Result<_, _>>()?,
         })
     }
 
@@ -58,6 +68,7 @@ pub fn run<S: Service>(
     shared: Shared,
     (index, cell): (usize, usize),
     listeners: Vec<Listener>,
+    reopen_logs: fn(),
     make: impl FnOnce(&Context) -> S,
 ) -> i32 {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -78,7 +89,7 @@ pub fn run<S: Service>(
         pid: std::process::id(),
         shared,
     };
-    let code = LocalSet::new().block_on(&runtime, serve(config, ctx, listeners, make));
+    let code = LocalSet::new().block_on(&runtime, serve(config, ctx, listeners, reopen_logs, make));
     // Blocking tasks still running (a sleeping handler) must not hold the exit.
     runtime.shutdown_background();
     code
@@ -88,6 +99,7 @@ async fn serve<S: Service>(
     config: &Config,
     ctx: Context,
     listeners: Vec<Listener>,
+    reopen_logs: fn(),
     make: impl FnOnce(&Context) -> S,
 ) -> i32 {
     let slot = ctx.shared.cell(ctx.cell);
@@ -100,6 +112,10 @@ async fn serve<S: Service>(
     };
     if let Some(slot) = slot {
         spawn_local(heartbeat(slot));
+    }
+    match signal(SignalKind::user_defined1()) {
+        Ok(usr1) => drop(spawn_local(reopen_on(usr1, reopen_logs))),
+        Err(e) => warn!("cannot watch SIGUSR1: {e}"),
     }
     let app = make(&ctx);
     let started = tokio::select! {
@@ -220,6 +236,14 @@ fn retire_at(config: &Config) -> Option<u64> {
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^= x >> 31;
     Some(limit + x % (jitter + 1))
+}
+
+/// Reopens the log files on each SIGUSR1 the supervisor forwards.
+async fn reopen_on(mut usr1: Signal, reopen_logs: fn()) {
+    while usr1.recv().await.is_some() {
+        reopen_logs();
+        info!("reopened log files");
+    }
 }
 
 /// Writes the cell's heartbeat once a second while the event loop runs.
