@@ -65,3 +65,19 @@ for path in / /json; do
     [ -z "$errors" ] || echo "  $errors"
 done
 echo "RSS after load: $(memory)"
+# How evenly the kernel and the accept balancing spread the load: each
+# worker's request count, read through /worker on fresh connections.
+python3 - "$PORT" <<'PY'
+import json, socket, sys
+seen = {}
+for _ in range(200):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+    s.sendall(b"GET /worker HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    w = json.loads(data.split(b"\r\n\r\n", 1)[1])
+    seen[w["index"]] = w["requests"]
+total = sum(seen.values()) or 1
+print("requests per worker:", ", ".join(f"worker {i} {n} ({100 * n / total:.0f}%)" for i, n in sorted(seen.items())))
+PY

@@ -85,6 +85,7 @@ pub struct Cell {
     retire: AtomicU32,
     heartbeat_ms: AtomicU64,
     requests: AtomicU64,
+    connections: AtomicU32,
     error_len: AtomicU32,
     error: [AtomicU8; ERROR_LEN],
 }
@@ -189,6 +190,7 @@ impl Shared {
         cell.index.store(index as u32, Relaxed);
         cell.error_len.store(0, Relaxed);
         cell.requests.store(0, Relaxed);
+        cell.connections.store(0, Relaxed);
         cell.retire.store(0, Relaxed);
         cell.heartbeat_ms.store(now_ms(), Relaxed);
         cell.pid.store(-1, Relaxed);
@@ -213,6 +215,17 @@ impl Shared {
             .restarts
             .get(index)
             .map_or(0, |r| r.load(Relaxed))
+    }
+
+    /// The fewest open connections of any ready worker other than the one
+    /// in cell `me`; `None` when there is no other.
+    pub fn least_connections_besides(&self, me: usize) -> Option<u32> {
+        self.used()
+            .iter()
+            .enumerate()
+            .filter(|(id, c)| *id != me && c.state() == CellState::Ready)
+            .map(|(_, c)| c.connections())
+            .min()
     }
 
     /// Whether the server can take traffic: not draining, and every desired
@@ -335,6 +348,20 @@ impl Cell {
         self.requests.load(Relaxed)
     }
 
+    /// Counts a connection opened (+1) or closed (-1).
+    pub fn count_connection(&self, opened: bool) {
+        if opened {
+            self.connections.fetch_add(1, Relaxed);
+        } else {
+            self.connections.fetch_sub(1, Relaxed);
+        }
+    }
+
+    /// Connections the cell's worker has open.
+    pub fn connections(&self) -> u32 {
+        self.connections.load(Relaxed)
+    }
+
     /// Asks the supervisor to replace this worker (max-requests reached).
     pub fn request_retire(&self) {
         self.retire.store(1, Relaxed);
@@ -408,6 +435,20 @@ mod tests {
         c.set_state(CellState::Ready);
         shared.header().set_draining();
         assert_eq!(shared.is_ready(), Err(NotReady::Draining));
+    }
+
+    #[test]
+    fn least_connections_skips_self_and_workers_not_ready() {
+        let shared = Shared::new().expect("memfd");
+        let a = shared.claim(0).expect("cell");
+        assert_eq!(shared.least_connections_besides(a), None);
+        let b = ready_in(&shared, 1);
+        b.count_connection(true);
+        b.count_connection(true);
+        let _booting = shared.claim(2).expect("cell");
+        assert_eq!(shared.least_connections_besides(a), Some(2));
+        b.count_connection(false);
+        assert_eq!(shared.least_connections_besides(a), Some(1));
     }
 
     #[test]

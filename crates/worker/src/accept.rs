@@ -1,6 +1,13 @@
 //! Accepting connections: one loop per listener, all sharing one cap on open
 //! connections (`--worker-connections`). At the cap a worker stops accepting,
 //! so the kernel hands new connections to the other workers.
+//!
+//! All workers accept from one shared socket, and whichever process the
+//! kernel wakes first takes the connection: left alone, one worker can end
+//! up with most of them. So a worker that holds clearly more connections than
+//! the least loaded ready worker waits a little before it accepts, letting a
+//! less loaded worker that is waiting in accept take the connection. The
+//! wait is bounded, so a hung or busy peer costs at most [`MAX_DEFER`].
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,6 +18,18 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
 use tracing::{debug, error};
+
+/// One step of the wait of a worker ahead of its peers.
+const DEFER_STEP: Duration = Duration::from_millis(1);
+/// The longest a worker ahead of its peers waits before it accepts anyway.
+const MAX_DEFER: Duration = Duration::from_millis(10);
+
+/// Whether a worker with `mine` open connections should let a peer whose
+/// least is `least` accept first: it is ahead by more than one connection
+/// and an eighth.
+pub(crate) fn is_ahead(mine: u32, least: u32) -> bool {
+    mine > least + 1 + least / 8
+}
 
 /// A listening socket this worker accepts on.
 pub(crate) trait Accept {
@@ -53,6 +72,7 @@ pub(crate) async fn accept_loop<L, F>(
     listener: L,
     permits: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
+    balance: impl Fn() -> bool,
     mut serve: F,
 ) where
     L: Accept,
@@ -66,6 +86,11 @@ pub(crate) async fn accept_loop<L, F>(
             },
             _ = stop.wait_for(|s| *s) => return,
         };
+        let mut waited = Duration::ZERO;
+        while waited < MAX_DEFER && balance() {
+            tokio::time::sleep(DEFER_STEP).await;
+            waited += DEFER_STEP;
+        }
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = stop.wait_for(|s| *s) => return,
@@ -79,5 +104,22 @@ pub(crate) async fn accept_loop<L, F>(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_ahead;
+
+    #[test]
+    fn ahead_means_clearly_more_than_the_least_loaded() {
+        assert!(!is_ahead(0, 0));
+        assert!(!is_ahead(1, 0));
+        assert!(is_ahead(2, 0));
+        assert!(!is_ahead(9, 8));
+        assert!(!is_ahead(10, 8));
+        assert!(is_ahead(11, 8));
+        assert!(!is_ahead(90, 80));
+        assert!(is_ahead(92, 80));
     }
 }

@@ -37,6 +37,8 @@ pub(crate) struct Server<S> {
     pub http: http1::Builder,
     pub config: Config,
     pub shared: Shared,
+    /// This worker's cell id.
+    pub cell: usize,
     pub slot: Option<&'static ShmCell>,
     /// The request count at which the worker asks to be replaced.
     pub retire_at: Option<u64>,
@@ -72,7 +74,7 @@ impl<S: Service> Server<S> {
         io: IO,
         peer: Option<SocketAddr>,
         mut stop: watch::Receiver<bool>,
-        _permit: OwnedSemaphorePermit,
+        _open: (OwnedSemaphorePermit, Option<OpenConnection>),
     ) where
         IO: AsyncRead + AsyncWrite + Unpin + 'static,
     {
@@ -146,6 +148,23 @@ impl<S: Service> Server<S> {
                 text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
             }
         }
+    }
+}
+
+/// Counts a connection open in the worker's cell while it lives; made at
+/// accept time, so a burst of accepts is counted before any is served.
+pub(crate) struct OpenConnection(&'static ShmCell);
+
+impl OpenConnection {
+    pub(crate) fn new(cell: &'static ShmCell) -> Self {
+        cell.count_connection(true);
+        Self(cell)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.count_connection(false);
     }
 }
 

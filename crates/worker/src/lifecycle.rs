@@ -135,6 +135,7 @@ async fn serve<S: Service>(
         app,
         config: config.clone(),
         shared: ctx.shared,
+        cell: ctx.cell,
         slot,
         retire_at: retire_at(config),
     });
@@ -193,12 +194,19 @@ fn spawn<L: Accept + 'static, S: Service>(
     stop: &watch::Receiver<bool>,
 ) {
     let (server, conn_stop) = (server.clone(), stop.clone());
+    let (shared, cell) = (server.shared, server.cell);
+    let balance = move || match (shared.cell(cell), shared.least_connections_besides(cell)) {
+        (Some(me), Some(least)) => crate::accept::is_ahead(me.connections(), least),
+        _ => false,
+    };
     spawn_local(accept_loop(
         listener,
         permits.clone(),
         stop.clone(),
+        balance,
         move |io, peer, permit| {
-            spawn_local(server.clone().serve(io, peer, conn_stop.clone(), permit));
+            let open = (permit, server.slot.map(crate::http::OpenConnection::new));
+            spawn_local(server.clone().serve(io, peer, conn_stop.clone(), open));
         },
     ));
 }
