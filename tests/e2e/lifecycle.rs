@@ -415,3 +415,27 @@ fn usr1_reopens_the_error_log_in_the_supervisor_and_every_worker() {
     );
     assert!(!read(&rotated).is_empty());
 }
+
+#[test]
+fn a_burst_of_connections_spreads_across_workers() {
+    let server = Server::start(&["-w", "2", "--keep-alive", "30"]);
+    let mut conns: Vec<Conn> = (0..40).map(|_| server.conn()).collect();
+    let mut per_worker = std::collections::HashMap::new();
+    for c in &mut conns {
+        let body = c.get("/worker").text();
+        let index = body
+            .split("\"index\":")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .expect("index")
+            .to_owned();
+        *per_worker.entry(index).or_insert(0) += 1;
+    }
+    let counts: Vec<i32> = per_worker.values().copied().collect();
+    assert_eq!(
+        counts.len(),
+        2,
+        "one worker took every connection: {per_worker:?}"
+    );
+    assert!(counts.iter().all(|n| *n >= 12), "uneven: {per_worker:?}");
+}
