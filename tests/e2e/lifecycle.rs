@@ -214,15 +214,12 @@ fn a_hung_worker_gets_sigabrt_then_is_replaced_while_others_serve() {
     assert!(wait_until(Duration::from_secs(6), || !server
         .workers()
         .contains(&victim)));
-    assert!(
-        stopped.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        stopped.elapsed()
-    );
     assert!(wait_until(Duration::from_secs(6), || server
         .workers()
         .len()
         == 2));
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_secs(4), "replaced after {took:?}");
     server.wait_ready();
     let seen = load.ok_so_far();
     assert!(load.wait_for_ok(seen + 100, Duration::from_secs(10)));
@@ -438,4 +435,42 @@ fn a_burst_of_connections_spreads_across_workers() {
         "one worker took every connection: {per_worker:?}"
     );
     assert!(counts.iter().all(|n| *n >= 12), "uneven: {per_worker:?}");
+}
+
+#[test]
+fn a_blocked_event_loop_is_caught_by_the_heartbeat() {
+    let server = Server::start_with(
+        &["-w", "2", "--timeout", "2"],
+        &[("FERRICORN_DEMO_BLOCKING_ROUTE", "1")],
+    );
+    let mut blocker = server.conn();
+    blocker.send(b"GET /block-loop?ms=30000 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let line = server.wait_log("WORKER TIMEOUT (pid:", Duration::from_secs(8));
+    let pid: i32 = line
+        .split("(pid:")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .expect("pid in the timeout line");
+    assert!(wait_until(Duration::from_secs(6), || {
+        let now = server.workers();
+        now.len() == 2 && !now.contains(&pid)
+    }));
+    server.wait_ready();
+    assert_eq!(server.get("/").status, 200);
+}
+
+#[test]
+fn umask_applies_to_unix_socket_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = crate::support::temp_dir("umask");
+    let path = dir.join("f.sock");
+    let bind = format!("unix:{}", path.display());
+    let _server = Server::start(&["-w", "1", "-b", &bind, "--umask", "077"]);
+    let mode = std::fs::metadata(&path)
+        .expect("socket file")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o700, "mode {mode:o}");
 }

@@ -27,11 +27,15 @@ fn replace_with_script(path: &Path, script: &str) {
 
 #[test]
 fn usr2_upgrades_in_place_without_losing_a_request() {
-    let server = Server::start(&["-w", "2"]);
+    let pidfile = crate::support::temp_dir("upgrade-pid").join("f.pid");
+    let server = Server::start(&["-w", "2", "-p", pidfile.to_str().expect("utf-8")]);
+    let oldbin = pidfile.with_extension("pid.oldbin");
+    assert!(wait_until(Duration::from_secs(5), || pidfile.exists()));
     let (supervisor, before) = (server.pid(), server.workers());
     let load = Load::start(server.port, 4, 2);
     assert!(load.wait_for_ok(300, Duration::from_secs(10)));
     server.signal(Signal::SIGUSR2);
+    server.wait_log("upgrade: executing", Duration::from_secs(15));
     server.wait_log("upgrade complete", Duration::from_secs(15));
     let replaced = wait_until(Duration::from_secs(15), || {
         let now = server.workers();
@@ -48,6 +52,15 @@ fn usr2_upgrades_in_place_without_losing_a_request() {
     assert_eq!(tally.failed, 0, "{:?}", tally.errors);
     assert_eq!(server.pid(), supervisor, "the supervisor keeps its pid");
     server.wait_ready();
+    // The pidfile went to PATH.oldbin for the upgrade and is back when done.
+    assert!(wait_until(Duration::from_secs(5), || pidfile.exists()
+        && !oldbin.exists()));
+    let log = server.log();
+    assert_eq!(
+        log.matches("starting with 2 workers").count(),
+        2,
+        "two images: {log}"
+    );
 }
 
 #[test]

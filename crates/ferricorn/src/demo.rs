@@ -14,7 +14,9 @@
 //! MESSAGE (the server exits 3), and `FERRICORN_DEMO_CRASH_AFTER_BOOT=1`
 //! makes every worker exit with code 1 right after it booted (the supervisor
 //! backs off). `FERRICORN_DEMO_STARTUP_DELAY_MS=N` makes startup take N ms
-//! (for `--boot-timeout`).
+//! (for `--boot-timeout`). `FERRICORN_DEMO_BLOCKING_ROUTE=1` adds
+//! `GET /block-loop?ms=N`, which blocks the worker's event loop for N ms, as a
+//! buggy handler would (for `--timeout`); never enable it in production.
 
 use std::time::Duration;
 
@@ -70,6 +72,17 @@ impl App for Demo {
             ("/echo", _) if req.method() == Method::POST => echo(req).await,
             ("/stream", true) => self.stream(&req),
             ("/blocking", true) => self.blocking(&req).await,
+            ("/block-loop", true)
+                if std::env::var_os("FERRICORN_DEMO_BLOCKING_ROUTE").is_some() =>
+            {
+                match number(&req, "ms", 0, MAX_SLEEP_MS) {
+                    Ok(ms) => {
+                        std::thread::sleep(Duration::from_millis(ms));
+                        text("unblocked")
+                    }
+                    Err(res) => *res,
+                }
+            }
             ("/worker", true) => json(format!(
                 r#"{{"pid":{},"index":{},"requests":{}}}"#,
                 self.ctx.pid(),

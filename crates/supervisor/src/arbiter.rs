@@ -474,6 +474,8 @@ impl<H: Host> Arbiter<H> {
                             w.pid, w.index
                         );
                         let _ = kill(w.pid, Signal::SIGABRT);
+                        // A stopped process acts on SIGABRT only once continued.
+                        let _ = kill(w.pid, Signal::SIGCONT);
                         w.aborted = Some(now);
                     }
                 }
