@@ -474,3 +474,29 @@ fn umask_applies_to_unix_socket_files() {
         & 0o777;
     assert_eq!(mode, 0o700, "mode {mode:o}");
 }
+
+#[test]
+fn on_hup_the_original_command_line_still_wins() {
+    let server = Server::start_with_file("workers = 2\nkeep_alive = 9\n", &["-w", "1"]);
+    assert_eq!(server.workers().len(), 1);
+    let before = server.workers();
+    std::fs::write(
+        server.dir.join("ferricorn.toml"),
+        "workers = 3\nkeep_alive = 8\n",
+    )
+    .expect("rewrite");
+    server.signal(Signal::SIGHUP);
+    server.wait_log("reload complete", Duration::from_secs(10));
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let now = server.workers();
+            now.len() == 1 && now != before
+        }),
+        "{:?}",
+        server.workers()
+    );
+    server.wait_log(
+        "reload: replacing 1 workers with 1 workers",
+        Duration::from_secs(1),
+    );
+}
