@@ -1,0 +1,91 @@
+//! Liveness (boot timeout, heartbeat) and recycling (max-requests,
+//! max-worker-memory) checks, run on every pass of the loop.
+
+use std::time::{Duration, Instant};
+
+use ferricorn_shm::CellState;
+use nix::sys::signal::{Signal, kill};
+use tracing::{error, info};
+
+use super::{ABORT_GRACE, Arbiter, MEMORY_STRIKES, Reason, Role};
+use crate::{Host, process};
+
+impl<H: Host> Arbiter<H> {
+    /// Boot timeouts and heartbeats.
+    pub(super) fn check_liveness(&mut self) {
+        let now = Instant::now();
+        for w in &mut self.workers {
+            let Some(cell) = self.shared.cell(w.cell) else {
+                continue;
+            };
+            if w.killed {
+                continue;
+            }
+            if let Some(at) = w.aborted {
+                if now >= at + ABORT_GRACE {
+                    let _ = kill(w.pid, Signal::SIGKILL);
+                    w.killed = true;
+                }
+                continue;
+            }
+            match cell.state() {
+                CellState::Booting => {
+                    if let Some(limit) = self.config.boot_timeout
+                        && w.spawned.elapsed() > limit
+                    {
+                        error!(
+                            "worker {} (pid {}) did not finish startup within {limit:?}; killing it",
+                            w.index, w.pid
+                        );
+                        let _ = kill(w.pid, Signal::SIGKILL);
+                        w.killed = true;
+                    }
+                }
+                CellState::Ready | CellState::Draining => {
+                    let age = Duration::from_millis(cell.heartbeat_age_ms());
+                    if self.config.timeout.is_some_and(|t| age > t) {
+                        error!(
+                            "WORKER TIMEOUT (pid:{}): worker {} sent no heartbeat for {age:?}",
+                            w.pid, w.index
+                        );
+                        let _ = kill(w.pid, Signal::SIGABRT);
+                        // A stopped process acts on SIGABRT only once continued.
+                        let _ = kill(w.pid, Signal::SIGCONT);
+                        w.aborted = Some(now);
+                    }
+                }
+                CellState::Empty => {}
+            }
+        }
+    }
+
+    /// Max-requests (the worker asks) and max-worker-memory (RSS checked here).
+    pub(super) fn check_recycling(&mut self) {
+        let mut replace = Vec::new();
+        for w in &mut self.workers {
+            if w.role != Role::Current {
+                continue;
+            }
+            if self.shared.cell(w.cell).is_some_and(|c| c.take_retire()) {
+                replace.push((w.index, Reason::MaxRequests));
+                continue;
+            }
+            if let Some(limit) = self.config.max_worker_memory {
+                let rss = process::rss(w.pid).unwrap_or(0);
+                w.memory_strikes = if rss > limit { w.memory_strikes + 1 } else { 0 };
+                if w.memory_strikes == MEMORY_STRIKES {
+                    info!(
+                        "worker {} (pid {}) uses {} MiB, over max-worker-memory",
+                        w.index,
+                        w.pid,
+                        rss >> 20
+                    );
+                    replace.push((w.index, Reason::Memory));
+                }
+            }
+        }
+        for (index, reason) in replace {
+            self.replace(index, reason);
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! The supervisor's loop: keep every slot filled, replace workers before
+//! retiring them, turn signals into one [`Command`] each, and stop when told.
+//!
+//! Every worker has a role. The **current** worker of a slot serves it. A
+//! **successor** boots beside it when the slot's worker is to be replaced
+//! (reload, max-requests, memory); only once the successor is ready is the
+//! current worker told to drain, becoming **retiring**. So capacity never
+//! drops below the configured count for a planned replacement. A
+//! **previous** worker belongs to the image an upgrade replaced.
+//!
+//! - this file: the table, the loop, the commands, stopping.
+//! - `slots`: filling slots, successors, reload, scaling, backoff.
+//! - `checks`: boot timeout, heartbeat, max-requests, max-worker-memory.
+//! - `reap`: what an exit means, and what follows from it.
+//! - `upgrade`: SIGUSR2, and finishing or failing an upgrade.
+
+mod checks;
+mod reap;
+mod slots;
+mod upgrade;
+
+use std::time::{Duration, Instant};
+
+use ferricorn_config::{Config, MAX_WORKERS};
+use ferricorn_shm::{CellState, Shared};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tracing::{error, info, warn};
+
+use crate::signals::Signals;
+use crate::upgrade::Exec;
+use crate::{Error, Host, pidfile};
+
+/// A worker that dies sooner than this after its fork counts as a boot crash.
+const CRASH_WINDOW: Duration = Duration::from_secs(5);
+/// The first backoff delay after a boot crash; it doubles with each one.
+const BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// The longest backoff delay.
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// How long workers get to exit on a quick stop before SIGKILL.
+const QUICK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time after graceful-timeout for the workers' lifespan shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// Time between SIGABRT and SIGKILL for a hung worker.
+const ABORT_GRACE: Duration = Duration::from_secs(1);
+/// The loop wakes at least this often.
+const TICK: Duration = Duration::from_secs(1);
+/// How often the loop looks while workers boot.
+const BOOT_TICK: Duration = Duration::from_millis(20);
+/// Memory checks in a row above the limit before a worker is replaced.
+const MEMORY_STRIKES: u32 = 2;
+
+/// What a signal asks of the supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    /// Collect exited workers (SIGCHLD).
+    Reap,
+    /// Stop the server: gracefully (SIGTERM) or quickly (SIGINT, SIGQUIT).
+    Stop { graceful: bool },
+    /// Re-read the settings and replace every worker (SIGHUP).
+    Reload,
+    /// One worker more (SIGTTIN) or fewer (SIGTTOU).
+    Scale(i8),
+    /// Re-execute the binary, keeping the pid and the sockets (SIGUSR2).
+    Upgrade,
+    /// Reopen log files here and in every worker (SIGUSR1).
+    ReopenLogs,
+    /// A signal whose action is not built yet.
+    Unsupported(Signal),
+}
+
+impl Command {
+    fn from_signal(signal: Signal) -> Self {
+        match signal {
+            Signal::SIGCHLD => Self::Reap,
+            Signal::SIGTERM => Self::Stop { graceful: true },
+            Signal::SIGINT | Signal::SIGQUIT => Self::Stop { graceful: false },
+            Signal::SIGHUP => Self::Reload,
+            Signal::SIGTTIN => Self::Scale(1),
+            Signal::SIGTTOU => Self::Scale(-1),
+            Signal::SIGUSR2 => Self::Upgrade,
+            Signal::SIGUSR1 => Self::ReopenLogs,
+            other => Self::Unsupported(other),
+        }
+    }
+}
+
+/// Why a worker is replaced or retired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    Reload,
+    MaxRequests,
+    Memory,
+    ScaleDown,
+}
+
+impl Reason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Reload => "reload",
+            Self::MaxRequests => "max-requests",
+            Self::Memory => "max-worker-memory",
+            Self::ScaleDown => "scale-down",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Current,
+    Successor(Reason),
+    Retiring,
+    /// A worker of the image an upgrade replaced; it serves until this
+    /// image's workers are ready.
+    Previous,
+}
+
+#[derive(Debug)]
+struct Worker {
+    pid: Pid,
+    index: usize,
+    cell: usize,
+    role: Role,
+    generation: u64,
+    spawned: Instant,
+    /// When SIGABRT was sent for a missed heartbeat.
+    aborted: Option<Instant>,
+    /// SIGKILL was sent (hung, or boot timeout).
+    killed: bool,
+    memory_strikes: u32,
+}
+
+/// The supervisor's view of one slot.
+#[derive(Debug, Default)]
+struct Slot {
+    /// Boot crashes in a row.
+    crashes: u32,
+    /// When to fork the slot's next worker, if it waits for one.
+    due: Option<Instant>,
+    /// A replacement to retry at `due`.
+    pending: Option<Reason>,
+}
+
+#[derive(Debug)]
+struct Stopping {
+    deadline: Instant,
+    graceful: bool,
+    killed: bool,
+}
+
+/// The running supervisor.
+pub(crate) struct Arbiter<H> {
+    config: Config,
+    /// The settings before the last reload, restored if the reload's
+    /// workers fail to boot.
+    previous: Option<Config>,
+    generation: u64,
+    shared: Shared,
+    signals: Signals,
+    host: H,
+    workers: Vec<Worker>,
+    slots: Vec<Slot>,
+    desired: usize,
+    ever_ready: bool,
+    pidfile: Option<pidfile::Pidfile>,
+    delay_until: Option<Instant>,
+    stopping: Option<Stopping>,
+    failure: Option<Error>,
+    /// The listening sockets, for an upgrade's handoff.
+    listener_fds: Vec<std::os::fd::RawFd>,
+    /// How to re-execute this binary, captured at start.
+    exec: Option<Exec>,
+    /// This image's workers could not boot; the previous ones serve on.
+    upgrade_failed: bool,
+}
+
+impl<H: Host> Arbiter<H> {
+    pub(crate) fn new(
+        config: Config,
+        shared: Shared,
+        signals: Signals,
+        listener_fds: Vec<std::os::fd::RawFd>,
+        host: H,
+    ) -> Self {
+        let desired = config.workers.clamp(1, MAX_WORKERS);
+        Self {
+            config,
+            previous: None,
+            generation: 0,
+            shared,
+            signals,
+            host,
+            workers: Vec::new(),
+            slots: (0..MAX_WORKERS).map(|_| Slot::default()).collect(),
+            desired,
+            ever_ready: false,
+            pidfile: None,
+            delay_until: None,
+            stopping: None,
+            failure: None,
+            listener_fds,
+            exec: Exec::current(),
+            upgrade_failed: false,
+        }
+    }
+
+    /// Takes over the workers of the image an upgrade replaced.
+    pub(crate) fn adopt(&mut self, workers: &[(i32, usize, usize)]) {
+        let now = Instant::now();
+        for &(pid, index, cell) in workers {
+            if index >= MAX_WORKERS {
+                continue;
+            }
+            self.workers.push(Worker {
+                pid: Pid::from_raw(pid),
+                index,
+                cell,
+                role: Role::Previous,
+                generation: 0,
+                spawned: now - CRASH_WINDOW,
+                aborted: None,
+                killed: false,
+                memory_strikes: 0,
+            });
+        }
+        if !self.workers.is_empty() {
+            self.ever_ready = true;
+            info!(
+                "upgrade: {} workers of the previous binary serve until the new ones are ready",
+                self.workers.len()
+            );
+        }
+    }
+
+    /// Runs until the server stops; `Err` when the app failed to boot.
+    pub(crate) fn run(mut self) -> Result<(), Error> {
+        self.shared.header().set_desired(self.desired as u32);
+        let now = Instant::now();
+        for slot in &mut self.slots[..self.desired] {
+            slot.due = Some(now);
+        }
+        loop {
+            for signal in self.signals.wait(self.next_wake()) {
+                self.handle(Command::from_signal(signal));
+            }
+            self.reap();
+            if let Some(stop) = &mut self.stopping {
+                if self.workers.is_empty() {
+                    return self.failure.take().map_or(Ok(()), Err);
+                }
+                if !stop.killed && Instant::now() >= stop.deadline {
+                    stop.killed = true;
+                    warn!("workers still running at the deadline; killing them");
+                    self.signal_all(Signal::SIGKILL);
+                }
+                continue;
+            }
+            if self.delay_until.is_some_and(|t| Instant::now() >= t) {
+                self.stop(true);
+                continue;
+            }
+            self.supervise();
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Reap => {}
+            Command::Stop { graceful } => self.request_stop(graceful),
+            Command::Reload => self.reload(),
+            Command::Scale(delta) => self.scale(delta),
+            Command::Upgrade => self.upgrade(),
+            Command::ReopenLogs => {
+                self.host.reopen_logs();
+                info!("reopened log files; telling the workers");
+                self.signal_all(Signal::SIGUSR1);
+            }
+            Command::Unsupported(signal) => warn!("{signal} is not handled yet; ignoring it"),
+        }
+    }
+
+    /// One pass over the workers: promotions, timeouts, recycling, refills.
+    fn supervise(&mut self) {
+        self.promote_ready_successors();
+        self.finish_upgrade();
+        self.check_liveness();
+        self.check_recycling();
+        self.fill_slots();
+        self.publish_desired();
+        if self.pidfile.is_none()
+            && self.all_ready()
+            && let Some(path) = &self.config.pid
+        {
+            match pidfile::Pidfile::write(path) {
+                Ok(p) => self.pidfile = Some(p),
+                Err(e) => error!("cannot write pidfile {}: {e}", path.display()),
+            }
+        }
+    }
+
+    fn state(&self, w: &Worker) -> CellState {
+        self.shared
+            .cell(w.cell)
+            .map_or(CellState::Empty, |c| c.state())
+    }
+
+    fn all_ready(&self) -> bool {
+        (0..self.desired).all(|i| {
+            self.workers.iter().any(|w| {
+                w.index == i && w.role == Role::Current && self.state(w) == CellState::Ready
+            })
+        })
+    }
+
+    /// Lets readiness count a grown slot only once its worker is ready, so
+    /// scaling up never turns `/readyz` to 503; shrinking counts at once.
+    fn publish_desired(&self) {
+        let header = self.shared.header();
+        let published = header.desired() as usize;
+        if self.desired < published || (self.desired > published && self.all_ready()) {
+            header.set_desired(self.desired as u32);
+        }
+    }
+
+    /// SIGTERM waits out `--shutdown-delay` (readiness already 503) first.
+    fn request_stop(&mut self, graceful: bool) {
+        let delay = self.config.shutdown_delay;
+        if graceful && !delay.is_zero() && self.stopping.is_none() {
+            if self.delay_until.is_none() {
+                info!("shutdown delay: serving for {delay:?} more with readiness 503");
+                self.shared.header().set_draining();
+                self.delay_until = Some(Instant::now() + delay);
+            }
+            return;
+        }
+        self.stop(graceful);
+    }
+
+    fn stop(&mut self, graceful: bool) {
+        // A second stop only matters when it escalates graceful to quick.
+        if self
+            .stopping
+            .as_ref()
+            .is_some_and(|stop| graceful || !stop.graceful)
+        {
+            return;
+        }
+        let (signal, deadline) = if graceful {
+            info!(
+                "graceful stop: draining for up to {:?}",
+                self.config.graceful_timeout
+            );
+            (
+                Signal::SIGTERM,
+                self.config.graceful_timeout + SHUTDOWN_GRACE,
+            )
+        } else {
+            info!("quick stop");
+            (Signal::SIGQUIT, QUICK_TIMEOUT)
+        };
+        self.shared.header().set_draining();
+        self.signal_all(signal);
+        self.stopping = Some(Stopping {
+            deadline: Instant::now() + deadline,
+            graceful,
+            killed: false,
+        });
+    }
+
+    fn signal_all(&self, signal: Signal) {
+        for w in &self.workers {
+            let _ = kill(w.pid, signal);
+        }
+    }
+
+    fn next_wake(&self) -> Duration {
+        let now = Instant::now();
+        let mut wake = now + TICK;
+        if let Some(stop) = &self.stopping {
+            return if stop.killed {
+                Duration::from_millis(50)
+            } else {
+                stop.deadline.saturating_duration_since(now).min(TICK)
+            };
+        }
+        if let Some(t) = self.delay_until {
+            wake = wake.min(t);
+        }
+        let booting = self
+            .workers
+            .iter()
+            .any(|w| self.state(w) == CellState::Booting);
+        if booting || self.pidfile.is_none() && self.config.pid.is_some() {
+            wake = wake.min(now + BOOT_TICK);
+        }
+        for at in self.slots.iter().filter_map(|s| s.due) {
+            wake = wake.min(at);
+        }
+        wake.saturating_duration_since(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_map_to_commands() {
+        assert_eq!(
+            Command::from_signal(Signal::SIGTERM),
+            Command::Stop { graceful: true }
+        );
+        assert_eq!(
+            Command::from_signal(Signal::SIGINT),
+            Command::Stop { graceful: false }
+        );
+        assert_eq!(
+            Command::from_signal(Signal::SIGQUIT),
+            Command::Stop { graceful: false }
+        );
+        assert_eq!(Command::from_signal(Signal::SIGCHLD), Command::Reap);
+        assert_eq!(Command::from_signal(Signal::SIGHUP), Command::Reload);
+        assert_eq!(Command::from_signal(Signal::SIGTTIN), Command::Scale(1));
+        assert_eq!(Command::from_signal(Signal::SIGTTOU), Command::Scale(-1));
+        assert_eq!(Command::from_signal(Signal::SIGUSR2), Command::Upgrade);
+        assert_eq!(Command::from_signal(Signal::SIGUSR1), Command::ReopenLogs);
+    }
+}

@@ -1,0 +1,139 @@
+//! Reaping exited workers and deciding what their exit means: expected,
+//! a crash to back off from, a failed replacement, or a failed boot.
+
+use ferricorn_config::MAX_WORKERS;
+use ferricorn_shm::{CellState, EXIT_BOOT_FAILED};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use tracing::{error, info, warn};
+
+use super::{Arbiter, CRASH_WINDOW, Reason, Role, Worker};
+use crate::{Error, Host};
+
+impl<H: Host> Arbiter<H> {
+    pub(super) fn reap(&mut self) {
+        loop {
+            let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(status) => status,
+            };
+            let Some(pid) = status.pid() else { continue };
+            if let Some(i) = self.workers.iter().position(|w| w.pid == pid) {
+                let worker = self.workers.swap_remove(i);
+                self.reaped(worker, status);
+            }
+        }
+    }
+
+    pub(super) fn reaped(&mut self, w: Worker, status: WaitStatus) {
+        let cell = self.shared.cell(w.cell);
+        let booting = cell.is_some_and(|c| c.state() == CellState::Booting);
+        let boot_error = cell.and_then(|c| c.error());
+        if let Some(c) = cell {
+            c.clear();
+        }
+        let (index, pid) = (w.index, w.pid);
+        let expected = self.stopping.is_some() || w.role == Role::Retiring;
+        let describe = match status {
+            WaitStatus::Exited(_, 0) => "exited".to_owned(),
+            WaitStatus::Exited(_, code) => format!("exited with code {code}"),
+            WaitStatus::Signaled(_, signal, _) => format!("was killed by {signal}"),
+            other => format!("{other:?}"),
+        };
+        let app_failed = matches!(status, WaitStatus::Exited(_, EXIT_BOOT_FAILED)) && booting;
+        if app_failed {
+            let message = boot_error.unwrap_or_else(|| "app startup failed".to_owned());
+            error!("worker {index} (pid {pid}) failed to boot: {message}");
+            match w.role {
+                Role::Successor(reason) => self.replacement_failed(index, reason),
+                Role::Current if self.has_previous() => {
+                    self.fail_upgrade(&format!(
+                        "the new binary's worker {index} failed to boot: {message}"
+                    ));
+                }
+                Role::Current if self.previous.is_some() => {
+                    // A slot added by a reload whose settings do not boot.
+                    self.replacement_failed(index, Reason::Reload);
+                }
+                Role::Current if self.ever_ready && self.stopping.is_none() => {
+                    // The server has been serving: retry with backoff
+                    // rather than take every other worker down with it.
+                    self.schedule(index, true, None);
+                }
+                Role::Current => self.fail(Error::BootFailed { index, message }),
+                Role::Retiring | Role::Previous => {}
+            }
+            return;
+        }
+        if expected {
+            if matches!(status, WaitStatus::Exited(_, 0)) {
+                info!("worker {index} (pid {pid}) {describe}");
+            } else {
+                warn!("worker {index} (pid {pid}) {describe}");
+            }
+            return;
+        }
+        error!("worker {index} (pid {pid}) {describe}");
+        let crashed = w.spawned.elapsed() < CRASH_WINDOW;
+        match w.role {
+            // A reload's worker that cannot boot means the new settings
+            // do not work: keep the old ones rather than retry forever.
+            Role::Successor(Reason::Reload) if booting => {
+                self.replacement_failed(index, Reason::Reload)
+            }
+            Role::Successor(reason) => self.schedule(index, crashed, Some(reason)),
+            Role::Current if booting && self.has_previous() => {
+                self.fail_upgrade(&format!(
+                    "the new binary's worker {index} {describe} before finishing startup"
+                ));
+            }
+            Role::Current if booting && !self.ever_ready => self.fail(Error::BootFailed {
+                index,
+                message: format!(
+                    "the worker {describe} before finishing startup, and no worker has booted yet"
+                ),
+            }),
+            Role::Current | Role::Previous => self.schedule(index, crashed, None),
+            Role::Retiring => {}
+        }
+    }
+
+    /// A successor's app failed to start: keep the worker it would have
+    /// replaced. A failed reload also restores the previous settings.
+    pub(super) fn replacement_failed(&mut self, index: usize, reason: Reason) {
+        if reason == Reason::Reload {
+            if let Some(previous) = self.previous.take() {
+                error!(
+                    "reload failed: the new settings' workers do not boot; keeping the previous settings and workers"
+                );
+                for w in &mut self.workers {
+                    if w.role == Role::Successor(Reason::Reload) {
+                        w.role = Role::Retiring;
+                        let _ = kill(w.pid, Signal::SIGTERM);
+                    }
+                }
+                let grown = self.desired;
+                self.desired = previous.workers.clamp(1, MAX_WORKERS);
+                self.config = previous;
+                self.generation += 1;
+                for slot in self.desired..grown {
+                    self.retire_slot(slot);
+                }
+            }
+        } else {
+            warn!(
+                "worker {index} keeps serving: its replacement ({}) failed to boot",
+                reason.as_str()
+            );
+        }
+        self.slots[index].pending = None;
+    }
+
+    pub(super) fn fail(&mut self, error: Error) {
+        if self.failure.is_none() && self.stopping.is_none() {
+            self.failure = Some(error);
+            info!("stopping the other workers");
+            self.stop(true);
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! Filling slots and replacing workers: successors boot beside the
+//! current worker, which drains only once its successor is ready; reload
+//! and scaling are expressed as replacements and retirements.
+
+use std::time::{Duration, Instant};
+
+use ferricorn_config::MAX_WORKERS;
+use ferricorn_shm::CellState;
+use nix::sys::signal::{Signal, kill};
+use tracing::{error, info, warn};
+
+use super::{Arbiter, BACKOFF_BASE, BACKOFF_CAP, CRASH_WINDOW, Reason, Role, Worker};
+use crate::{Host, Spawn, process};
+
+impl<H: Host> Arbiter<H> {
+    /// A successor that is ready takes over its slot; the worker it replaces
+    /// is told to drain only now.
+    pub(super) fn promote_ready_successors(&mut self) {
+        let ready: Vec<usize> = (0..self.workers.len())
+            .filter(|&i| {
+                matches!(self.workers[i].role, Role::Successor(_))
+                    && self.state(&self.workers[i]) == CellState::Ready
+            })
+            .collect();
+        for i in ready {
+            self.ever_ready = true;
+            let (index, pid) = (self.workers[i].index, self.workers[i].pid);
+            let Role::Successor(reason) = self.workers[i].role else {
+                continue;
+            };
+            for old in self
+                .workers
+                .iter_mut()
+                .filter(|w| w.index == index && w.role == Role::Current)
+            {
+                info!(
+                    "worker {index} (pid {}) replaced by pid {pid} ({}); draining it",
+                    old.pid,
+                    reason.as_str()
+                );
+                old.role = Role::Retiring;
+                let _ = kill(old.pid, Signal::SIGTERM);
+            }
+            self.workers[i].role = Role::Current;
+            self.slots[index].crashes = 0;
+            self.shared.count_restart(index);
+            if reason == Reason::Reload && !self.reload_in_progress() {
+                self.previous = None;
+                info!("reload complete");
+            }
+        }
+        if !self.ever_ready
+            && self
+                .workers
+                .iter()
+                .any(|w| self.state(w) == CellState::Ready)
+        {
+            self.ever_ready = true;
+        }
+    }
+
+    pub(super) fn reload_in_progress(&self) -> bool {
+        self.workers
+            .iter()
+            .any(|w| w.role == Role::Successor(Reason::Reload))
+    }
+
+    /// Forks the workers that slots are due to get.
+    pub(super) fn fill_slots(&mut self) {
+        let now = Instant::now();
+        for index in 0..self.desired {
+            let slot = &self.slots[index];
+            if slot.due.is_none_or(|at| at > now) {
+                continue;
+            }
+            let has = |role: fn(&Role) -> bool| {
+                self.workers
+                    .iter()
+                    .any(|w| w.index == index && role(&w.role))
+            };
+            if let Some(reason) = slot.pending
+                && has(|r| *r == Role::Current)
+            {
+                if !has(|r| matches!(r, Role::Successor(_))) {
+                    self.spawn(index, Role::Successor(reason));
+                }
+                continue;
+            }
+            if !has(|r| *r == Role::Current) {
+                // A successor whose current worker died takes its place.
+                if let Some(w) = self
+                    .workers
+                    .iter_mut()
+                    .find(|w| w.index == index && matches!(w.role, Role::Successor(_)))
+                {
+                    w.role = Role::Current;
+                    self.slots[index].due = None;
+                    self.slots[index].pending = None;
+                } else {
+                    self.spawn(index, Role::Current);
+                }
+            } else {
+                self.slots[index].due = None;
+            }
+        }
+    }
+
+    /// Starts a successor for slot `index`; its current worker keeps serving
+    /// until the successor is ready.
+    pub(super) fn replace(&mut self, index: usize, reason: Reason) {
+        let generation = self.generation;
+        // A successor from before a reload boots with stale settings.
+        for w in &mut self.workers {
+            if w.index == index
+                && matches!(w.role, Role::Successor(_))
+                && w.generation != generation
+            {
+                w.role = Role::Retiring;
+                let _ = kill(w.pid, Signal::SIGTERM);
+            }
+        }
+        if self
+            .workers
+            .iter()
+            .any(|w| w.index == index && matches!(w.role, Role::Successor(_)))
+        {
+            return;
+        }
+        if self
+            .workers
+            .iter()
+            .any(|w| w.index == index && w.role == Role::Current)
+        {
+            self.spawn(index, Role::Successor(reason));
+        } else {
+            self.slots[index].due = Some(Instant::now());
+        }
+    }
+
+    pub(super) fn spawn(&mut self, index: usize, role: Role) {
+        let slot = &mut self.slots[index];
+        slot.due = None;
+        slot.pending = None;
+        let Some(cell) = self.shared.claim(index) else {
+            error!("no free worker cell for worker {index}; retrying");
+            self.schedule(index, true, None);
+            return;
+        };
+        let identity = match process::Identity::of(&self.config) {
+            Ok(identity) => identity,
+            Err(e) => {
+                error!("cannot fork worker {index}: {e}");
+                if let Some(c) = self.shared.cell(cell) {
+                    c.clear()
+                }
+                self.schedule(index, true, None);
+                return;
+            }
+        };
+        let spawn = Spawn {
+            index,
+            cell,
+            config: &self.config,
+        };
+        let host = &mut self.host;
+        match process::fork_worker(identity, || host.worker(spawn)) {
+            Ok(pid) => {
+                info!("booting worker {index} with pid {pid}");
+                if let Some(c) = self.shared.cell(cell) {
+                    c.set_pid(pid.as_raw());
+                }
+                self.workers.push(Worker {
+                    pid,
+                    index,
+                    cell,
+                    role,
+                    generation: self.generation,
+                    spawned: Instant::now(),
+                    aborted: None,
+                    killed: false,
+                    memory_strikes: 0,
+                });
+            }
+            Err(e) => {
+                if let Some(c) = self.shared.cell(cell) {
+                    c.clear();
+                }
+                error!("cannot fork worker {index}: {e}");
+                let pending = if let Role::Successor(r) = role {
+                    Some(r)
+                } else {
+                    None
+                };
+                self.schedule(index, true, pending);
+            }
+        }
+    }
+
+    /// Sets when the slot gets its next worker: at once, or after a backoff
+    /// that doubles with each crash in a row.
+    pub(super) fn schedule(&mut self, index: usize, crashed: bool, pending: Option<Reason>) {
+        let slot = &mut self.slots[index];
+        slot.crashes = if crashed { slot.crashes + 1 } else { 0 };
+        let delay = match slot.crashes {
+            0 | 1 => Duration::ZERO,
+            n => BACKOFF_BASE
+                .saturating_mul(1 << (n - 1).min(20))
+                .min(BACKOFF_CAP),
+        };
+        if !delay.is_zero() {
+            warn!(
+                "worker {index} died {} times in a row within {:?} of boot; restarting it in {:?}",
+                slot.crashes, CRASH_WINDOW, delay
+            );
+        }
+        slot.due = Some(Instant::now() + delay);
+        slot.pending = pending;
+    }
+
+    pub(super) fn reload(&mut self) {
+        if self.stopping.is_some() || self.delay_until.is_some() {
+            return;
+        }
+        let mut config = match self.host.reload() {
+            Ok(c) => c,
+            Err(e) => {
+                error!("reload: {e}; keeping the current settings and workers");
+                return;
+            }
+        };
+        if config.bind != self.config.bind {
+            warn!(
+                "reload: bind changes need a restart; keeping {:?}",
+                self.config
+                    .bind
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            );
+            config.bind.clone_from(&self.config.bind);
+        }
+        let old = self.desired;
+        let new = config.workers.clamp(1, MAX_WORKERS);
+        info!("reload: replacing {} workers with {new} workers", old);
+        self.previous = Some(std::mem::replace(&mut self.config, config));
+        self.generation += 1;
+        self.desired = new;
+        for index in 0..old.min(new) {
+            self.replace(index, Reason::Reload);
+        }
+        for index in new..old {
+            self.retire_slot(index);
+        }
+        let now = Instant::now();
+        for slot in &mut self.slots[old.min(new)..new] {
+            slot.due = Some(now);
+        }
+    }
+
+    pub(super) fn scale(&mut self, delta: i8) {
+        if self.stopping.is_some() {
+            return;
+        }
+        if delta > 0 && self.desired < MAX_WORKERS {
+            self.desired += 1;
+            info!("scaling up to {} workers", self.desired);
+            self.slots[self.desired - 1].due = Some(Instant::now());
+        } else if delta < 0 && self.desired > 1 {
+            self.desired -= 1;
+            info!("scaling down to {} workers", self.desired);
+            self.retire_slot(self.desired);
+        }
+        self.publish_desired();
+    }
+
+    /// Drains every worker of a slot beyond the desired count.
+    pub(super) fn retire_slot(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        slot.due = None;
+        slot.pending = None;
+        for w in self
+            .workers
+            .iter_mut()
+            .filter(|w| w.index == index && w.role != Role::Retiring)
+        {
+            info!(
+                "worker {index} (pid {}) retiring ({})",
+                w.pid,
+                Reason::ScaleDown.as_str()
+            );
+            w.role = Role::Retiring;
+            let _ = kill(w.pid, Signal::SIGTERM);
+        }
+    }
+}

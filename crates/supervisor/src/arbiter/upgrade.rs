@@ -1,0 +1,84 @@
+//! The SIGUSR2 upgrade from the supervisor's side: handing over and
+//! exec-ing, and in the new image, finishing or failing the upgrade.
+
+use nix::sys::signal::{Signal, kill};
+use tracing::{error, info, warn};
+
+use super::{Arbiter, Role};
+use crate::upgrade::Handoff;
+use crate::{Host, pidfile};
+
+impl<H: Host> Arbiter<H> {
+    pub(super) fn has_previous(&self) -> bool {
+        self.workers.iter().any(|w| w.role == Role::Previous)
+    }
+
+    /// Once every slot has a ready worker of this image, the previous
+    /// image's workers drain.
+    pub(super) fn finish_upgrade(&mut self) {
+        if self.upgrade_failed || !self.has_previous() || !self.all_ready() {
+            return;
+        }
+        let mut n = 0;
+        for w in self.workers.iter_mut().filter(|w| w.role == Role::Previous) {
+            w.role = Role::Retiring;
+            let _ = kill(w.pid, Signal::SIGTERM);
+            n += 1;
+        }
+        info!("upgrade complete: {n} workers of the previous binary draining");
+        if let Some(path) = &self.config.pid {
+            let _ = std::fs::remove_file(pidfile::Pidfile::oldbin(path));
+        }
+    }
+
+    /// This image's workers cannot boot: stop trying while the previous
+    /// image's workers serve.
+    pub(super) fn fail_upgrade(&mut self, why: &str) {
+        if self.upgrade_failed {
+            return;
+        }
+        self.upgrade_failed = true;
+        error!("upgrade failed: {why}; the previous binary's workers keep serving");
+        for w in self.workers.iter_mut().filter(|w| w.role == Role::Current) {
+            w.role = Role::Retiring;
+            let _ = kill(w.pid, Signal::SIGTERM);
+        }
+    }
+
+    /// SIGUSR2: check the binary now at this path, then exec it in place.
+    pub(super) fn upgrade(&mut self) {
+        if self.stopping.is_some() || self.delay_until.is_some() || self.has_previous() {
+            warn!("upgrade: not now (stopping, or an upgrade is still in progress)");
+            return;
+        }
+        let Some(exec) = self.exec.clone() else {
+            error!("upgrade: the path of this binary is unknown");
+            return;
+        };
+        info!("upgrade: checking {}", exec.path().display());
+        if let Err(e) = exec.preflight() {
+            error!("upgrade aborted: {e}; the current binary keeps serving");
+            return;
+        }
+        let handoff = Handoff {
+            listeners: self.listener_fds.clone(),
+            shm: self.shared.fd(),
+            workers: self
+                .workers
+                .iter()
+                .filter(|w| w.role != Role::Retiring)
+                .map(|w| (w.pid.as_raw(), w.index, w.cell))
+                .collect(),
+        };
+        let moved = self
+            .pidfile
+            .as_ref()
+            .is_some_and(pidfile::Pidfile::move_to_oldbin);
+        info!("upgrade: executing {}", exec.path().display());
+        let err = exec.exec(&handoff);
+        error!("upgrade aborted: {err}; the current binary keeps serving");
+        if let Some(p) = self.pidfile.as_ref().filter(|_| moved) {
+            p.restore_from_oldbin();
+        }
+    }
+}
