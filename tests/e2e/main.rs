@@ -8,3 +8,4 @@ mod lifecycle;
 mod process;
 mod support;
 mod upgrade;
+mod websocket;

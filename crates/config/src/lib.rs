@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 pub use cpus::Cpus;
 pub use layers::first_line;
 pub use options::Options;
-pub use settings::{Bind, Config, Limits, LogLevel, MAX_WORKERS};
+pub use settings::{Bind, Config, Limits, LogLevel, MAX_WORKERS, WebSocket};
 
 /// Why the settings could not be loaded. Each renders as one line that names
 /// the setting or file and the layer the bad value came from.
@@ -209,6 +209,10 @@ impl Loaded {
             limit(c.limits.request_line),
             c.limits.request_fields.to_string(),
             limit(c.limits.request_field_size),
+            secs(c.ws.ping_interval),
+            secs(Some(c.ws.ping_timeout)),
+            c.ws.max_size.to_string(),
+            c.ws.max_queue.to_string(),
             format!(
                 "{:?}",
                 c.error_logfile

@@ -121,6 +121,26 @@ pub struct Options {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_request_field_size: Option<u64>,
 
+    /// Seconds of WebSocket silence after which the server pings; 0 turns pings off [default: 20]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws_ping_interval: Option<f64>,
+
+    /// Seconds a pinged WebSocket client has to answer before it is closed [default: 20]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws_ping_timeout: Option<f64>,
+
+    /// Largest WebSocket message in bytes; a bigger one closes the socket with 1009 [default: 16777216]
+    #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws_max_size: Option<u64>,
+
+    /// Incoming WebSocket messages buffered per connection before reading pauses [default: 32]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws_max_queue: Option<u64>,
+
     /// Error log file, reopened on SIGUSR1; - is stderr [default: -]
     #[arg(long, value_name = "PATH")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -178,6 +198,10 @@ pub(crate) const KEYS: &[(&str, Kind)] = &[
     ("limit_request_line", Kind::Int),
     ("limit_request_fields", Kind::Int),
     ("limit_request_field_size", Kind::Int),
+    ("ws_ping_interval", Kind::Secs),
+    ("ws_ping_timeout", Kind::Secs),
+    ("ws_max_size", Kind::Int),
+    ("ws_max_queue", Kind::Int),
     ("error_logfile", Kind::Text),
     ("log_level", Kind::Text),
     ("health_path", Kind::Text),
@@ -244,6 +268,10 @@ mod tests {
             limit_request_line: Some(0),
             limit_request_fields: Some(0),
             limit_request_field_size: Some(0),
+            ws_ping_interval: Some(0.0),
+            ws_ping_timeout: Some(0.0),
+            ws_max_size: Some(0),
+            ws_max_queue: Some(0),
             error_logfile: Some(String::new()),
             log_level: Some(String::new()),
             health_path: Some(String::new()),

@@ -59,6 +59,8 @@ pub struct Config {
     pub umask: Option<u32>,
     /// Request size limits.
     pub limits: Limits,
+    /// WebSocket settings.
+    pub ws: WebSocket,
     /// The error log file; `None` is stderr. Default stderr.
     pub error_logfile: Option<PathBuf>,
     /// Log level. Default info.
@@ -67,6 +69,19 @@ pub struct Config {
     pub health_path: Option<String>,
     /// Readiness endpoint path; `None` turns it off. Default `/readyz`.
     pub ready_path: Option<String>,
+}
+
+/// WebSocket settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebSocket {
+    /// Silence after which the server pings; `None` turns pings off. Default 20 s.
+    pub ping_interval: Option<Duration>,
+    /// Time a pinged client has to answer. Default 20 s.
+    pub ping_timeout: Duration,
+    /// Largest message in bytes. Default 16 MiB.
+    pub max_size: usize,
+    /// Incoming messages buffered per connection. Default 32.
+    pub max_queue: usize,
 }
 
 /// Request size limits; `None` means no limit beyond hyper's own.
@@ -241,6 +256,16 @@ impl Config {
                     65_536,
                 )?)
                 .filter(|n| *n > 0),
+            },
+            ws: WebSocket {
+                ping_interval: Some(secs(
+                    "ws_ping_interval",
+                    o.ws_ping_interval.unwrap_or(20.0),
+                )?)
+                .filter(|d| !d.is_zero()),
+                ping_timeout: positive("ws_ping_timeout", o.ws_ping_timeout.unwrap_or(20.0))?,
+                max_size: range("ws_max_size", o.ws_max_size.unwrap_or(16 << 20), 1, 1 << 31)?,
+                max_queue: range("ws_max_queue", o.ws_max_queue.unwrap_or(32), 1, 1 << 16)?,
             },
             error_logfile: o
                 .error_logfile

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use ferricorn_worker::Service;
+use ferricorn_worker::{Service, WebSocketUpgrade};
 use tracing::error;
 
 use crate::{Body, BoxError};
@@ -41,6 +41,20 @@ pub trait App: 'static {
     /// Handles one request.
     fn call(&self, req: Request) -> impl Future<Output = Response>;
 
+    /// Handles a WebSocket upgrade request (the WebSocket scope): accept it
+    /// with [`WebSocketUpgrade::accept`], or answer with any response.
+    /// The default answers 404.
+    fn websocket(&self, upgrade: WebSocketUpgrade) -> impl Future<Output = Response> {
+        async { upgrade.reject(http::StatusCode::NOT_FOUND) }
+    }
+
+    /// Whether WebSocket upgrades go to [`websocket`](Self::websocket);
+    /// [`HyperApp`] says no and lets the service upgrade by itself.
+    #[doc(hidden)]
+    fn handles_websockets(&self) -> bool {
+        true
+    }
+
     /// Lifespan shutdown, run in each worker after its connections drained.
     fn shutdown(&self) -> impl Future<Output = ()> {
         async {}
@@ -60,6 +74,12 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    /// Upgrade requests go to the service, which upgrades by itself (its
+    /// upgraded sockets are not part of ferricorn's drain).
+    fn handles_websockets(&self) -> bool {
+        false
+    }
+
     async fn call(&self, req: Request) -> Response {
         match self.0.call(req).await {
             Ok(res) => res.map(Body::new),
@@ -88,6 +108,14 @@ impl<A: App> Service for Served<A> {
         req: http::Request<hyper::body::Incoming>,
     ) -> impl Future<Output = http::Response<Body>> {
         self.0.call(req.map(Body::incoming))
+    }
+
+    fn websocket(&self, upgrade: WebSocketUpgrade) -> impl Future<Output = http::Response<Body>> {
+        self.0.websocket(upgrade)
+    }
+
+    fn handles_websockets(&self) -> bool {
+        self.0.handles_websockets()
     }
 
     fn shutdown(&self) -> impl Future<Output = ()> {

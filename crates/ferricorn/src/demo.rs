@@ -8,6 +8,7 @@
 //! | `GET /stream?n=N`     | N lines, chunked, each flushed as it is produced    |
 //! | `GET /blocking?ms=N`  | sleeps N ms on the blocking pool, names its thread  |
 //! | `GET /worker`         | `{"pid":…,"index":…,"requests":…}` of this worker   |
+//! | `GET /ws/echo`        | WebSocket: echoes every text and binary message     |
 //!
 //! Two environment variables exercise the server's failure handling:
 //! `FERRICORN_DEMO_FAIL_STARTUP=MESSAGE` makes lifespan startup fail with
@@ -24,7 +25,7 @@ use http::header::{ALLOW, CONTENT_TYPE, EXPECT, HeaderValue};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 
-use crate::{App, Body, BoxError, Context, Request, Response};
+use crate::{App, Body, BoxError, Context, Message, Request, Response, WebSocketUpgrade};
 
 /// Most lines `/stream` sends.
 const MAX_LINES: u64 = 100_000;
@@ -58,6 +59,24 @@ impl App for Demo {
             });
         }
         Ok(())
+    }
+
+    async fn websocket(&self, upgrade: WebSocketUpgrade) -> Response {
+        if upgrade.request().uri.path() != "/ws/echo" {
+            return upgrade.reject(StatusCode::NOT_FOUND);
+        }
+        // Echo chooses the first subprotocol the client offers, if any.
+        let upgrade = match upgrade.protocols().first().cloned() {
+            Some(p) => upgrade.protocol(&p),
+            None => upgrade,
+        };
+        upgrade.accept(|mut socket| async move {
+            while let Some(message) = socket.recv().await {
+                if matches!(message, Message::Close(_)) || socket.send(message).await.is_err() {
+                    break;
+                }
+            }
+        })
     }
 
     async fn shutdown(&self) {

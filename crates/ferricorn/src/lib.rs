@@ -14,6 +14,7 @@
 //! - [`App`]: the app contract (lifespan startup and shutdown, HTTP handler);
 //!   [`HyperApp`] serves any hyper or tower service.
 //! - [`Body`]: request and response bodies, streaming both ways.
+//! - [`WebSocketUpgrade`], [`WebSocket`], [`Message`]: the WebSocket scope.
 //! - [`Context`]: the worker an app instance runs in.
 //! - [`demo`]: the app the `ferricorn` binary serves.
 //! - `cli`: command line, settings, exit codes, and the wiring of the
@@ -32,7 +33,9 @@ use std::process::ExitCode;
 pub use app::{App, HyperApp, Request, Response};
 pub use body::{Body, BodySender};
 pub use cli::{EXIT_APP_STARTUP, EXIT_CONFIG, EXIT_FAILURE};
-pub use ferricorn_worker::{BoxError, ClientAddr, Context, Error};
+pub use ferricorn_worker::{
+    BoxError, ClientAddr, Closed, Context, Error, Message, WebSocket, WebSocketUpgrade,
+};
 
 /// Runs the server: reads the command line, the environment and the config
 /// file, binds, forks the workers, and supervises them until stopped. The

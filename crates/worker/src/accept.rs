@@ -33,7 +33,7 @@ pub(crate) fn is_ahead(mine: u32, least: u32) -> bool {
 
 /// A listening socket this worker accepts on.
 pub(crate) trait Accept {
-    type Io: AsyncRead + AsyncWrite + Unpin + 'static;
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     async fn accept(&self) -> io::Result<(Self::Io, Option<SocketAddr>)>;
 }
 

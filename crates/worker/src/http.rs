@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tracing::{debug, error};
 
+use crate::ws::{self, WebSocketUpgrade};
 use crate::{ClientAddr, Service, limits};
 
 /// The response body: ferricorn's own short answers, or the app's body.
@@ -42,6 +43,8 @@ pub(crate) struct Server<S> {
     pub slot: Option<&'static ShmCell>,
     /// The request count at which the worker asks to be replaced.
     pub retire_at: Option<u64>,
+    /// What the worker's WebSockets share.
+    pub hub: Rc<ws::Hub>,
 }
 
 impl<S: Service> Server<S> {
@@ -76,12 +79,15 @@ impl<S: Service> Server<S> {
         mut stop: watch::Receiver<bool>,
         _open: (OwnedSemaphorePermit, Option<OpenConnection>),
     ) where
-        IO: AsyncRead + AsyncWrite + Unpin + 'static,
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let closing = Rc::new(Cell::new(false));
         let (server, flag) = (self.clone(), closing.clone());
         let svc = service_fn(move |req| server.clone().handle(req, peer, flag.clone()));
-        let conn = self.http.serve_connection(TokioIo::new(io), svc);
+        let conn = self
+            .http
+            .serve_connection(TokioIo::new(io), svc)
+            .with_upgrades();
         let mut conn = pin!(conn);
         let result = tokio::select! {
             r = conn.as_mut() => r,
@@ -141,6 +147,33 @@ impl<S: Service> Server<S> {
             };
         }
         req.extensions_mut().insert(ClientAddr(peer));
+        if self.app.handles_websockets() {
+            match ws::check(&req) {
+                ws::Check::NotUpgrade => {}
+                ws::Check::Refuse(status, why) => {
+                    let mut res = text(status, why);
+                    if status == StatusCode::UPGRADE_REQUIRED {
+                        res.headers_mut().insert(
+                            http::header::SEC_WEBSOCKET_VERSION,
+                            HeaderValue::from_static("13"),
+                        );
+                    }
+                    return res;
+                }
+                ws::Check::Upgrade(key) => {
+                    let upgrade = WebSocketUpgrade::new(req, key, peer, self.hub.clone());
+                    return match catch_panic(self.app.websocket(upgrade)).await {
+                        Ok(res) => res.map(Either::Right),
+                        Err(()) => {
+                            error!(
+                                "the app panicked while handling a WebSocket upgrade; answered 500"
+                            );
+                            text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+                        }
+                    };
+                }
+            }
+        }
         match catch_panic(self.app.call(req)).await {
             Ok(res) => res.map(Either::Right),
             Err(()) => {

@@ -10,6 +10,7 @@
 //! - `http`: one connection with hyper's HTTP/1.1, the request limits, and
 //!   the `/healthz` and `/readyz` endpoints.
 //! - `limits`: the request-line and header-field limits.
+//! - `ws`: WebSocket upgrades and the tasks that drive each socket.
 //! - `lifecycle`: heartbeat, stop signals, startup and drain.
 
 mod accept;
@@ -17,11 +18,13 @@ mod context;
 mod http;
 mod lifecycle;
 mod limits;
+mod ws;
 
 use std::future::Future;
 
 pub use context::{ClientAddr, Context};
 pub use lifecycle::run;
+pub use ws::{Closed, Message, WebSocket, WebSocketUpgrade};
 
 /// An error type apps may return from any call.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -48,6 +51,19 @@ pub trait Service: 'static {
         &self,
         req: ::http::Request<hyper::body::Incoming>,
     ) -> impl Future<Output = ::http::Response<Self::Body>>;
+
+    /// Handles a WebSocket upgrade request: accept it or answer it.
+    fn websocket(
+        &self,
+        upgrade: WebSocketUpgrade,
+    ) -> impl Future<Output = ::http::Response<Self::Body>>;
+
+    /// Whether upgrade requests go to [`websocket`](Self::websocket) (true)
+    /// or, untouched, to [`call`](Self::call) (false: the app, a hyper
+    /// service, upgrades by itself).
+    fn handles_websockets(&self) -> bool {
+        true
+    }
 
     /// Lifespan shutdown: runs after the drain.
     fn shutdown(&self) -> impl Future<Output = ()>;

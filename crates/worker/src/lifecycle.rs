@@ -130,6 +130,15 @@ async fn serve<S: Service>(
         }
         return EXIT_BOOT_FAILED;
     }
+    let permits = Arc::new(Semaphore::new(config.worker_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let hub = Rc::new(crate::ws::Hub {
+        permits: permits.clone(),
+        slot,
+        shared: ctx.shared,
+        stop: stop_rx.clone(),
+        settings: config.ws,
+    });
     let server = Rc::new(Server {
         http: Server::<S>::http(config),
         app,
@@ -138,9 +147,8 @@ async fn serve<S: Service>(
         cell: ctx.cell,
         slot,
         retire_at: retire_at(config),
+        hub,
     });
-    let permits = Arc::new(Semaphore::new(config.worker_connections));
-    let (stop_tx, stop_rx) = watch::channel(false);
     for listener in listeners {
         if let Err(e) = listen(listener, &server, &permits, &stop_rx) {
             error!("cannot use an inherited listener: {e}");

@@ -1,0 +1,501 @@
+//! WebSocket: the upgrade an app accepts or rejects, the socket it gets, and
+//! the tasks that drive each socket.
+//!
+//! An accepted socket is driven by two tasks: a writer that sends what the
+//! app (and the server: pings, closes) queue, and a reader that hands
+//! messages to the app through a queue of `--ws-max-queue` messages. When the
+//! queue is full, the reader stops reading, so a slow app slows its client
+//! (TCP back-pressure) instead of growing a buffer. The reader also pings a
+//! silent client every `--ws-ping-interval` and closes one that does not
+//! answer within `--ws-ping-timeout`, closes with 1009 on a message over
+//! `--ws-max-size`, and, when the worker stops, closes with 1001 (the server
+//! is shutting down) or 1012 (only this worker is being replaced). Each
+//! socket holds one of the worker's connection permits until it is closed,
+//! so `--worker-connections` and the drain count it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferricorn_shm::{Cell as ShmCell, Shared};
+use futures_util::{SinkExt, StreamExt};
+use http::header::{
+    CONNECTION, HeaderMap, HeaderName, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::spawn_local;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Error as WsError, Message as WsMessage};
+use tracing::debug;
+
+use crate::http::OpenConnection;
+
+/// How long the server waits for the client's close frame after its own.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A message received from or sent to a WebSocket client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Bytes),
+    /// The client closed the socket (code and reason, if it gave them); or,
+    /// sent, close the socket with this code and reason.
+    Close(Option<(u16, String)>),
+}
+
+/// The socket could not take the message: it is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the WebSocket is closed")]
+pub struct Closed;
+
+/// What every WebSocket of a worker shares.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    pub permits: Arc<Semaphore>,
+    pub slot: Option<&'static ShmCell>,
+    pub shared: Shared,
+    pub stop: watch::Receiver<bool>,
+    pub settings: ferricorn_config::WebSocket,
+}
+
+/// What a request says about upgrading to a WebSocket.
+#[derive(Debug)]
+pub(crate) enum Check {
+    /// An ordinary request.
+    NotUpgrade,
+    /// A valid upgrade request with its key.
+    Upgrade(HeaderValue),
+    /// An upgrade request that cannot be served: answer this.
+    Refuse(StatusCode, &'static str),
+}
+
+/// Whether `req` asks for a WebSocket (RFC 6455 section 4.2.1).
+pub(crate) fn check<B>(req: &Request<B>) -> Check {
+    let headers = req.headers();
+    let has_token = |name: HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if !has_token(UPGRADE, "websocket") {
+        return Check::NotUpgrade;
+    }
+    if req.method() != Method::GET
+        || req.version() != Version::HTTP_11
+        || !has_token(CONNECTION, "upgrade")
+    {
+        return Check::Refuse(
+            StatusCode::BAD_REQUEST,
+            "a WebSocket upgrade needs GET, HTTP/1.1 and Connection: Upgrade\n",
+        );
+    }
+    if headers.get(SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
+        return Check::Refuse(
+            StatusCode::UPGRADE_REQUIRED,
+            "only WebSocket version 13 is supported\n",
+        );
+    }
+    match headers.get(SEC_WEBSOCKET_KEY) {
+        Some(key) if key.len() == 24 => Check::Upgrade(key.clone()),
+        _ => Check::Refuse(
+            StatusCode::BAD_REQUEST,
+            "missing or malformed Sec-WebSocket-Key\n",
+        ),
+    }
+}
+
+/// A request to open a WebSocket. The app either [`accept`](Self::accept)s
+/// it, optionally choosing a subprotocol and adding headers, or answers it
+/// with any ordinary response, such as [`reject`](Self::reject).
+#[derive(Debug)]
+pub struct WebSocketUpgrade {
+    parts: http::request::Parts,
+    key: HeaderValue,
+    on_upgrade: OnUpgrade,
+    client: Option<SocketAddr>,
+    protocol: Option<String>,
+    headers: HeaderMap,
+    hub: Rc<Hub>,
+}
+
+impl WebSocketUpgrade {
+    pub(crate) fn new(
+        mut req: Request<hyper::body::Incoming>,
+        key: HeaderValue,
+        client: Option<SocketAddr>,
+        hub: Rc<Hub>,
+    ) -> Self {
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        let (parts, _body) = req.into_parts();
+        Self {
+            parts,
+            key,
+            on_upgrade,
+            client,
+            protocol: None,
+            headers: HeaderMap::new(),
+            hub,
+        }
+    }
+
+    /// The upgrade request: method, URI (path and query), headers.
+    pub fn request(&self) -> &http::request::Parts {
+        &self.parts
+    }
+
+    /// The client's address; `None` on a unix socket.
+    pub fn client(&self) -> Option<SocketAddr> {
+        self.client
+    }
+
+    /// The subprotocols the client offered, in its order of preference.
+    pub fn protocols(&self) -> Vec<String> {
+        self.parts
+            .headers
+            .get_all(SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect()
+    }
+
+    /// Chooses one of the offered subprotocols; one not offered is ignored.
+    pub fn protocol(mut self, protocol: &str) -> Self {
+        if self.protocols().iter().any(|p| p == protocol) {
+            self.protocol = Some(protocol.to_owned());
+        }
+        self
+    }
+
+    /// Adds a header to the 101 response.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Answers with an empty response of `status` instead of upgrading.
+    pub fn reject<B: Default>(self, status: StatusCode) -> Response<B> {
+        let mut res = Response::new(B::default());
+        *res.status_mut() = status;
+        res
+    }
+
+    /// Accepts: returns the 101 response, and once it is sent, runs
+    /// `handler` with the socket.
+    pub fn accept<B, F, Fut>(self, handler: F) -> Response<B>
+    where
+        B: Default,
+        F: FnOnce(WebSocket) -> Fut + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let accept_key = tungstenite::handshake::derive_accept_key(self.key.as_bytes());
+        let mut res = Response::new(B::default());
+        *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = res.headers_mut();
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Ok(v) = HeaderValue::from_str(&accept_key) {
+            headers.insert(SEC_WEBSOCKET_ACCEPT, v);
+        }
+        if let Some(v) = self
+            .protocol
+            .as_deref()
+            .and_then(|p| HeaderValue::from_str(p).ok())
+        {
+            headers.insert(SEC_WEBSOCKET_PROTOCOL, v);
+        }
+        for (name, value) in &self.headers {
+            headers.append(name, value.clone());
+        }
+        let (hub, on_upgrade, protocol) = (self.hub, self.on_upgrade, self.protocol);
+        spawn_local(async move {
+            // Hold a connection slot for the socket's whole life.
+            let Ok(_permit) = hub.permits.clone().acquire_owned().await else {
+                return;
+            };
+            let _open = hub.slot.map(OpenConnection::new);
+            let upgraded = match on_upgrade.await {
+                Ok(u) => u,
+                Err(e) => return debug!("WebSocket upgrade failed: {e}"),
+            };
+            let config = WebSocketConfig::default()
+                .max_message_size(Some(hub.settings.max_size))
+                .max_frame_size(Some(hub.settings.max_size));
+            let stream = WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                Role::Server,
+                Some(config),
+            )
+            .await;
+            drive(stream, handler, protocol, &hub).await;
+        });
+        res
+    }
+}
+
+/// An open WebSocket, as the app sees it.
+#[derive(Debug)]
+pub struct WebSocket {
+    incoming: mpsc::Receiver<Message>,
+    outgoing: mpsc::Sender<Out>,
+    protocol: Option<String>,
+}
+
+impl WebSocket {
+    /// The next message; `None` once the socket is closed. After a
+    /// [`Message::Close`], nothing more arrives.
+    pub async fn recv(&mut self) -> Option<Message> {
+        self.incoming.recv().await
+    }
+
+    /// Sends a message; [`Message::Close`] closes the socket.
+    pub async fn send(&self, message: Message) -> Result<(), Closed> {
+        let out = match message {
+            Message::Text(t) => Out::Frame(WsMessage::text(t)),
+            Message::Binary(b) => Out::Frame(WsMessage::Binary(b)),
+            Message::Close(None) => Out::Close(1000, String::new()),
+            Message::Close(Some((code, reason))) => Out::Close(code, reason),
+        };
+        self.outgoing.send(out).await.map_err(|_| Closed)
+    }
+
+    /// The subprotocol chosen when the socket was accepted.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+}
+
+/// What the writer task sends.
+#[derive(Debug)]
+enum Out {
+    Frame(WsMessage),
+    Close(u16, String),
+}
+
+type Stream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Runs one socket: the app's handler, the writer, and the reader (here).
+async fn drive<F, Fut>(stream: Stream, handler: F, protocol: Option<String>, hub: &Hub)
+where
+    F: FnOnce(WebSocket) -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let queue = hub.settings.max_queue;
+    let (sink, mut source) = stream.split();
+    let (to_app, incoming) = mpsc::channel(queue);
+    let (out, outgoing) = mpsc::channel(queue);
+    let socket = WebSocket {
+        incoming,
+        outgoing: out.clone(),
+        protocol,
+    };
+    let app = spawn_local(handler(socket));
+    let writer = spawn_local(write(sink, outgoing));
+    let sent_close = read(&mut source, &out, &to_app, hub).await;
+    drop((out, to_app));
+    if sent_close {
+        // Let the writer send the close frame it was given.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, &mut { writer }).await;
+    } else {
+        // The client is gone or the close handshake is done: stop writing.
+        writer.abort();
+    }
+    drop(app);
+}
+
+async fn write(
+    mut sink: futures_util::stream::SplitSink<Stream, WsMessage>,
+    mut outgoing: mpsc::Receiver<Out>,
+) {
+    while let Some(out) = outgoing.recv().await {
+        let (frame, last) = match out {
+            Out::Frame(f) => (f, false),
+            Out::Close(code, reason) => {
+                let frame = CloseFrame {
+                    code: CloseCode::from(code),
+                    reason: reason.into(),
+                };
+                (WsMessage::Close(Some(frame)), true)
+            }
+        };
+        if sink.send(frame).await.is_err() || last {
+            break;
+        }
+    }
+    let _ = sink.flush().await;
+}
+
+/// Reads until the client is gone or the close handshake is done, handing
+/// messages to the app and pinging, timing out and closing as needed.
+/// Returns whether it queued a close frame the writer may still be sending.
+async fn read(
+    source: &mut futures_util::stream::SplitStream<Stream>,
+    out: &mpsc::Sender<Out>,
+    to_app: &mpsc::Sender<Message>,
+    hub: &Hub,
+) -> bool {
+    let mut stop = hub.stop.clone();
+    let settings = hub.settings;
+    let mut last_seen = Instant::now();
+    let mut pinged = false;
+    // When the server sent its close frame or got the client's.
+    let mut closing: Option<Instant> = None;
+    loop {
+        let ping_at = settings.ping_interval.map(|i| {
+            let base = last_seen + i;
+            if pinged {
+                base + settings.ping_timeout
+            } else {
+                base
+            }
+        });
+        let deadline = closing.map(|t| t + CLOSE_TIMEOUT).or(ping_at);
+        let app_gone = to_app.is_closed();
+        let mut close_with = None;
+        tokio::select! {
+            _ = stop.wait_for(|s| *s), if closing.is_none() => {
+                close_with = Some(if hub.shared.header().is_draining() {
+                    (1001, "going away")
+                } else {
+                    (1012, "service restart")
+                });
+            }
+            _ = to_app.closed(), if closing.is_none() && !app_gone => {
+                // The app let go of the socket.
+                close_with = Some((1000, ""));
+            }
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
+                if closing.is_some() {
+                    return false;
+                }
+                if pinged {
+                    close_with = Some((1011, "keepalive ping timeout"));
+                } else {
+                    pinged = true;
+                    let _ = out.send(Out::Frame(WsMessage::Ping(Bytes::new()))).await;
+                }
+            }
+            frame = read_one(source, to_app, app_gone) => {
+                let Some((frame, permit)) = frame else { return false };
+                last_seen = Instant::now();
+                pinged = false;
+                match frame {
+                    Ok(WsMessage::Text(t)) => deliver(permit, Message::Text(t.to_string())),
+                    Ok(WsMessage::Binary(b)) => deliver(permit, Message::Binary(b)),
+                    Ok(WsMessage::Close(frame)) => {
+                        let frame = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                        deliver(permit, Message::Close(frame));
+                        // tungstenite answers the close on the next read.
+                        closing.get_or_insert_with(Instant::now);
+                    }
+                    Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_)) => {}
+                    Err(e) => {
+                        // After a read error the stream is done: close with
+                        // the matching code and stop reading.
+                        let code = match e {
+                            WsError::Capacity(_) => (1009, "message too big"),
+                            WsError::Utf8(_) => (1007, "invalid UTF-8"),
+                            WsError::Protocol(_) => (1002, "protocol error"),
+                            e => {
+                                debug!("WebSocket closed: {e}");
+                                return false;
+                            }
+                        };
+                        if closing.is_some() {
+                            return false;
+                        }
+                        let _ = out.send(Out::Close(code.0, code.1.to_owned())).await;
+                        return true;
+                    }
+                }
+            }
+        }
+        if let Some((code, reason)) = close_with
+            && closing.is_none()
+        {
+            closing = Some(Instant::now());
+            let _ = out.send(Out::Close(code, reason.to_owned())).await;
+        }
+    }
+}
+
+/// Waits for room in the app's queue (unless the app is gone), then reads
+/// one frame. `None` when the stream has ended.
+async fn read_one<'a>(
+    source: &mut futures_util::stream::SplitStream<Stream>,
+    to_app: &'a mpsc::Sender<Message>,
+    app_gone: bool,
+) -> Option<(
+    Result<WsMessage, WsError>,
+    Option<mpsc::Permit<'a, Message>>,
+)> {
+    let permit = if app_gone {
+        None
+    } else {
+        to_app.reserve().await.ok()
+    };
+    let frame = source.next().await?;
+    Some((frame, permit))
+}
+
+fn deliver(permit: Option<mpsc::Permit<'_, Message>>, message: Message) {
+    if let Some(p) = permit {
+        p.send(message);
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::get("/ws");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).expect("request")
+    }
+
+    #[test]
+    fn upgrade_requests_are_checked() {
+        let good = [
+            ("upgrade", "websocket"),
+            ("connection", "keep-alive, Upgrade"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ];
+        assert!(matches!(check(&req(&good)), Check::Upgrade(_)));
+        assert!(matches!(check(&req(&[])), Check::NotUpgrade));
+        let mut old = good;
+        old[2].1 = "8";
+        assert!(matches!(
+            check(&req(&old)),
+            Check::Refuse(StatusCode::UPGRADE_REQUIRED, _)
+        ));
+        let mut nokey = good;
+        nokey[3].1 = "short";
+        assert!(matches!(
+            check(&req(&nokey)),
+            Check::Refuse(StatusCode::BAD_REQUEST, _)
+        ));
+    }
+}
