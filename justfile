@@ -20,3 +20,7 @@ lint:
 # Throughput, latency and memory under wrk (installs wrk if missing).
 bench:
     bash benches/http.sh
+
+# WebSocket conformance: the Autobahn TestSuite against /ws/echo.
+autobahn:
+    bash tests/autobahn/run.sh
