@@ -6,6 +6,7 @@ mod example;
 mod http;
 mod lifecycle;
 mod process;
+mod protocol;
 mod support;
 mod upgrade;
 mod websocket;

@@ -209,6 +209,8 @@ impl Loaded {
             limit(c.limits.request_line),
             c.limits.request_fields.to_string(),
             limit(c.limits.request_field_size),
+            c.limit_concurrency.unwrap_or(0).to_string(),
+            secs(c.request_timeout),
             secs(c.ws.ping_interval),
             secs(Some(c.ws.ping_timeout)),
             c.ws.max_size.to_string(),

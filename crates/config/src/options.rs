@@ -121,6 +121,16 @@ pub struct Options {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_request_field_size: Option<u64>,
 
+    /// Requests in flight per worker beyond which requests get 503 at once; 0 turns the limit off [default: 0]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_concurrency: Option<u64>,
+
+    /// Seconds a handler has to produce a response head before it is cancelled and the client gets 504; 0 turns it off [default: 0]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<f64>,
+
     /// Seconds of WebSocket silence after which the server pings; 0 turns pings off [default: 20]
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -198,6 +208,8 @@ pub(crate) const KEYS: &[(&str, Kind)] = &[
     ("limit_request_line", Kind::Int),
     ("limit_request_fields", Kind::Int),
     ("limit_request_field_size", Kind::Int),
+    ("limit_concurrency", Kind::Int),
+    ("request_timeout", Kind::Secs),
     ("ws_ping_interval", Kind::Secs),
     ("ws_ping_timeout", Kind::Secs),
     ("ws_max_size", Kind::Int),
@@ -268,6 +280,8 @@ mod tests {
             limit_request_line: Some(0),
             limit_request_fields: Some(0),
             limit_request_field_size: Some(0),
+            limit_concurrency: Some(0),
+            request_timeout: Some(0.0),
             ws_ping_interval: Some(0.0),
             ws_ping_timeout: Some(0.0),
             ws_max_size: Some(0),

@@ -59,6 +59,12 @@ pub struct Config {
     pub umask: Option<u32>,
     /// Request size limits.
     pub limits: Limits,
+    /// Requests in flight per worker beyond which requests get 503; `None`
+    /// turns the limit off. Default off.
+    pub limit_concurrency: Option<usize>,
+    /// Time a handler has to produce a response head, else 504; `None`
+    /// turns it off. Default off.
+    pub request_timeout: Option<Duration>,
     /// WebSocket settings.
     pub ws: WebSocket,
     /// The error log file; `None` is stderr. Default stderr.
@@ -257,6 +263,15 @@ impl Config {
                 )?)
                 .filter(|n| *n > 0),
             },
+            limit_concurrency: Some(range(
+                "limit_concurrency",
+                o.limit_concurrency.unwrap_or(0),
+                0,
+                1 << 30,
+            )?)
+            .filter(|n| *n > 0),
+            request_timeout: Some(secs("request_timeout", o.request_timeout.unwrap_or(0.0))?)
+                .filter(|d| !d.is_zero()),
             ws: WebSocket {
                 ping_interval: Some(secs(
                     "ws_ping_interval",

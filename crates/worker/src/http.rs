@@ -22,7 +22,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, watch};
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
 
 use crate::ws::{self, WebSocketUpgrade};
 use crate::{ClientAddr, Service, limits};
@@ -45,6 +45,8 @@ pub(crate) struct Server<S> {
     pub retire_at: Option<u64>,
     /// What the worker's WebSockets share.
     pub hub: Rc<ws::Hub>,
+    /// Requests whose handler has not yet returned its response head.
+    pub in_flight: Cell<usize>,
 }
 
 impl<S: Service> Server<S> {
@@ -174,13 +176,49 @@ impl<S: Service> Server<S> {
                 }
             }
         }
-        match catch_panic(self.app.call(req)).await {
-            Ok(res) => res.map(Either::Right),
-            Err(()) => {
+        if self
+            .config
+            .limit_concurrency
+            .is_some_and(|limit| self.in_flight.get() >= limit)
+        {
+            let mut res = text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
+            res.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return res;
+        }
+        let _in_flight = InFlight::new(&self.in_flight);
+        let call = catch_panic(self.app.call(req));
+        let outcome = match self.config.request_timeout {
+            Some(limit) => tokio::time::timeout(limit, call).await.ok(),
+            None => Some(call.await),
+        };
+        match outcome {
+            Some(Ok(res)) => res.map(Either::Right),
+            Some(Err(())) => {
                 error!("the app panicked while handling a request; answered 500");
                 text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
             }
+            None => {
+                warn!("a handler ran past request-timeout; cancelled it and answered 504");
+                text(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n")
+            }
         }
+    }
+}
+
+/// Counts a request in flight while it lives.
+struct InFlight<'a>(&'a Cell<usize>);
+
+impl<'a> InFlight<'a> {
+    fn new(count: &'a Cell<usize>) -> Self {
+        count.set(count.get() + 1);
+        Self(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
     }
 }
 

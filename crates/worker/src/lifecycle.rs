@@ -148,6 +148,7 @@ async fn serve<S: Service>(
         slot,
         retire_at: retire_at(config),
         hub,
+        in_flight: std::cell::Cell::new(0),
     });
     for listener in listeners {
         if let Err(e) = listen(listener, &server, &permits, &stop_rx) {
