@@ -52,3 +52,139 @@ fn a_handler_past_request_timeout_is_cancelled_with_504() {
     assert_eq!(server.get("/").status, 200);
     server.wait_log("ran past request-timeout", Duration::from_secs(1));
 }
+
+/// Sends `raw` on a fresh connection and reads until the server closes it
+/// (at most 3 s): the status codes of every response, and whether it closed.
+fn probe(server: &Server, raw: &[u8]) -> (Vec<u16>, bool) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    s.write_all(raw).expect("write");
+    let mut data = Vec::new();
+    let mut buf = [0u8; 8192];
+    let closed = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+    };
+    let text = String::from_utf8_lossy(&data);
+    let statuses = text
+        .split("\r\n")
+        .filter(|l| l.starts_with("HTTP/1.1 "))
+        .filter_map(|l| l.split(' ').nth(1)?.parse().ok())
+        .collect();
+    (statuses, closed)
+}
+
+#[test]
+fn malformed_and_ambiguous_requests_are_refused_and_never_smuggled() {
+    let server = Server::start(&["-w", "1"]);
+    let smuggled = "GET /json HTTP/1.1\r\nHost: t\r\n\r\n";
+    // hyper reads a request with both Content-Length and Transfer-Encoding
+    // as chunked (RFC 9112 section 6.3), drops Content-Length before the
+    // worker sees it, and closes the connection after the one response:
+    // the request hidden behind it is never served. (Identical duplicate
+    // Content-Length values are one length to every reader, RFC 9110
+    // section 8.6, and hyper merges them; differing ones are refused below.)
+    for raw in [
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+        ),
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\n{smuggled}"
+        ),
+    ] {
+        let (statuses, closed) = probe(&server, raw.as_bytes());
+        assert_eq!(
+            statuses.len(),
+            1,
+            "Content-Length with Transfer-Encoding: {statuses:?}"
+        );
+        assert!(
+            closed,
+            "Content-Length with Transfer-Encoding: connection left open"
+        );
+    }
+    let cases: Vec<(&str, String, u16)> = vec![
+        (
+            "duplicate Content-Length, different",
+            format!(
+                "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd{smuggled}"
+            ),
+            400,
+        ),
+        (
+            "bad chunk size",
+            format!(
+                "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n{smuggled}"
+            ),
+            400,
+        ),
+        (
+            "chunk size overflow",
+            format!(
+                "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffffff\r\nabc\r\n0\r\n\r\n{smuggled}"
+            ),
+            400,
+        ),
+        (
+            "unknown Transfer-Encoding",
+            format!(
+                "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n{smuggled}"
+            ),
+            400,
+        ),
+        (
+            "obs-fold",
+            format!("GET / HTTP/1.1\r\nHost: t\r\nX-A: a\r\n b\r\n\r\n{smuggled}"),
+            400,
+        ),
+        (
+            "space in a header name",
+            format!("GET / HTTP/1.1\r\nHost: t\r\nX A: b\r\n\r\n{smuggled}"),
+            400,
+        ),
+        (
+            "space before the colon",
+            format!("GET / HTTP/1.1\r\nHost: t\r\nX-A : b\r\n\r\n{smuggled}"),
+            400,
+        ),
+        (
+            "NUL in a header value",
+            format!("GET / HTTP/1.1\r\nHost: t\r\nX: a\0b\r\n\r\n{smuggled}"),
+            400,
+        ),
+        (
+            "no Host in HTTP/1.1",
+            format!("GET / HTTP/1.1\r\n\r\n{smuggled}"),
+            400,
+        ),
+        (
+            "request line too long",
+            format!(
+                "GET /{} HTTP/1.1\r\nHost: t\r\n\r\n{smuggled}",
+                "a".repeat(5000)
+            ),
+            414,
+        ),
+        (
+            "header field too long",
+            format!(
+                "GET / HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n{smuggled}",
+                "b".repeat(9000)
+            ),
+            431,
+        ),
+    ];
+    for (name, raw, want) in cases {
+        let (statuses, closed) = probe(&server, raw.as_bytes());
+        assert_eq!(statuses, [want], "{name}: answered {statuses:?}");
+        assert!(closed, "{name}: connection left open");
+    }
+    // The server is unharmed.
+    assert_eq!(server.get("/").status, 200);
+}

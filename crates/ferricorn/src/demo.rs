@@ -160,11 +160,18 @@ impl Demo {
 
 /// Streams the request body back. A client that sent `Expect: 100-continue`
 /// waits for the 100 before sending its body, and hyper sends the 100 when the
-/// body is first read: so read the first chunk before answering.
+/// body is first read: so read the first chunk before answering. That also
+/// answers a chunked body that is malformed from its first chunk with 400.
 async fn echo(req: Request) -> Response {
     let (parts, mut body) = req.into_parts();
-    let body = if parts.headers.contains_key(EXPECT) {
-        let first = body.frame().await;
+    let body = if parts.headers.contains_key(EXPECT) || is_chunked(&parts.headers) {
+        let first = match body.frame().await {
+            Some(Err(e)) => {
+                let message = format!("malformed request body: {e}\n");
+                return status(StatusCode::BAD_REQUEST, &message);
+            }
+            first => first,
+        };
         let (tx, out) = Body::channel();
         tokio::task::spawn_local(async move {
             let mut next = first;
@@ -186,6 +193,12 @@ async fn echo(req: Request) -> Response {
         res.headers_mut().insert(CONTENT_TYPE, ct.clone());
     }
     res
+}
+
+fn is_chunked(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::TRANSFER_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"))
 }
 
 /// The query parameter `key` as a number up to `max`, or a 400 response.

@@ -1,10 +1,15 @@
-//! Request limits hyper does not enforce by itself: the request line
-//! (`--limit-request-line`, answered 414) and each header field
-//! (`--limit-request-field-size`, answered 431). The field count and the
-//! head's total size are hyper's own `max_headers` and `max_header_size`.
+//! Request checks hyper does not make by itself: the request line
+//! (`--limit-request-line`, answered 414), each header field
+//! (`--limit-request-field-size`, answered 431), and an HTTP/1.1 request
+//! without `Host` (answered 400, as RFC 9112 section 3.2 requires). The field
+//! count and the head's total size are hyper's own `max_headers` and
+//! `max_header_size`; hyper itself refuses differing `Content-Length`s, and
+//! reads a request with both `Content-Length` and `Transfer-Encoding` as
+//! chunked, then closes the connection.
 
 use ferricorn_config::Limits;
-use http::{Request, StatusCode};
+use http::header::HOST;
+use http::{Request, StatusCode, Version};
 
 /// `"HTTP/1.1".len()`.
 const VERSION_LEN: usize = 8;
@@ -20,6 +25,9 @@ pub(crate) fn check<B>(req: &Request<B>, limits: &Limits) -> Option<StatusCode> 
         if req.method().as_str().len() + 1 + target + 1 + VERSION_LEN > max {
             return Some(StatusCode::URI_TOO_LONG);
         }
+    }
+    if req.version() == Version::HTTP_11 && !req.headers().contains_key(HOST) {
+        return Some(StatusCode::BAD_REQUEST);
     }
     if let Some(max) = limits.request_field_size {
         let too_long = req
@@ -46,9 +54,29 @@ mod tests {
     }
 
     #[test]
+    fn an_http_11_request_without_host_is_refused() {
+        let l = limits(1000, 1000);
+        let with_host = Request::get("/")
+            .header("host", "t")
+            .body(())
+            .expect("request");
+        assert_eq!(check(&with_host, &l), None);
+        let without = Request::get("/").body(()).expect("request");
+        assert_eq!(check(&without, &l), Some(StatusCode::BAD_REQUEST));
+        let old = Request::get("/")
+            .version(Version::HTTP_10)
+            .body(())
+            .expect("request");
+        assert_eq!(check(&old, &l), None, "HTTP/1.0 needs no Host");
+    }
+
+    #[test]
     fn the_request_line_counts_method_target_and_version() {
         // "GET /abc HTTP/1.1" is 17 bytes.
-        let req = Request::get("/abc").body(()).expect("request");
+        let req = Request::get("/abc")
+            .header("host", "t")
+            .body(())
+            .expect("request");
         assert_eq!(check(&req, &limits(17, 100)), None);
         assert_eq!(
             check(&req, &limits(16, 100)),
@@ -60,6 +88,7 @@ mod tests {
     fn a_field_counts_name_colon_space_and_value() {
         // "x-a: 12345" is 10 bytes.
         let req = Request::get("/")
+            .header("host", "t")
             .header("x-a", "12345")
             .body(())
             .expect("request");
