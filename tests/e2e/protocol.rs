@@ -188,3 +188,55 @@ fn malformed_and_ambiguous_requests_are_refused_and_never_smuggled() {
     // The server is unharmed.
     assert_eq!(server.get("/").status, 200);
 }
+
+#[test]
+fn slow_clients_are_dropped_and_do_not_starve_others() {
+    use std::io::Write;
+    let server = Server::start(&["-w", "1", "--header-timeout", "1", "--keep-alive", "1"]);
+    // 300 clients that send their request heads a byte at a time.
+    let mut slow: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+            s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n")
+                .expect("write");
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    let mut worst = Duration::ZERO;
+    let mut served = 0;
+    while started.elapsed() < Duration::from_millis(2500) {
+        for s in &mut slow {
+            let _ = s.write_all(b"X");
+        }
+        for _ in 0..5 {
+            let sent = Instant::now();
+            assert_eq!(server.get("/").status, 200);
+            worst = worst.max(sent.elapsed());
+            served += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(served >= 50, "only {served} normal requests");
+    assert!(
+        worst < Duration::from_millis(500),
+        "a normal request took {worst:?}"
+    );
+    // Every slow client has been dropped by now (the head bound is 1 s).
+    for s in &mut slow {
+        s.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let mut buf = [0u8; 256];
+        let closed = match std::io::Read::read(s, &mut buf) {
+            Ok(0) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        };
+        assert!(closed, "a slow client was kept");
+    }
+
+    // A body that stops arriving is cut off too.
+    let mut c = server.conn();
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nab");
+    assert!(c.closed_within(Duration::from_secs(4)), "slow body kept");
+}

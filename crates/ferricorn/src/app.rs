@@ -107,7 +107,11 @@ impl<A: App> Service for Served<A> {
         &self,
         req: http::Request<hyper::body::Incoming>,
     ) -> impl Future<Output = http::Response<Body>> {
-        self.0.call(req.map(Body::incoming))
+        let idle = req
+            .extensions()
+            .get::<ferricorn_worker::BodyTimeout>()
+            .map(|t| t.0);
+        self.0.call(req.map(|b| Body::incoming(b, idle)))
     }
 
     fn websocket(&self, upgrade: WebSocketUpgrade) -> impl Future<Output = http::Response<Body>> {

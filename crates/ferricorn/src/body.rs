@@ -1,8 +1,10 @@
 //! [`Body`]: the one body type of requests and responses, streaming both ways.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
@@ -22,7 +24,7 @@ pub struct Body(Inner);
 enum Inner {
     Empty,
     Full(Option<Bytes>),
-    Incoming(hyper::body::Incoming),
+    Incoming(Incoming),
     Channel(mpsc::Receiver<Bytes>),
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
 }
@@ -50,8 +52,13 @@ impl Body {
         (BodySender(tx), Self(Inner::Channel(rx)))
     }
 
-    pub(crate) fn incoming(body: hyper::body::Incoming) -> Self {
-        Self(Inner::Incoming(body))
+    /// A request's body as it arrives; `idle` bounds the wait for each chunk.
+    pub(crate) fn incoming(body: hyper::body::Incoming, idle: Option<Duration>) -> Self {
+        Self(Inner::Incoming(Incoming {
+            body,
+            idle,
+            timer: None,
+        }))
     }
 
     /// Reads the whole body into memory, refusing more than `limit` bytes.
@@ -123,7 +130,7 @@ impl http_body::Body for Body {
         match &mut self.0 {
             Inner::Empty => Poll::Ready(None),
             Inner::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Inner::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Inner::Incoming(b) => b.poll_frame(cx),
             Inner::Channel(rx) => rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b)))),
             Inner::Boxed(b) => Pin::new(b).poll_frame(cx),
         }
@@ -133,7 +140,7 @@ impl http_body::Body for Body {
         match &self.0 {
             Inner::Empty => true,
             Inner::Full(b) => b.is_none(),
-            Inner::Incoming(b) => b.is_end_stream(),
+            Inner::Incoming(b) => b.body.is_end_stream(),
             Inner::Channel(_) => false,
             Inner::Boxed(b) => b.is_end_stream(),
         }
@@ -143,9 +150,45 @@ impl http_body::Body for Body {
         match &self.0 {
             Inner::Empty => SizeHint::with_exact(0),
             Inner::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Inner::Incoming(b) => b.size_hint(),
+            Inner::Incoming(b) => b.body.size_hint(),
             Inner::Channel(_) => SizeHint::default(),
             Inner::Boxed(b) => b.size_hint(),
+        }
+    }
+}
+
+/// A request body with a bound on the wait for each chunk.
+struct Incoming {
+    body: hyper::body::Incoming,
+    idle: Option<Duration>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Incoming {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match http_body::Body::poll_frame(Pin::new(&mut self.body), cx) {
+            Poll::Ready(frame) => {
+                self.timer = None;
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let Some(idle) = self.idle else {
+                    return Poll::Pending;
+                };
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        self.timer = None;
+                        Poll::Ready(Some(Err(format!(
+                            "the client sent no request body data for {idle:?}"
+                        )
+                        .into())))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 }

@@ -58,3 +58,9 @@ impl Context {
 /// for unix sockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub Option<SocketAddr>);
+
+/// The longest a request body may go without a new chunk, in the request's
+/// extensions (`--header-timeout`): a client that sends its body slowly is
+/// cut off after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTimeout(pub std::time::Duration);

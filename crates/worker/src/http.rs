@@ -149,6 +149,8 @@ impl<S: Service> Server<S> {
             };
         }
         req.extensions_mut().insert(ClientAddr(peer));
+        req.extensions_mut()
+            .insert(crate::BodyTimeout(self.config.header_timeout));
         if self.app.handles_websockets() {
             match ws::check(&req) {
                 ws::Check::NotUpgrade => {}

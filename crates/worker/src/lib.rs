@@ -22,7 +22,7 @@ mod ws;
 
 use std::future::Future;
 
-pub use context::{ClientAddr, Context};
+pub use context::{BodyTimeout, ClientAddr, Context};
 pub use lifecycle::run;
 pub use ws::{Closed, Message, WebSocket, WebSocketUpgrade};
 
