@@ -63,6 +63,12 @@ fn each_environment_name_is_read() {
             "limit_request_line",
             "100",
         ),
+        (
+            "FORWARDED_ALLOW_IPS",
+            "10.0.0.0/8,*",
+            "forwarded_allow_ips",
+            "[\"10.0.0.0/8\", \"*\"]",
+        ),
     ];
     for (name, value, key, shown) in cases {
         let out = run("env-names", &p, &[(name, value)], None);

@@ -240,3 +240,31 @@ fn slow_clients_are_dropped_and_do_not_starve_others() {
     c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nab");
     assert!(c.closed_within(Duration::from_secs(4)), "slow body kept");
 }
+
+#[test]
+fn forwarded_headers_are_trusted_only_from_allowed_peers() {
+    let trusting = Server::start(&["-w", "1", "--root-path", "/api"]);
+    let mut c = trusting.conn();
+    c.send(b"GET /whoami HTTP/1.1\r\nHost: internal\r\nX-Forwarded-For: 203.0.113.9, 127.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n\r\n");
+    let seen = c.read_response(false).expect("whoami").text();
+    assert_eq!(
+        seen,
+        r#"{"client":"203.0.113.9:0","scheme":"https","host":"example.com","root_path":"/api"}"#
+    );
+    c.send(b"GET /whoami HTTP/1.1\r\nHost: internal\r\nForwarded: for=\"[2001:db8::7]:4711\";proto=https\r\n\r\n");
+    let seen = c.read_response(false).expect("whoami").text();
+    assert!(
+        seen.starts_with(r#"{"client":"[2001:db8::7]:4711","scheme":"https""#),
+        "{seen}"
+    );
+
+    let wary = Server::start(&["-w", "1", "--forwarded-allow-ips", "10.0.0.1"]);
+    let mut c = wary.conn();
+    c.send(b"GET /whoami HTTP/1.1\r\nHost: internal\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n\r\n");
+    let seen = c.read_response(false).expect("whoami").text();
+    assert!(
+        seen.starts_with(r#"{"client":"127.0.0.1:"#)
+            && seen.contains(r#""scheme":"http","host":"internal""#),
+        "{seen}"
+    );
+}

@@ -8,6 +8,7 @@
 //! | bind      | `PORT`, `UVICORN_HOST` + `UVICORN_PORT`                      |
 //! | workers   | `WEB_CONCURRENCY`, `UVICORN_WORKERS`, `GUNICORN_WORKERS`     |
 //! | log_level | `UVICORN_LOG_LEVEL`, `GUNICORN_LOG_LEVEL`                    |
+//! | forwarded_allow_ips | `FORWARDED_ALLOW_IPS`                              |
 //! | any       | `GUNICORN_CMD_ARGS`, then `FERRICORN_<NAME>`                 |
 //!
 //! Each variable is its own figment provider named after it, so
@@ -39,6 +40,7 @@ const ALIASES: &[(&str, &[&str])] = &[
         &["WEB_CONCURRENCY", "UVICORN_WORKERS", "GUNICORN_WORKERS"],
     ),
     ("log_level", &["UVICORN_LOG_LEVEL", "GUNICORN_LOG_LEVEL"]),
+    ("forwarded_allow_ips", &["FORWARDED_ALLOW_IPS"]),
 ];
 
 /// One named provider: a file, an environment variable, or the command line.

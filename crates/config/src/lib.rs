@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 pub use cpus::Cpus;
 pub use layers::first_line;
 pub use options::Options;
-pub use settings::{Bind, Config, Limits, LogLevel, MAX_WORKERS, WebSocket};
+pub use settings::{Bind, Config, IpNet, Limits, LogLevel, MAX_WORKERS, WebSocket};
 
 /// Why the settings could not be loaded. Each renders as one line that names
 /// the setting or file and the layer the bad value came from.
@@ -209,6 +209,18 @@ impl Loaded {
             limit(c.limits.request_line),
             c.limits.request_fields.to_string(),
             limit(c.limits.request_field_size),
+            format!(
+                "[{}]",
+                self.options
+                    .forwarded_allow_ips
+                    .as_deref()
+                    .unwrap_or(&["127.0.0.1".to_owned(), "::1".to_owned()])
+                    .iter()
+                    .map(|s| format!("{s:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            format!("{:?}", c.root_path),
             c.limit_concurrency.unwrap_or(0).to_string(),
             secs(c.request_timeout),
             secs(c.ws.ping_interval),

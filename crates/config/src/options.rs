@@ -121,6 +121,20 @@ pub struct Options {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_request_field_size: Option<u64>,
 
+    /// Peers whose X-Forwarded-* and Forwarded headers are trusted: IPs, CIDRs, or * [default: 127.0.0.1,::1]
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub forwarded_allow_ips: Option<Vec<String>>,
+
+    /// The path the app is mounted at behind a proxy, given to the app as in ASGI [default: ""]
+    #[arg(long, value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_path: Option<String>,
+
     /// Requests in flight per worker beyond which requests get 503 at once; 0 turns the limit off [default: 0]
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -208,6 +222,8 @@ pub(crate) const KEYS: &[(&str, Kind)] = &[
     ("limit_request_line", Kind::Int),
     ("limit_request_fields", Kind::Int),
     ("limit_request_field_size", Kind::Int),
+    ("forwarded_allow_ips", Kind::List),
+    ("root_path", Kind::Text),
     ("limit_concurrency", Kind::Int),
     ("request_timeout", Kind::Secs),
     ("ws_ping_interval", Kind::Secs),
@@ -280,6 +296,8 @@ mod tests {
             limit_request_line: Some(0),
             limit_request_fields: Some(0),
             limit_request_field_size: Some(0),
+            forwarded_allow_ips: Some(vec![]),
+            root_path: Some(String::new()),
             limit_concurrency: Some(0),
             request_timeout: Some(0.0),
             ws_ping_interval: Some(0.0),

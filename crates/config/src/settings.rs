@@ -1,7 +1,7 @@
 //! The resolved, validated settings the server runs with.
 
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -59,6 +59,10 @@ pub struct Config {
     pub umask: Option<u32>,
     /// Request size limits.
     pub limits: Limits,
+    /// Peers whose forwarding headers are trusted. Default loopback.
+    pub forwarded_allow: Vec<IpNet>,
+    /// The app's mount path behind a proxy. Default empty.
+    pub root_path: String,
     /// Requests in flight per worker beyond which requests get 503; `None`
     /// turns the limit off. Default off.
     pub limit_concurrency: Option<usize>,
@@ -75,6 +79,74 @@ pub struct Config {
     pub health_path: Option<String>,
     /// Readiness endpoint path; `None` turns it off. Default `/readyz`.
     pub ready_path: Option<String>,
+}
+
+/// An IP network: an address and a prefix length; `*` is every address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpNet {
+    /// Every address.
+    Any,
+    /// Addresses sharing the first `prefix` bits with `addr`.
+    Net {
+        /// The network's address.
+        addr: IpAddr,
+        /// The prefix length in bits.
+        prefix: u8,
+    },
+}
+
+impl IpNet {
+    /// Whether `ip` is in this network. IPv4 addresses mapped into IPv6
+    /// (`::ffff:a.b.c.d`) count as IPv4.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let Self::Net { addr, prefix } = *self else {
+            return true;
+        };
+        let bits = |a: IpAddr| -> (u128, u8) {
+            match a.to_canonical() {
+                IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
+                IpAddr::V6(v6) => (u128::from(v6), 128),
+            }
+        };
+        let ((net, width), (got, got_width)) = (bits(addr), bits(ip));
+        if width != got_width {
+            return false;
+        }
+        let shift = u32::from(width - prefix.min(width));
+        let (net, got) = if shift >= 128 {
+            (0, 0)
+        } else {
+            (net >> shift, got >> shift)
+        };
+        net == got
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s == "*" {
+            return Ok(Self::Any);
+        }
+        let bad = || format!("`{s}` is not an IP address, a CIDR or *");
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p.parse::<u8>().map_err(|_| bad())?)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if addr.to_canonical().is_ipv4() {
+            32
+        } else {
+            128
+        };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Self::Net { addr, prefix })
+    }
 }
 
 /// WebSocket settings.
@@ -262,6 +334,23 @@ impl Config {
                     65_536,
                 )?)
                 .filter(|n| *n > 0),
+            },
+            forwarded_allow: o
+                .forwarded_allow_ips
+                .as_deref()
+                .unwrap_or(&["127.0.0.1".to_owned(), "::1".to_owned()])
+                .iter()
+                .map(|s| s.parse().map_err(|m| invalid("forwarded_allow_ips", m)))
+                .collect::<Check<_>>()?,
+            root_path: match o.root_path.as_deref().unwrap_or("") {
+                "" => String::new(),
+                p if p.starts_with('/') && !p.ends_with('/') => p.to_owned(),
+                p => {
+                    return Err(invalid(
+                        "root_path",
+                        format!("`{p}` must start with / and not end with one"),
+                    ));
+                }
             },
             limit_concurrency: Some(range(
                 "limit_concurrency",
@@ -519,6 +608,23 @@ mod tests {
             }),
             "limit_request_fields"
         );
+    }
+
+    #[test]
+    fn ip_networks_match() {
+        let net = |s: &str| s.parse::<IpNet>().expect("net");
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert!(net("10.0.0.0/8").contains(ip("10.1.2.3")));
+        assert!(!net("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(net("127.0.0.1").contains(ip("::ffff:127.0.0.1")));
+        assert!(!net("127.0.0.1").contains(ip("127.0.0.2")));
+        assert!(net("::1").contains(ip("::1")));
+        assert!(net("2001:db8::/32").contains(ip("2001:db8::5")));
+        assert!(!net("2001:db8::/32").contains(ip("10.0.0.1")));
+        assert!(net("*").contains(ip("8.8.8.8")));
+        assert!(net("0.0.0.0/0").contains(ip("8.8.8.8")));
+        assert!("10.0.0.0/33".parse::<IpNet>().is_err());
+        assert!("example.com".parse::<IpNet>().is_err());
     }
 
     #[test]

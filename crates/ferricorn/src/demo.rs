@@ -8,6 +8,7 @@
 //! | `GET /stream?n=N`     | N lines, chunked, each flushed as it is produced    |
 //! | `GET /blocking?ms=N`  | sleeps N ms on the blocking pool, names its thread  |
 //! | `GET /worker`         | `{"pid":…,"index":…,"requests":…}` of this worker   |
+//! | `GET /whoami`         | the client address, scheme, host and root path the app sees |
 //! | `GET /ws/echo`        | WebSocket: echoes every text and binary message     |
 //!
 //! Two environment variables exercise the server's failure handling:
@@ -102,13 +103,14 @@ impl App for Demo {
                     Err(res) => *res,
                 }
             }
+            ("/whoami", true) => whoami(&req),
             ("/worker", true) => json(format!(
                 r#"{{"pid":{},"index":{},"requests":{}}}"#,
                 self.ctx.pid(),
                 self.ctx.index(),
                 self.ctx.requests()
             )),
-            ("/" | "/json" | "/stream" | "/blocking" | "/worker", false) => {
+            ("/" | "/json" | "/stream" | "/blocking" | "/worker" | "/whoami", false) => {
                 method_not_allowed("GET, HEAD")
             }
             ("/echo", _) => method_not_allowed("POST"),
@@ -193,6 +195,25 @@ async fn echo(req: Request) -> Response {
         res.headers_mut().insert(CONTENT_TYPE, ct.clone());
     }
     res
+}
+
+/// What the app sees of the client, after trusted proxy headers.
+fn whoami(req: &Request) -> Response {
+    let ext = req.extensions();
+    let client = ext
+        .get::<crate::ClientAddr>()
+        .and_then(|c| c.0)
+        .map_or_else(|| "unix".to_owned(), |a| a.to_string());
+    let scheme = ext.get::<crate::Scheme>().map_or("http", |s| s.0.as_str());
+    let root = ext.get::<crate::RootPath>().map_or("", |r| r.0.as_str());
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    json(format!(
+        r#"{{"client":{client:?},"scheme":{scheme:?},"host":{host:?},"root_path":{root:?}}}"#
+    ))
 }
 
 fn is_chunked(headers: &http::HeaderMap) -> bool {

@@ -34,7 +34,8 @@ pub use app::{App, HyperApp, Request, Response};
 pub use body::{Body, BodySender};
 pub use cli::{EXIT_APP_STARTUP, EXIT_CONFIG, EXIT_FAILURE};
 pub use ferricorn_worker::{
-    BoxError, ClientAddr, Closed, Context, Error, Message, WebSocket, WebSocketUpgrade,
+    BoxError, ClientAddr, Closed, Context, Error, Message, RootPath, Scheme, WebSocket,
+    WebSocketUpgrade,
 };
 
 /// Runs the server: reads the command line, the environment and the config

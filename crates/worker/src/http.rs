@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tracing::{debug, error, warn};
 
+use crate::proxy::{self, RootPath, Scheme};
 use crate::ws::{self, WebSocketUpgrade};
 use crate::{ClientAddr, Service, limits};
 
@@ -148,9 +149,15 @@ impl<S: Service> Server<S> {
                 Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, &why.to_string()),
             };
         }
-        req.extensions_mut().insert(ClientAddr(peer));
-        req.extensions_mut()
-            .insert(crate::BodyTimeout(self.config.header_timeout));
+        let forwarded = proxy::read(req.headers(), peer, &self.config.forwarded_allow);
+        if let Some(host) = &forwarded.host {
+            proxy::set_host(req.headers_mut(), host);
+        }
+        let extensions = req.extensions_mut();
+        extensions.insert(ClientAddr(forwarded.client.or(peer)));
+        extensions.insert(Scheme(forwarded.proto.unwrap_or_else(|| "http".to_owned())));
+        extensions.insert(RootPath(self.config.root_path.clone()));
+        extensions.insert(crate::BodyTimeout(self.config.header_timeout));
         if self.app.handles_websockets() {
             match ws::check(&req) {
                 ws::Check::NotUpgrade => {}

@@ -10,6 +10,7 @@
 //! - `http`: one connection with hyper's HTTP/1.1, the request limits, and
 //!   the `/healthz` and `/readyz` endpoints.
 //! - `limits`: the request-line and header-field limits.
+//! - `proxy`: trusted `X-Forwarded-*` and `Forwarded` headers, `--root-path`.
 //! - `ws`: WebSocket upgrades and the tasks that drive each socket.
 //! - `lifecycle`: heartbeat, stop signals, startup and drain.
 
@@ -18,12 +19,14 @@ mod context;
 mod http;
 mod lifecycle;
 mod limits;
+mod proxy;
 mod ws;
 
 use std::future::Future;
 
 pub use context::{BodyTimeout, ClientAddr, Context};
 pub use lifecycle::run;
+pub use proxy::{RootPath, Scheme};
 pub use ws::{Closed, Message, WebSocket, WebSocketUpgrade};
 
 /// An error type apps may return from any call.
