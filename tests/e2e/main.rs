@@ -5,6 +5,7 @@ mod config;
 mod example;
 mod http;
 mod lifecycle;
+mod logs;
 mod process;
 mod protocol;
 mod support;

@@ -121,12 +121,11 @@ impl Server {
             log,
             lines,
         };
-        let line = server.wait_log("listening at http://127.0.0.1:", Duration::from_secs(20));
-        server.port = line
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim().parse().ok())
-            .expect("port in the listening line");
+        let needle = "listening at http://127.0.0.1:";
+        let line = server.wait_log(needle, Duration::from_secs(20));
+        let after = &line[line.find(needle).expect("needle") + needle.len()..];
+        let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+        server.port = digits.parse().expect("port in the listening line");
         server
     }
 

@@ -233,6 +233,14 @@ impl Loaded {
                     .as_ref()
                     .map_or("-".to_owned(), |p| p.display().to_string())
             ),
+            format!(
+                "{:?}",
+                c.access_logfile
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string())
+            ),
+            format!("{:?}", c.access_logformat.as_deref().unwrap_or("")),
+            format!("{:?}", if c.log_json { "json" } else { "text" }),
             format!("{:?}", c.log_level.to_string()),
             quoted(&c.health_path),
             quoted(&c.ready_path),

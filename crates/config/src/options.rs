@@ -170,6 +170,21 @@ pub struct Options {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_logfile: Option<String>,
 
+    /// Access log file, off unless set; - is stdout; reopened on SIGUSR1 [default: off]
+    #[arg(long, value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_logfile: Option<String>,
+
+    /// Access log line, in Gunicorn's %(atom)s format [default: Gunicorn's]
+    #[arg(long, value_name = "FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_logformat: Option<String>,
+
+    /// Log line format, text or json, for the error and access logs [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+
     /// Log level: debug, info, warning, error or critical [default: info]
     #[arg(long, value_name = "LEVEL")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -231,6 +246,9 @@ pub(crate) const KEYS: &[(&str, Kind)] = &[
     ("ws_max_size", Kind::Int),
     ("ws_max_queue", Kind::Int),
     ("error_logfile", Kind::Text),
+    ("access_logfile", Kind::Text),
+    ("access_logformat", Kind::Text),
+    ("log_format", Kind::Text),
     ("log_level", Kind::Text),
     ("health_path", Kind::Text),
     ("ready_path", Kind::Text),
@@ -305,6 +323,9 @@ mod tests {
             ws_max_size: Some(0),
             ws_max_queue: Some(0),
             error_logfile: Some(String::new()),
+            access_logfile: Some(String::new()),
+            access_logformat: Some(String::new()),
+            log_format: Some(String::new()),
             log_level: Some(String::new()),
             health_path: Some(String::new()),
             ready_path: Some(String::new()),

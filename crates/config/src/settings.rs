@@ -73,6 +73,12 @@ pub struct Config {
     pub ws: WebSocket,
     /// The error log file; `None` is stderr. Default stderr.
     pub error_logfile: Option<PathBuf>,
+    /// The access log: `None` off, `Some("-")` stdout, else a file. Default off.
+    pub access_logfile: Option<PathBuf>,
+    /// The access log format (Gunicorn atoms); `None` is Gunicorn's default.
+    pub access_logformat: Option<String>,
+    /// JSON log lines instead of text. Default text.
+    pub log_json: bool,
     /// Log level. Default info.
     pub log_level: LogLevel,
     /// Liveness endpoint path; `None` turns it off. Default `/healthz`.
@@ -376,6 +382,22 @@ impl Config {
                 .as_deref()
                 .filter(|p| !p.is_empty() && *p != "-")
                 .map(PathBuf::from),
+            access_logfile: o
+                .access_logfile
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+            access_logformat: o.access_logformat.clone().filter(|f| !f.is_empty()),
+            log_json: match o.log_format.as_deref().unwrap_or("text") {
+                "text" => false,
+                "json" => true,
+                other => {
+                    return Err(invalid(
+                        "log_format",
+                        format!("`{other}` is not text or json"),
+                    ));
+                }
+            },
             log_level: o
                 .log_level
                 .as_deref()

@@ -70,6 +70,12 @@ pub(crate) fn main<A: App>(factory: impl Fn(&Context) -> A) -> Result<(), u8> {
         print!("{}", loaded.report());
         return Ok(());
     }
+    if let Some(format) = &loaded.config.access_logformat
+        && let Err(e) = ferricorn_worker::access::Format::parse(format, false)
+    {
+        eprintln!("ferricorn: error: invalid value for `access_logformat`: {e}");
+        return Err(EXIT_CONFIG);
+    }
     if let Err(e) = Identity::of(&loaded.config) {
         eprintln!("ferricorn: error: invalid value for `user`/`group`: {e}");
         return Err(EXIT_CONFIG);
@@ -90,7 +96,16 @@ pub(crate) fn main<A: App>(factory: impl Fn(&Context) -> A) -> Result<(), u8> {
         );
         return Err(EXIT_FAILURE);
     }
-    logging::init(loaded.config.log_level);
+    if let Some(path) = &loaded.config.access_logfile
+        && let Err(e) = logging::open_access(path)
+    {
+        eprintln!(
+            "ferricorn: error: cannot open access_logfile {}: {e}",
+            path.display()
+        );
+        return Err(EXIT_FAILURE);
+    }
+    logging::init(loaded.config.log_level, loaded.config.log_json);
     serve(&cli, loaded, factory)
 }
 
@@ -171,7 +186,14 @@ impl<A: App, F: Fn(&Context) -> A> Host for Runner<'_, F> {
                 self.shared,
                 (spawn.index, spawn.cell),
                 inherited,
-                logging::reopen,
+                ferricorn_worker::Hooks {
+                    reopen_logs: logging::reopen,
+                    access_log: spawn
+                        .config
+                        .access_logfile
+                        .as_ref()
+                        .map(|_| logging::access as fn(&str)),
+                },
                 |ctx| Served((self.factory)(ctx)),
             ),
             Err(e) => {

@@ -28,6 +28,10 @@ static WORKER: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 /// The open log file and its path; `None` writes to stderr.
 static FILE: Mutex<Option<(PathBuf, File)>> = Mutex::new(None);
+/// The open access log file and its path; `None` writes to stdout.
+static ACCESS: Mutex<Option<(PathBuf, File)>> = Mutex::new(None);
+/// Whether error log lines are JSON objects.
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn open(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
@@ -42,18 +46,37 @@ pub(crate) fn open_file(path: Option<&Path>) -> io::Result<()> {
     Ok(())
 }
 
-/// Reopens the error log file at its path (after logrotate moved it).
+/// Opens the access log file; `-` means stdout.
+pub(crate) fn open_access(path: &Path) -> io::Result<()> {
+    let file = if path == Path::new("-") {
+        None
+    } else {
+        Some((path.to_path_buf(), open(path)?))
+    };
+    *ACCESS.lock().unwrap_or_else(|e| e.into_inner()) = file;
+    Ok(())
+}
+
+/// Writes one access log line (it ends with a newline) in one `write`.
+pub(crate) fn access(line: &str) {
+    let mut guard = ACCESS.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = match guard.as_mut() {
+        Some((_, file)) => file.write_all(line.as_bytes()),
+        None => io::stdout().write_all(line.as_bytes()),
+    };
+}
+
+/// Reopens the log files at their paths (after logrotate moved them).
 pub(crate) fn reopen() {
-    let mut guard = FILE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((path, file)) = guard.as_mut() {
-        match open(path) {
-            Ok(new) => *file = new,
-            Err(e) => {
-                let _ = writeln!(
-                    io::stderr(),
-                    "ferricorn: cannot reopen {}: {e}",
-                    path.display()
-                );
+    for lock in [&FILE, &ACCESS] {
+        let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((path, file)) = guard.as_mut() {
+            match open(path) {
+                Ok(new) => *file = new,
+                Err(e) => {
+                    let message = format!("ferricorn: cannot reopen {}: {e}\n", path.display());
+                    let _ = io::stderr().write_all(message.as_bytes());
+                }
             }
         }
     }
@@ -86,7 +109,8 @@ impl Write for Output {
 }
 
 /// Installs the global logger. Runs once, in the supervisor, before any fork.
-pub(crate) fn init(level: LogLevel) {
+pub(crate) fn init(level: LogLevel, json: bool) {
+    JSON.store(json, Relaxed);
     let filter = match level {
         LogLevel::Debug => LevelFilter::DEBUG,
         LogLevel::Info => LevelFilter::INFO,
@@ -119,6 +143,9 @@ where
         mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
+        if JSON.load(Relaxed) {
+            return format_json(ctx, w, event);
+        }
         SystemTime.format_time(&mut w)?;
         let level = match *event.metadata().level() {
             Level::ERROR => "ERROR",
@@ -134,4 +161,50 @@ where
         ctx.field_format().format_fields(w.by_ref(), event)?;
         writeln!(w)
     }
+}
+
+/// One JSON object per line: time, level, pid, worker (null in the
+/// supervisor), message.
+fn format_json<S, N>(
+    ctx: &FmtContext<'_, S, N>,
+    mut w: Writer<'_>,
+    event: &Event<'_>,
+) -> fmt::Result
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    let mut time = String::new();
+    SystemTime.format_time(&mut Writer::new(&mut time))?;
+    let mut message = String::new();
+    ctx.field_format()
+        .format_fields(Writer::new(&mut message), event)?;
+    let level = event.metadata().level().as_str().to_ascii_lowercase();
+    let worker = match WORKER.load(Relaxed) {
+        usize::MAX => "null".to_owned(),
+        index => index.to_string(),
+    };
+    writeln!(
+        w,
+        "{{\"time\":{},\"level\":{},\"pid\":{},\"worker\":{},\"message\":{}}}",
+        json_string(time.trim()),
+        json_string(&level),
+        std::process::id(),
+        worker,
+        json_string(&message)
+    )
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tracing::{debug, error, warn};
 
+use crate::access::{self, Logged, RequestId};
 use crate::proxy::{self, RootPath, Scheme};
 use crate::ws::{self, WebSocketUpgrade};
 use crate::{ClientAddr, Service, limits};
@@ -48,6 +49,10 @@ pub(crate) struct Server<S> {
     pub hub: Rc<ws::Hub>,
     /// Requests whose handler has not yet returned its response head.
     pub in_flight: Cell<usize>,
+    /// The access log, if on.
+    pub access: Option<&'static access::Sink>,
+    /// This worker's slot index.
+    pub index: usize,
 }
 
 impl<S: Service> Server<S> {
@@ -109,30 +114,50 @@ impl<S: Service> Server<S> {
 
     async fn handle(
         self: Rc<Self>,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         peer: Option<SocketAddr>,
         closing: Rc<Cell<bool>>,
-    ) -> Result<Response<Body<S>>, Infallible> {
+    ) -> Result<Response<Logged<Body<S>>>, Infallible> {
         if let Some(slot) = self.slot
             && Some(slot.count_request()) == self.retire_at
         {
             slot.request_retire();
         }
-        let mut res = self.respond(req, peer).await;
+        // Who is asking, after trusted proxy headers, and the request's id.
+        let forwarded = proxy::read(req.headers(), peer, &self.config.forwarded_allow);
+        if let Some(host) = &forwarded.host {
+            proxy::set_host(req.headers_mut(), host);
+        }
+        let client = forwarded.client.or(peer);
+        let id = access::request_id(req.headers());
+        let record = self.access.map(|sink| {
+            let record = access::Record::new(&req, client, id.clone(), &sink.format, self.index);
+            (Box::new(record), sink)
+        });
+        let extensions = req.extensions_mut();
+        extensions.insert(ClientAddr(client));
+        extensions.insert(Scheme(forwarded.proto.unwrap_or_else(|| "http".to_owned())));
+        extensions.insert(RootPath(self.config.root_path.clone()));
+        extensions.insert(crate::BodyTimeout(self.config.header_timeout));
+        extensions.insert(RequestId(id.clone()));
+        let mut res = self.respond(req).await;
         let headers = res.headers_mut();
         headers.entry(SERVER).or_insert(SERVER_NAME);
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            headers.insert(&access::REQUEST_ID, v);
+        }
         if closing.get() {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
-        Ok(res)
+        let record = record.map(|(mut r, sink)| {
+            r.respond(res.status(), res.headers());
+            (r, sink)
+        });
+        Ok(res.map(|body| Logged::new(body, record)))
     }
 
     /// The limits, the health endpoints, then the app.
-    async fn respond(
-        &self,
-        mut req: Request<Incoming>,
-        peer: Option<SocketAddr>,
-    ) -> Response<Body<S>> {
+    async fn respond(&self, req: Request<Incoming>) -> Response<Body<S>> {
         if let Some(status) = limits::check(&req, &self.config.limits) {
             let mut res = text(status, status.canonical_reason().unwrap_or("Bad Request"));
             res.headers_mut()
@@ -149,15 +174,6 @@ impl<S: Service> Server<S> {
                 Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, &why.to_string()),
             };
         }
-        let forwarded = proxy::read(req.headers(), peer, &self.config.forwarded_allow);
-        if let Some(host) = &forwarded.host {
-            proxy::set_host(req.headers_mut(), host);
-        }
-        let extensions = req.extensions_mut();
-        extensions.insert(ClientAddr(forwarded.client.or(peer)));
-        extensions.insert(Scheme(forwarded.proto.unwrap_or_else(|| "http".to_owned())));
-        extensions.insert(RootPath(self.config.root_path.clone()));
-        extensions.insert(crate::BodyTimeout(self.config.header_timeout));
         if self.app.handles_websockets() {
             match ws::check(&req) {
                 ws::Check::NotUpgrade => {}
@@ -172,7 +188,8 @@ impl<S: Service> Server<S> {
                     return res;
                 }
                 ws::Check::Upgrade(key) => {
-                    let upgrade = WebSocketUpgrade::new(req, key, peer, self.hub.clone());
+                    let client = req.extensions().get::<ClientAddr>().and_then(|c| c.0);
+                    let upgrade = WebSocketUpgrade::new(req, key, client, self.hub.clone());
                     return match catch_panic(self.app.websocket(upgrade)).await {
                         Ok(res) => res.map(Either::Right),
                         Err(()) => {

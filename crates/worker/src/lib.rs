@@ -7,6 +7,7 @@
 //! - [`Service`]: what the worker needs from an app.
 //! - [`Context`]: what an app knows about its worker.
 //! - `accept`: the accept loops and the `--worker-connections` cap.
+//! - [`access`]: the access log and request ids.
 //! - `http`: one connection with hyper's HTTP/1.1, the request limits, and
 //!   the `/healthz` and `/readyz` endpoints.
 //! - `limits`: the request-line and header-field limits.
@@ -15,6 +16,7 @@
 //! - `lifecycle`: heartbeat, stop signals, startup and drain.
 
 mod accept;
+pub mod access;
 mod context;
 mod http;
 mod lifecycle;
@@ -24,7 +26,9 @@ mod ws;
 
 use std::future::Future;
 
+pub use access::RequestId;
 pub use context::{BodyTimeout, ClientAddr, Context};
+pub use lifecycle::Hooks;
 pub use lifecycle::run;
 pub use proxy::{RootPath, Scheme};
 pub use ws::{Closed, Message, WebSocket, WebSocketUpgrade};
@@ -44,7 +48,7 @@ pub enum Error {
 /// the fork; none of its futures need be `Send`.
 pub trait Service: 'static {
     /// The response body.
-    type Body: http_body::Body<Data = bytes::Bytes, Error: Into<BoxError>> + 'static;
+    type Body: http_body::Body<Data = bytes::Bytes, Error: Into<BoxError>> + Unpin + 'static;
 
     /// Lifespan startup: runs before the worker accepts; an error aborts the boot.
     fn startup(&self) -> impl Future<Output = Result<(), BoxError>>;

@@ -61,6 +61,15 @@ impl StopSignals {
     }
 }
 
+/// What the program around the worker provides for its logs.
+#[derive(Debug, Clone, Copy)]
+pub struct Hooks {
+    /// Reopens the log files (SIGUSR1).
+    pub reopen_logs: fn(),
+    /// Writes one access log line; `None` when the access log is off.
+    pub access_log: Option<fn(&str)>,
+}
+
 /// Runs a worker in the current (freshly forked) process and returns its
 /// exit code. `make` builds the app once the runtime exists.
 pub fn run<S: Service>(
@@ -68,7 +77,7 @@ pub fn run<S: Service>(
     shared: Shared,
     (index, cell): (usize, usize),
     listeners: Vec<Listener>,
-    reopen_logs: fn(),
+    hooks: Hooks,
     make: impl FnOnce(&Context) -> S,
 ) -> i32 {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -89,7 +98,7 @@ pub fn run<S: Service>(
         pid: std::process::id(),
         shared,
     };
-    let code = LocalSet::new().block_on(&runtime, serve(config, ctx, listeners, reopen_logs, make));
+    let code = LocalSet::new().block_on(&runtime, serve(config, ctx, listeners, hooks, make));
     // Blocking tasks still running (a sleeping handler) must not hold the exit.
     runtime.shutdown_background();
     code
@@ -99,7 +108,7 @@ async fn serve<S: Service>(
     config: &Config,
     ctx: Context,
     listeners: Vec<Listener>,
-    reopen_logs: fn(),
+    hooks: Hooks,
     make: impl FnOnce(&Context) -> S,
 ) -> i32 {
     let slot = ctx.shared.cell(ctx.cell);
@@ -114,7 +123,7 @@ async fn serve<S: Service>(
         spawn_local(heartbeat(slot));
     }
     match signal(SignalKind::user_defined1()) {
-        Ok(usr1) => drop(spawn_local(reopen_on(usr1, reopen_logs))),
+        Ok(usr1) => drop(spawn_local(reopen_on(usr1, hooks.reopen_logs))),
         Err(e) => warn!("cannot watch SIGUSR1: {e}"),
     }
     let app = make(&ctx);
@@ -149,6 +158,14 @@ async fn serve<S: Service>(
         retire_at: retire_at(config),
         hub,
         in_flight: std::cell::Cell::new(0),
+        access: match access_sink(config, hooks) {
+            Ok(sink) => sink,
+            Err(e) => {
+                error!("access_logformat: {e}");
+                return EXIT_SETUP_FAILED;
+            }
+        },
+        index: ctx.index,
     });
     for listener in listeners {
         if let Err(e) = listen(listener, &server, &permits, &stop_rx) {
@@ -175,6 +192,25 @@ async fn serve<S: Service>(
     server.app.shutdown().await;
     info!("worker {} stopped", ctx.index);
     0
+}
+
+/// The access log sink, leaked once for the worker's life.
+fn access_sink(
+    config: &Config,
+    hooks: Hooks,
+) -> Result<Option<&'static crate::access::Sink>, String> {
+    let Some(write) = hooks.access_log else {
+        return Ok(None);
+    };
+    let format = config
+        .access_logformat
+        .as_deref()
+        .unwrap_or(crate::access::DEFAULT_FORMAT);
+    let format = crate::access::Format::parse(format, config.log_json)?;
+    Ok(Some(Box::leak(Box::new(crate::access::Sink {
+        format,
+        write,
+    }))))
 }
 
 /// Starts the accept loop of one inherited listener.

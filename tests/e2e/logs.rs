@@ -1,0 +1,174 @@
+//! The access log (Gunicorn format and JSON), request ids, JSON error lines,
+//! and USR1 reopening the access log.
+
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::support::{Server, temp_dir, wait_until};
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[test]
+fn the_access_log_writes_gunicorn_lines_and_request_ids() {
+    let dir = temp_dir("access-text");
+    let log = dir.join("access.log");
+    let server = Server::start(&["-w", "1", "--access-logfile", log.to_str().expect("utf-8")]);
+    let mut c = server.conn();
+    c.send(
+        b"GET /json?a=1 HTTP/1.1\r\nHost: t\r\nUser-Agent: probe/1\r\nReferer: http://r/\r\n\r\n",
+    );
+    let res = c.read_response(false).expect("json");
+    let id = res
+        .header("x-request-id")
+        .expect("a generated request id")
+        .to_owned();
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    c.send(b"GET /stream?n=3 HTTP/1.1\r\nHost: t\r\nX-Request-Id: from-the-client\r\n\r\n");
+    let res = c.read_response(false).expect("stream");
+    assert_eq!(res.header("x-request-id"), Some("from-the-client"));
+    assert!(
+        wait_until(Duration::from_secs(5), || read(&log).contains("/stream")),
+        "{}",
+        read(&log)
+    );
+    let text = read(&log);
+    // The harness's readiness probes are logged too; keep this test's lines.
+    let lines: Vec<&str> = text.lines().filter(|l| !l.contains("/readyz")).collect();
+    assert!(lines[0].starts_with("127.0.0.1 - - ["), "{}", lines[0]);
+    assert!(
+        lines[0].ends_with(r#" +0000] "GET /json?a=1 HTTP/1.1" 200 27 "http://r/" "probe/1""#),
+        "{}",
+        lines[0]
+    );
+    // A streamed body's bytes are counted as they are sent: "line 1\n" x 3.
+    assert!(
+        lines[1].contains(r#""GET /stream?n=3 HTTP/1.1" 200 21 "-" "-""#),
+        "{}",
+        lines[1]
+    );
+}
+
+#[test]
+fn json_logs_and_custom_formats() {
+    let dir = temp_dir("access-json");
+    let log = dir.join("access.log");
+    let server = Server::start(&[
+        "-w",
+        "1",
+        "--log-format",
+        "json",
+        "--access-logfile",
+        log.to_str().expect("utf-8"),
+    ]);
+    let mut c = server.conn();
+    c.send(
+        b"POST /echo?x=1 HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nX-Request-Id: r-1\r\n\r\nabcd",
+    );
+    assert_eq!(c.read_response(false).expect("echo").text(), "abcd");
+    assert!(wait_until(Duration::from_secs(5), || read(&log).contains("/echo")));
+    let text = read(&log);
+    let line = text
+        .lines()
+        .find(|l| l.contains("/echo"))
+        .expect("the echo line");
+    for field in [
+        r#""client":"127.0.0.1""#,
+        r#""method":"POST""#,
+        r#""path":"/echo""#,
+        r#""query":"x=1""#,
+        r#""status":200"#,
+        r#""bytes":4"#,
+        r#""worker":0"#,
+        r#""request_id":"r-1""#,
+        r#""duration":"#,
+        r#""time":"20"#,
+    ] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+    let errors = server.log();
+    assert!(
+        errors.contains(r#""level":"info","pid":"#)
+            && errors.contains(r#""message":"worker 0 ready"}"#),
+        "{errors}"
+    );
+    assert!(
+        errors
+            .lines()
+            .all(|l| l.starts_with(r#"{"time":""#) && l.ends_with('}')),
+        "{errors}"
+    );
+
+    let dir = temp_dir("access-custom");
+    let log = dir.join("access.log");
+    let server = Server::start(&[
+        "-w",
+        "1",
+        "--access-logfile",
+        log.to_str().expect("utf-8"),
+        "--access-logformat",
+        "%(m)s %(U)s q=%(q)s %(s)s %({x-in}i)s %({content-type}o)s pid=%(p)s",
+    ]);
+    let mut c = server.conn();
+    c.send(b"GET /json?y=2 HTTP/1.1\r\nHost: t\r\nX-In: hi\r\n\r\n");
+    c.read_response(false).expect("json");
+    assert!(wait_until(Duration::from_secs(5), || read(&log).contains("/json")));
+    let worker = server.workers()[0];
+    let text = read(&log);
+    let line = text
+        .lines()
+        .find(|l| l.contains("/json"))
+        .expect("the json line");
+    assert_eq!(
+        line,
+        format!("GET /json q=y=2 200 hi application/json pid={worker}")
+    );
+}
+
+#[test]
+fn usr1_reopens_the_access_log() {
+    let dir = temp_dir("access-usr1");
+    let (log, rotated) = (dir.join("access.log"), dir.join("access.log.1"));
+    let server = Server::start(&["-w", "2", "--access-logfile", log.to_str().expect("utf-8")]);
+    assert_eq!(server.get("/").status, 200);
+    assert!(wait_until(Duration::from_secs(5), || !read(&log).is_empty()));
+    std::fs::rename(&log, &rotated).expect("rotate");
+    server.signal(Signal::SIGUSR1);
+    // Both workers reopen (each logs it); then every request goes to the new file.
+    assert!(wait_until(Duration::from_secs(5), || server
+        .log()
+        .matches("] reopened log files")
+        .count()
+        >= 2));
+    let before = read(&rotated);
+    for _ in 0..10 {
+        assert_eq!(server.get("/").status, 200);
+    }
+    let count = || read(&log).lines().filter(|l| l.contains("GET / ")).count();
+    assert!(
+        wait_until(Duration::from_secs(5), || count() == 10),
+        "{}",
+        read(&log)
+    );
+    assert_eq!(read(&rotated), before, "nothing more in the rotated file");
+}
+
+#[test]
+fn a_bad_access_log_format_is_a_configuration_error() {
+    let out = crate::support::command(&temp_dir("bad-format"))
+        .args(["--access-logformat", "%(h)s %(nope)s"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid value for `access_logformat`: unknown atom `%(nope)s`"),
+        "{stderr}"
+    );
+}
