@@ -24,3 +24,7 @@ bench:
 # WebSocket conformance: the Autobahn TestSuite against /ws/echo.
 autobahn:
     bash tests/autobahn/run.sh
+
+# The cost of the access log, on against off.
+bench-access-log:
+    bash benches/access-log.sh
