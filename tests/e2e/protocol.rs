@@ -268,3 +268,74 @@ fn forwarded_headers_are_trusted_only_from_allowed_peers() {
         "{seen}"
     );
 }
+
+/// A server in PROXY protocol mode; waits on its log, since plain HTTP
+/// readiness probes are refused in that mode.
+fn proxy_server(args: &[&str]) -> Server {
+    let server = Server::spawn(args, &[]);
+    server.wait_log("worker 0 ready", Duration::from_secs(10));
+    server
+}
+
+fn whoami_through(server: &Server, preamble: &[u8]) -> Option<String> {
+    let mut c = server.conn();
+    let mut raw = preamble.to_vec();
+    raw.extend_from_slice(b"GET /whoami HTTP/1.1\r\nHost: t\r\n\r\n");
+    c.send(&raw);
+    c.read_response(false).map(|r| r.text())
+}
+
+#[test]
+fn proxy_protocol_v1_and_v2_headers_set_the_client() {
+    let server = proxy_server(&["-w", "1", "--proxy-protocol", "auto"]);
+    let seen =
+        whoami_through(&server, b"PROXY TCP4 203.0.113.9 10.0.0.1 56324 443\r\n").expect("v1");
+    assert!(
+        seen.starts_with(r#"{"client":"203.0.113.9:56324""#),
+        "{seen}"
+    );
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x21\x00\x24".to_vec();
+    v2.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7]);
+    v2.extend_from_slice(&[0; 16]);
+    v2.extend_from_slice(&4711u16.to_be_bytes());
+    v2.extend_from_slice(&443u16.to_be_bytes());
+    let seen = whoami_through(&server, &v2).expect("v2");
+    assert!(
+        seen.starts_with(r#"{"client":"[2001:db8::7]:4711""#),
+        "{seen}"
+    );
+    let seen = whoami_through(&server, b"PROXY UNKNOWN\r\n").expect("unknown");
+    assert!(seen.starts_with(r#"{"client":"127.0.0.1:"#), "{seen}");
+}
+
+#[test]
+fn malformed_missing_or_untrusted_proxy_headers_close_the_connection() {
+    let server = proxy_server(&["-w", "1", "--proxy-protocol", "v1", "--header-timeout", "1"]);
+    for preamble in [
+        &b"PROXY TCP4 not-an-ip 10.0.0.1 1 2\r\n"[..],
+        &b""[..],
+        &b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c\x01\x02\x03\x04\x05\x06\x07\x08\x00\x01\x00\x02"[..],
+    ] {
+        assert_eq!(
+            whoami_through(&server, preamble),
+            None,
+            "answered after {preamble:?}"
+        );
+    }
+    let wary = proxy_server(&[
+        "-w",
+        "1",
+        "--proxy-protocol",
+        "v1",
+        "--proxy-allow-from",
+        "10.0.0.1",
+    ]);
+    assert_eq!(
+        whoami_through(&wary, b"PROXY TCP4 203.0.113.9 10.0.0.1 1 2\r\n"),
+        None,
+        "untrusted header served"
+    );
+    // Plain HTTP from a peer that is not a proxy (a health probe) is served as is.
+    let seen = whoami_through(&wary, b"").expect("plain request from a non-proxy peer");
+    assert!(seen.starts_with(r#"{"client":"127.0.0.1:"#), "{seen}");
+}

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 pub use cpus::Cpus;
 pub use layers::first_line;
 pub use options::Options;
-pub use settings::{Bind, Config, IpNet, Limits, LogLevel, MAX_WORKERS, WebSocket};
+pub use settings::{Bind, Config, IpNet, Limits, LogLevel, MAX_WORKERS, ProxyProtocol, WebSocket};
 
 /// Why the settings could not be loaded. Each renders as one line that names
 /// the setting or file and the layer the bad value came from.
@@ -213,6 +213,21 @@ impl Loaded {
                 "[{}]",
                 self.options
                     .forwarded_allow_ips
+                    .as_deref()
+                    .unwrap_or(&["127.0.0.1".to_owned(), "::1".to_owned()])
+                    .iter()
+                    .map(|s| format!("{s:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            format!(
+                "{:?}",
+                format!("{:?}", c.proxy_protocol).to_ascii_lowercase()
+            ),
+            format!(
+                "[{}]",
+                self.options
+                    .proxy_allow_from
                     .as_deref()
                     .unwrap_or(&["127.0.0.1".to_owned(), "::1".to_owned()])
                     .iter()

@@ -130,6 +130,20 @@ pub struct Options {
     )]
     pub forwarded_allow_ips: Option<Vec<String>>,
 
+    /// PROXY protocol on TCP listeners: off, v1, v2 or auto [default: off]
+    #[arg(long, value_name = "MODE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<String>,
+
+    /// Peers allowed to send a PROXY header: IPs, CIDRs, or * [default: 127.0.0.1,::1]
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proxy_allow_from: Option<Vec<String>>,
+
     /// The path the app is mounted at behind a proxy, given to the app as in ASGI [default: ""]
     #[arg(long, value_name = "PATH")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -238,6 +252,8 @@ pub(crate) const KEYS: &[(&str, Kind)] = &[
     ("limit_request_fields", Kind::Int),
     ("limit_request_field_size", Kind::Int),
     ("forwarded_allow_ips", Kind::List),
+    ("proxy_protocol", Kind::Text),
+    ("proxy_allow_from", Kind::List),
     ("root_path", Kind::Text),
     ("limit_concurrency", Kind::Int),
     ("request_timeout", Kind::Secs),
@@ -315,6 +331,8 @@ mod tests {
             limit_request_fields: Some(0),
             limit_request_field_size: Some(0),
             forwarded_allow_ips: Some(vec![]),
+            proxy_protocol: Some(String::new()),
+            proxy_allow_from: Some(vec![]),
             root_path: Some(String::new()),
             limit_concurrency: Some(0),
             request_timeout: Some(0.0),

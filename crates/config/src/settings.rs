@@ -61,6 +61,10 @@ pub struct Config {
     pub limits: Limits,
     /// Peers whose forwarding headers are trusted. Default loopback.
     pub forwarded_allow: Vec<IpNet>,
+    /// PROXY protocol on TCP listeners. Default off.
+    pub proxy_protocol: ProxyProtocol,
+    /// Peers allowed to send a PROXY header. Default loopback.
+    pub proxy_allow_from: Vec<IpNet>,
     /// The app's mount path behind a proxy. Default empty.
     pub root_path: String,
     /// Requests in flight per worker beyond which requests get 503; `None`
@@ -85,6 +89,19 @@ pub struct Config {
     pub health_path: Option<String>,
     /// Readiness endpoint path; `None` turns it off. Default `/readyz`.
     pub ready_path: Option<String>,
+}
+
+/// PROXY protocol versions accepted on TCP listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    /// No PROXY header is read.
+    Off,
+    /// The text header.
+    V1,
+    /// The binary header.
+    V2,
+    /// Either.
+    Auto,
 }
 
 /// An IP network: an address and a prefix length; `*` is every address.
@@ -347,6 +364,25 @@ impl Config {
                 .unwrap_or(&["127.0.0.1".to_owned(), "::1".to_owned()])
                 .iter()
                 .map(|s| s.parse().map_err(|m| invalid("forwarded_allow_ips", m)))
+                .collect::<Check<_>>()?,
+            proxy_protocol: match o.proxy_protocol.as_deref().unwrap_or("off") {
+                "off" => ProxyProtocol::Off,
+                "v1" => ProxyProtocol::V1,
+                "v2" => ProxyProtocol::V2,
+                "auto" => ProxyProtocol::Auto,
+                other => {
+                    return Err(invalid(
+                        "proxy_protocol",
+                        format!("`{other}` is not off, v1, v2 or auto"),
+                    ));
+                }
+            },
+            proxy_allow_from: o
+                .proxy_allow_from
+                .as_deref()
+                .unwrap_or(&["127.0.0.1".to_owned(), "::1".to_owned()])
+                .iter()
+                .map(|s| s.parse().map_err(|m| invalid("proxy_allow_from", m)))
                 .collect::<Check<_>>()?,
             root_path: match o.root_path.as_deref().unwrap_or("") {
                 "" => String::new(),

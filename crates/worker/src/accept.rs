@@ -35,6 +35,17 @@ pub(crate) fn is_ahead(mine: u32, least: u32) -> bool {
 pub(crate) trait Accept {
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     async fn accept(&self) -> io::Result<(Self::Io, Option<SocketAddr>)>;
+
+    /// What must happen on a new connection before HTTP, in its own task:
+    /// the PROXY header, if configured. Returns the client's address, or
+    /// `Err` to close the connection.
+    async fn preamble(
+        _io: &mut Self::Io,
+        peer: Option<SocketAddr>,
+        _config: &ferricorn_config::Config,
+    ) -> Result<Option<SocketAddr>, crate::proxy_protocol::Refused> {
+        Ok(peer)
+    }
 }
 
 impl Accept for TcpListener {
@@ -43,6 +54,23 @@ impl Accept for TcpListener {
         let (stream, peer) = TcpListener::accept(self).await?;
         let _ = stream.set_nodelay(true);
         Ok((stream, Some(peer)))
+    }
+
+    async fn preamble(
+        io: &mut TcpStream,
+        peer: Option<SocketAddr>,
+        config: &ferricorn_config::Config,
+    ) -> Result<Option<SocketAddr>, crate::proxy_protocol::Refused> {
+        let (Some(peer), mode) = (peer, config.proxy_protocol) else {
+            return Ok(peer);
+        };
+        if mode == ferricorn_config::ProxyProtocol::Off {
+            return Ok(Some(peer));
+        }
+        let (allow, timeout) = (&config.proxy_allow_from, config.header_timeout);
+        crate::proxy_protocol::accept(io, peer, mode, allow, timeout)
+            .await
+            .map(Some)
     }
 }
 

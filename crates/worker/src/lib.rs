@@ -12,6 +12,7 @@
 //!   the `/healthz` and `/readyz` endpoints.
 //! - `limits`: the request-line and header-field limits.
 //! - `proxy`: trusted `X-Forwarded-*` and `Forwarded` headers, `--root-path`.
+//! - `proxy_protocol`: the PROXY protocol header (v1, v2) on TCP listeners.
 //! - `ws`: WebSocket upgrades and the tasks that drive each socket.
 //! - `lifecycle`: heartbeat, stop signals, startup and drain.
 
@@ -22,6 +23,7 @@ mod http;
 mod lifecycle;
 mod limits;
 mod proxy;
+mod proxy_protocol;
 mod ws;
 
 use std::future::Future;

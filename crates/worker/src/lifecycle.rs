@@ -249,9 +249,15 @@ fn spawn<L: Accept + 'static, S: Service>(
         permits.clone(),
         stop.clone(),
         balance,
-        move |io, peer, permit| {
+        move |mut io, peer, permit| {
             let open = (permit, server.slot.map(crate::http::OpenConnection::new));
-            spawn_local(server.clone().serve(io, peer, conn_stop.clone(), open));
+            let (server, stop) = (server.clone(), conn_stop.clone());
+            spawn_local(async move {
+                match L::preamble(&mut io, peer, &server.config).await {
+                    Ok(client) => server.serve(io, client, stop, open).await,
+                    Err(e) => tracing::debug!("connection from {peer:?} refused: {e}"),
+                }
+            });
         },
     ));
 }
