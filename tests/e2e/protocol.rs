@@ -84,32 +84,38 @@ fn probe(server: &Server, raw: &[u8]) -> (Vec<u16>, bool) {
 fn malformed_and_ambiguous_requests_are_refused_and_never_smuggled() {
     let server = Server::start(&["-w", "1"]);
     let smuggled = "GET /json HTTP/1.1\r\nHost: t\r\n\r\n";
-    // hyper reads a request with both Content-Length and Transfer-Encoding
-    // as chunked (RFC 9112 section 6.3), drops Content-Length before the
-    // worker sees it, and closes the connection after the one response:
-    // the request hidden behind it is never served. (Identical duplicate
-    // Content-Length values are one length to every reader, RFC 9110
-    // section 8.6, and hyper merges them; differing ones are refused below.)
-    for raw in [
-        format!(
-            "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
-        ),
-        format!(
-            "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\n{smuggled}"
-        ),
-    ] {
-        let (statuses, closed) = probe(&server, raw.as_bytes());
-        assert_eq!(
-            statuses.len(),
-            1,
-            "Content-Length with Transfer-Encoding: {statuses:?}"
-        );
-        assert!(
-            closed,
-            "Content-Length with Transfer-Encoding: connection left open"
-        );
-    }
+    // Identical duplicate Content-Length values are one length to every
+    // reader (RFC 9110 section 8.6); hyper merges them, and refuses differing ones.
     let cases: Vec<(&str, String, u16)> = vec![
+        (
+            "Content-Length and Transfer-Encoding",
+            format!(
+                "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+            ),
+            400,
+        ),
+        (
+            "Transfer-Encoding and Content-Length",
+            format!(
+                "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\n{smuggled}"
+            ),
+            400,
+        ),
+        (
+            "bare LF",
+            format!("GET / HTTP/1.1\nHost: t\n\n{smuggled}"),
+            400,
+        ),
+        (
+            "bare LF in one header",
+            format!("GET / HTTP/1.1\r\nHost: t\nX: y\r\n\r\n{smuggled}"),
+            400,
+        ),
+        (
+            "bare LF in a pipelined head",
+            "GET / HTTP/1.1\r\nHost: t\r\n\r\nGET /json HTTP/1.1\nHost: t\r\n\r\n".to_owned(),
+            0,
+        ),
         (
             "duplicate Content-Length, different",
             format!(
@@ -182,7 +188,16 @@ fn malformed_and_ambiguous_requests_are_refused_and_never_smuggled() {
     ];
     for (name, raw, want) in cases {
         let (statuses, closed) = probe(&server, raw.as_bytes());
-        assert_eq!(statuses, [want], "{name}: answered {statuses:?}");
+        if want == 0 {
+            // The clean first request is answered; the bad second one never
+            // is (hyper answers 400, or just closes while still writing).
+            assert!(
+                statuses == [200] || statuses == [200, 400],
+                "{name}: answered {statuses:?}"
+            );
+        } else {
+            assert_eq!(statuses, [want], "{name}: answered {statuses:?}");
+        }
         assert!(closed, "{name}: connection left open");
     }
     // The server is unharmed.

@@ -25,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use tracing::{debug, error, warn};
 
 use crate::access::{self, Logged, RequestId};
+use crate::framing::Guarded;
 use crate::proxy::{self, RootPath, Scheme};
 use crate::ws::{self, WebSocketUpgrade};
 use crate::{ClientAddr, Service, limits};
@@ -94,7 +95,7 @@ impl<S: Service> Server<S> {
         let svc = service_fn(move |req| server.clone().handle(req, peer, flag.clone()));
         let conn = self
             .http
-            .serve_connection(TokioIo::new(io), svc)
+            .serve_connection(TokioIo::new(Guarded::new(io)), svc)
             .with_upgrades();
         let mut conn = pin!(conn);
         let result = tokio::select! {

@@ -10,6 +10,8 @@
 //! - [`access`]: the access log and request ids.
 //! - `http`: one connection with hyper's HTTP/1.1, the request limits, and
 //!   the `/healthz` and `/readyz` endpoints.
+//! - `framing`: a guard over the raw request bytes against bare LFs and
+//!   `Content-Length` with `Transfer-Encoding` (request smuggling).
 //! - `limits`: the request-line and header-field limits.
 //! - `proxy`: trusted `X-Forwarded-*` and `Forwarded` headers, `--root-path`.
 //! - `proxy_protocol`: the PROXY protocol header (v1, v2) on TCP listeners.
@@ -19,6 +21,7 @@
 mod accept;
 pub mod access;
 mod context;
+mod framing;
 mod http;
 mod lifecycle;
 mod limits;

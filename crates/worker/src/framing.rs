@@ -1,0 +1,381 @@
+//! A guard over the bytes hyper reads, for two things its parser accepts but
+//! a proxy in front could read differently (request smuggling):
+//!
+//! - a bare LF (a line feed without a carriage return) in a request head;
+//! - a request with both `Content-Length` and `Transfer-Encoding`.
+//!
+//! The guard follows the framing of the request stream (heads, bodies by
+//! `Content-Length` or chunked, pipelined requests) and, on a violation,
+//! overwrites the offending byte (or the head's final LF) with a NUL before
+//! hyper sees it. hyper cannot have parsed the head before its terminator
+//! arrives, so it then fails the parse, answers 400 and closes the
+//! connection. The guard stops looking at an upgrade or at anything it does
+//! not understand, leaving the rest to hyper: it never refuses what hyper
+//! would accept for any reason but these two.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Bytes of a header line kept to read its name and value.
+const LINE_KEEP: usize = 96;
+
+/// An IO whose reads are checked by a [`Scanner`].
+#[derive(Debug)]
+pub(crate) struct Guarded<IO> {
+    io: IO,
+    scanner: Scanner,
+}
+
+impl<IO> Guarded<IO> {
+    pub(crate) fn new(io: IO) -> Self {
+        Self {
+            io,
+            scanner: Scanner::default(),
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
+        let this = &mut *self;
+        this.scanner.feed(&mut buf.filled_mut()[before..]);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// In a request head.
+    Head,
+    /// In a body of this many more bytes.
+    Body(u64),
+    /// In a chunk-size line (hex digits, then anything up to CRLF).
+    ChunkSize {
+        size: u64,
+        digits: bool,
+        ext: bool,
+    },
+    /// In a chunk's data, then its CRLF.
+    ChunkData(u64),
+    ChunkDataEnd {
+        cr: bool,
+    },
+    /// In the trailer section after the last chunk.
+    Trailer,
+    /// Not looking any more.
+    Off,
+}
+
+/// What a head said about its body, line by line.
+#[derive(Debug, Default)]
+struct Head {
+    first_line: bool,
+    lines: usize,
+    line: Vec<u8>,
+    content_length: Option<u64>,
+    bad_length: bool,
+    transfer_encoding: Option<bool>,
+    upgrade: bool,
+}
+
+/// Follows the framing of a request stream; see the module docs.
+#[derive(Debug)]
+pub(crate) struct Scanner {
+    state: State,
+    head: Head,
+    last: u8,
+}
+
+impl Default for Scanner {
+    fn default() -> Self {
+        Self {
+            state: State::Head,
+            head: Head::default(),
+            last: 0,
+        }
+    }
+}
+
+impl Scanner {
+    /// Looks at newly read bytes, overwriting a violation with NUL.
+    pub(crate) fn feed(&mut self, bytes: &mut [u8]) {
+        let mut i = 0;
+        while i < bytes.len() {
+            match self.state {
+                State::Off => return,
+                State::Body(n) => {
+                    let take = n.min((bytes.len() - i) as u64);
+                    i += take as usize;
+                    self.state = if take == n {
+                        State::Head
+                    } else {
+                        State::Body(n - take)
+                    };
+                    self.last = 0;
+                    continue;
+                }
+                State::ChunkData(n) => {
+                    let take = n.min((bytes.len() - i) as u64);
+                    i += take as usize;
+                    self.state = if take == n {
+                        State::ChunkDataEnd { cr: false }
+                    } else {
+                        State::ChunkData(n - take)
+                    };
+                    continue;
+                }
+                _ => {}
+            }
+            let b = bytes[i];
+            if self.byte(b) {
+                bytes[i] = 0;
+                self.state = State::Off;
+                return;
+            }
+            self.last = b;
+            i += 1;
+        }
+    }
+
+    /// One byte outside bulk data; `true` when it must be spoiled.
+    fn byte(&mut self, b: u8) -> bool {
+        match self.state {
+            State::Head => self.head_byte(b),
+            State::ChunkSize { size, digits, ext } => {
+                match b {
+                    b'\n' if self.last == b'\r' && digits => {
+                        self.state = if size == 0 {
+                            State::Trailer
+                        } else {
+                            State::ChunkData(size)
+                        };
+                    }
+                    b'\r' => {}
+                    _ if !ext && b.is_ascii_hexdigit() => {
+                        let d = u64::from((b as char).to_digit(16).unwrap_or(0));
+                        match size.checked_mul(16).and_then(|s| s.checked_add(d)) {
+                            Some(size) => {
+                                self.state = State::ChunkSize {
+                                    size,
+                                    digits: true,
+                                    ext,
+                                }
+                            }
+                            None => self.state = State::Off,
+                        }
+                    }
+                    b';' | b' ' | b'\t' if digits => {
+                        self.state = State::ChunkSize {
+                            size,
+                            digits,
+                            ext: true,
+                        }
+                    }
+                    _ if ext && b != b'\n' => {}
+                    // Anything else is hyper's to refuse.
+                    _ => self.state = State::Off,
+                }
+                false
+            }
+            State::ChunkDataEnd { cr } => {
+                self.state = match (b, cr) {
+                    (b'\r', false) => State::ChunkDataEnd { cr: true },
+                    (b'\n', true) => State::ChunkSize {
+                        size: 0,
+                        digits: false,
+                        ext: false,
+                    },
+                    _ => State::Off,
+                };
+                false
+            }
+            State::Trailer => {
+                // Trailer lines, until an empty one; a bare LF here is hyper's.
+                if b == b'\n' {
+                    if self.last != b'\r' {
+                        self.state = State::Off;
+                    } else if self.head.line.is_empty() {
+                        self.state = State::Head;
+                        self.head = Head::default();
+                    } else {
+                        self.head.line.clear();
+                    }
+                } else if b != b'\r' {
+                    self.head.line.push(b);
+                    self.head.line.truncate(1);
+                }
+                false
+            }
+            State::Body(_) | State::ChunkData(_) | State::Off => false,
+        }
+    }
+
+    fn head_byte(&mut self, b: u8) -> bool {
+        let head = &mut self.head;
+        if b != b'\n' {
+            if b != b'\r' && head.line.len() < LINE_KEEP {
+                head.line.push(b);
+            }
+            return false;
+        }
+        if self.last != b'\r' {
+            // A bare LF. (Empty lines before a request are allowed with CRLF.)
+            return true;
+        }
+        if head.line.is_empty() {
+            if head.lines == 0 {
+                return false; // CRLF before the request line: hyper skips it.
+            }
+            return self.end_of_head();
+        }
+        let line = std::mem::take(&mut head.line);
+        head.lines += 1;
+        if !head.first_line {
+            head.first_line = true;
+            return false;
+        }
+        if let Some((name, value)) = line
+            .split(|&c| c == b':')
+            .next()
+            .zip(line.iter().position(|&c| c == b':'))
+        {
+            let value = String::from_utf8_lossy(&line[value + 1..])
+                .trim()
+                .to_ascii_lowercase();
+            if name.eq_ignore_ascii_case(b"content-length") {
+                match value.parse::<u64>() {
+                    Ok(n) if head.content_length.is_none_or(|m| m == n) => {
+                        head.content_length = Some(n)
+                    }
+                    _ => head.bad_length = true,
+                }
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                let chunked = value
+                    .rsplit(',')
+                    .next()
+                    .is_some_and(|c| c.trim() == "chunked");
+                head.transfer_encoding = Some(chunked);
+            } else if name.eq_ignore_ascii_case(b"upgrade") {
+                head.upgrade = true;
+            }
+        }
+        false
+    }
+
+    /// The empty line after the headers: decide the body's framing.
+    fn end_of_head(&mut self) -> bool {
+        let head = std::mem::take(&mut self.head);
+        if head.content_length.is_some() && head.transfer_encoding.is_some() {
+            return true;
+        }
+        self.state = match (head.transfer_encoding, head.content_length) {
+            _ if head.upgrade || head.bad_length => State::Off,
+            (Some(true), _) => State::ChunkSize {
+                size: 0,
+                digits: false,
+                ext: false,
+            },
+            (Some(false), _) => State::Off,
+            (None, Some(0) | None) => State::Head,
+            (None, Some(n)) => State::Body(n),
+        };
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` in pieces of `step` bytes; the index of the spoiled byte.
+    fn spoiled(input: &[u8], step: usize) -> Option<usize> {
+        let mut scanner = Scanner::default();
+        let mut bytes = input.to_vec();
+        for (n, piece) in bytes.chunks_mut(step).enumerate() {
+            scanner.feed(piece);
+            if let Some(i) = piece.iter().position(|&b| b == 0) {
+                return Some(n * step + i);
+            }
+        }
+        None
+    }
+
+    fn all_steps(input: &[u8]) -> Option<usize> {
+        let first = spoiled(input, input.len());
+        for step in 1..input.len() {
+            assert_eq!(spoiled(input, step), first, "step {step}");
+        }
+        first
+    }
+
+    #[test]
+    fn clean_pipelines_pass_untouched() {
+        let input = b"GET / HTTP/1.1\r\nHost: t\r\n\r\nPOST /e HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\na\nbPOST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\r\na\nb\r\n0\r\nT: 1\r\n\r\nGET /last HTTP/1.1\r\nHost: t\r\n\r\n";
+        assert_eq!(all_steps(input), None);
+    }
+
+    #[test]
+    fn a_bare_lf_in_a_head_is_spoiled() {
+        let input = b"GET / HTTP/1.1\r\nHost: t\nX: y\r\n\r\n";
+        assert_eq!(all_steps(input), Some(23));
+        assert_eq!(all_steps(b"GET / HTTP/1.1\n\n"), Some(14));
+        // Also in a pipelined head after a body.
+        let later = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n\n\nGET / HTTP/1.1\nHost: t\r\n\r\n";
+        assert_eq!(all_steps(later), Some(63));
+    }
+
+    #[test]
+    fn content_length_with_transfer_encoding_is_spoiled_at_the_end_of_the_head() {
+        let input = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(all_steps(input), Some(74));
+        assert_eq!(input[74], b'\n');
+    }
+
+    #[test]
+    fn upgrades_and_the_unknown_stop_the_scanner() {
+        let upgrade = b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\n\n\x81\x05hello\n";
+        assert_eq!(all_steps(upgrade), None);
+        let weird_chunk =
+            b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\n";
+        assert_eq!(all_steps(weird_chunk), None, "hyper refuses this itself");
+    }
+}
