@@ -167,3 +167,26 @@ fn term_closes_sockets_with_1001_and_hup_with_1012() {
         "expected 1001 on shutdown"
     );
 }
+
+#[test]
+fn a_socket_the_app_does_not_read_pushes_back_on_its_client() {
+    let server = Server::start(&["-w", "1", "--ws-max-queue", "4", "--ws-max-size", "1048576"]);
+    let (mut ws, _) = connect(&server, "/ws/sink", None).expect("handshake");
+    ws.get_mut()
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    let message = vec![7u8; 256 * 1024];
+    let mut sent = 0usize;
+    let blocked = loop {
+        if sent >= 200 << 20 {
+            break false;
+        }
+        match ws.send(Message::binary(message.clone())) {
+            Ok(()) => sent += message.len(),
+            Err(_) => break true,
+        }
+    };
+    // Without a bound the server would read all 200 MiB into memory.
+    assert!(blocked, "sent {} MiB without ever being slowed", sent >> 20);
+    assert!(sent < 64 << 20, "the server buffered {} MiB", sent >> 20);
+}

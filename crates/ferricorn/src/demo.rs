@@ -10,6 +10,7 @@
 //! | `GET /worker`         | `{"pid":…,"index":…,"requests":…}` of this worker   |
 //! | `GET /whoami`         | the client address, scheme, host and root path the app sees |
 //! | `GET /ws/echo`        | WebSocket: echoes every text and binary message     |
+//! | `GET /ws/sink`        | WebSocket: accepts and never reads (back-pressure)  |
 //!
 //! Two environment variables exercise the server's failure handling:
 //! `FERRICORN_DEMO_FAIL_STARTUP=MESSAGE` makes lifespan startup fail with
@@ -63,8 +64,17 @@ impl App for Demo {
     }
 
     async fn websocket(&self, upgrade: WebSocketUpgrade) -> Response {
-        if upgrade.request().uri.path() != "/ws/echo" {
-            return upgrade.reject(StatusCode::NOT_FOUND);
+        match upgrade.request().uri.path() {
+            "/ws/echo" => {}
+            // Holds the socket without reading: the client's sends stall once
+            // --ws-max-queue messages wait, instead of filling memory.
+            "/ws/sink" => {
+                return upgrade.accept(|socket| async move {
+                    let _socket = socket;
+                    std::future::pending::<()>().await;
+                });
+            }
+            _ => return upgrade.reject(StatusCode::NOT_FOUND),
         }
         // Echo chooses the first subprotocol the client offers, if any.
         let upgrade = match upgrade.protocols().first().cloned() {
