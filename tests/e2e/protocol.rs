@@ -84,8 +84,6 @@ fn probe(server: &Server, raw: &[u8]) -> (Vec<u16>, bool) {
 fn malformed_and_ambiguous_requests_are_refused_and_never_smuggled() {
     let server = Server::start(&["-w", "1"]);
     let smuggled = "GET /json HTTP/1.1\r\nHost: t\r\n\r\n";
-    // Identical duplicate Content-Length values are one length to every
-    // reader (RFC 9110 section 8.6); hyper merges them, and refuses differing ones.
     let cases: Vec<(&str, String, u16)> = vec![
         (
             "Content-Length and Transfer-Encoding",
@@ -115,6 +113,13 @@ fn malformed_and_ambiguous_requests_are_refused_and_never_smuggled() {
             "bare LF in a pipelined head",
             "GET / HTTP/1.1\r\nHost: t\r\n\r\nGET /json HTTP/1.1\nHost: t\r\n\r\n".to_owned(),
             0,
+        ),
+        (
+            "duplicate Content-Length, same",
+            format!(
+                "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc{smuggled}"
+            ),
+            400,
         ),
         (
             "duplicate Content-Length, different",

@@ -2,7 +2,9 @@
 //! a proxy in front could read differently (request smuggling):
 //!
 //! - a bare LF (a line feed without a carriage return) in a request head;
-//! - a request with both `Content-Length` and `Transfer-Encoding`.
+//! - a request with both `Content-Length` and `Transfer-Encoding`;
+//! - a request with more than one `Content-Length` (hyper merges identical
+//!   ones, which RFC 9110 allows; like nginx, ferricorn refuses them).
 //!
 //! The guard follows the framing of the request stream (heads, bodies by
 //! `Content-Length` or chunked, pipelined requests) and, on a violation,
@@ -112,6 +114,7 @@ struct Head {
     lines: usize,
     line: Vec<u8>,
     content_length: Option<u64>,
+    lengths: usize,
     bad_length: bool,
     transfer_encoding: Option<bool>,
     upgrade: bool,
@@ -282,6 +285,7 @@ impl Scanner {
                 .trim()
                 .to_ascii_lowercase();
             if name.eq_ignore_ascii_case(b"content-length") {
+                head.lengths += 1;
                 match value.parse::<u64>() {
                     Ok(n) if head.content_length.is_none_or(|m| m == n) => {
                         head.content_length = Some(n)
@@ -304,7 +308,7 @@ impl Scanner {
     /// The empty line after the headers: decide the body's framing.
     fn end_of_head(&mut self) -> bool {
         let head = std::mem::take(&mut self.head);
-        if head.content_length.is_some() && head.transfer_encoding.is_some() {
+        if head.lengths > 1 || (head.lengths > 0 && head.transfer_encoding.is_some()) {
             return true;
         }
         self.state = match (head.transfer_encoding, head.content_length) {
@@ -368,6 +372,15 @@ mod tests {
         let input = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
         assert_eq!(all_steps(input), Some(74));
         assert_eq!(input[74], b'\n');
+    }
+
+    #[test]
+    fn a_second_content_length_is_spoiled_even_if_equal() {
+        let input =
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc";
+        let at = all_steps(input).expect("spoiled");
+        assert_eq!(&input[at - 1..=at], b"\r\n");
+        assert_eq!(at, input.len() - 4);
     }
 
     #[test]

@@ -3,9 +3,8 @@
 //! (`--limit-request-field-size`, answered 431), and an HTTP/1.1 request
 //! without `Host` (answered 400, as RFC 9112 section 3.2 requires). The field
 //! count and the head's total size are hyper's own `max_headers` and
-//! `max_header_size`; hyper itself refuses differing `Content-Length`s, and
-//! reads a request with both `Content-Length` and `Transfer-Encoding` as
-//! chunked, then closes the connection.
+//! `max_header_size`; ambiguous framing (bare LFs, `Content-Length` twice or
+//! with `Transfer-Encoding`) is refused before hyper parses, by `framing`.
 
 use ferricorn_config::Limits;
 use http::header::HOST;
