@@ -16,7 +16,7 @@ trap 'rm -rf "$WORK"' EXIT
 run() {
     local port best=0
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    target/release/ferricorn -w 2 -b "127.0.0.1:$port" --log-level warning "$@" 2>/dev/null &
+    "${CARGO_TARGET_DIR:-target}/release/ferricorn" -w 2 -b "127.0.0.1:$port" --log-level warning "$@" 2>/dev/null &
     local pid=$!
     for _ in $(seq 100); do
         python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),1)" 2>/dev/null && break

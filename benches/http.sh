@@ -21,7 +21,7 @@ if ! command -v wrk >/dev/null; then
     apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
 cargo build --release --quiet --bin ferricorn
-BIN=target/release/ferricorn
+BIN=${CARGO_TARGET_DIR:-target}/release/ferricorn
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 LOG=$(mktemp)

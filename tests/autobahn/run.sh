@@ -21,7 +21,7 @@ fi
 cargo build --release --quiet --bin ferricorn
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 WORK=$(mktemp -d)
-target/release/ferricorn -w 1 -b "127.0.0.1:$PORT" --log-level warning --ws-max-size 16777216 2>"$WORK/server.log" &
+"${CARGO_TARGET_DIR:-target}/release/ferricorn" -w 1 -b "127.0.0.1:$PORT" --log-level warning --ws-max-size 16777216 2>"$WORK/server.log" &
 PID=$!
 trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 100); do
