@@ -170,6 +170,16 @@ impl Loaded {
             .map(|b| format!("{:?}", b.to_string()))
             .collect();
         let limit = |n: Option<usize>| n.unwrap_or(0).to_string();
+        let peers = |list: Option<&[String]>| {
+            let shown: Vec<String> = match list {
+                Some(l) => l.iter().map(|s| format!("{s:?}")).collect(),
+                None => settings::LOOPBACK
+                    .iter()
+                    .map(|s| format!("{s:?}"))
+                    .collect(),
+            };
+            format!("[{}]", shown.join(", "))
+        };
         let values = [
             format!("[{}]", binds.join(", ")),
             format!(
@@ -209,32 +219,12 @@ impl Loaded {
             limit(c.limits.request_line),
             c.limits.request_fields.to_string(),
             limit(c.limits.request_field_size),
-            format!(
-                "[{}]",
-                self.options
-                    .forwarded_allow_ips
-                    .as_deref()
-                    .unwrap_or(&["127.0.0.1".to_owned(), "::1".to_owned()])
-                    .iter()
-                    .map(|s| format!("{s:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            peers(self.options.forwarded_allow_ips.as_deref()),
             format!(
                 "{:?}",
                 format!("{:?}", c.proxy_protocol).to_ascii_lowercase()
             ),
-            format!(
-                "[{}]",
-                self.options
-                    .proxy_allow_from
-                    .as_deref()
-                    .unwrap_or(&["127.0.0.1".to_owned(), "::1".to_owned()])
-                    .iter()
-                    .map(|s| format!("{s:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            peers(self.options.proxy_allow_from.as_deref()),
             format!("{:?}", c.root_path),
             c.limit_concurrency.unwrap_or(0).to_string(),
             secs(c.request_timeout),

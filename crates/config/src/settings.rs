@@ -9,6 +9,9 @@ use std::time::Duration;
 use crate::cpus::Cpus;
 use crate::options::Options;
 
+/// The default trusted peers of proxy headers and PROXY protocol: loopback.
+pub(crate) const LOOPBACK: [&str; 2] = ["127.0.0.1", "::1"];
+
 /// The most worker processes one server runs (the shared memory's slot count).
 pub const MAX_WORKERS: usize = 256;
 /// The most blocking threads one worker runs.
@@ -361,7 +364,10 @@ impl Config {
             forwarded_allow: o
                 .forwarded_allow_ips
                 .as_deref()
-                .unwrap_or(&["127.0.0.1".to_owned(), "::1".to_owned()])
+                .map_or_else(
+                    || LOOPBACK.iter().map(|s| s.to_string()).collect(),
+                    <[String]>::to_vec,
+                )
                 .iter()
                 .map(|s| s.parse().map_err(|m| invalid("forwarded_allow_ips", m)))
                 .collect::<Check<_>>()?,
@@ -380,7 +386,10 @@ impl Config {
             proxy_allow_from: o
                 .proxy_allow_from
                 .as_deref()
-                .unwrap_or(&["127.0.0.1".to_owned(), "::1".to_owned()])
+                .map_or_else(
+                    || LOOPBACK.iter().map(|s| s.to_string()).collect(),
+                    <[String]>::to_vec,
+                )
                 .iter()
                 .map(|s| s.parse().map_err(|m| invalid("proxy_allow_from", m)))
                 .collect::<Check<_>>()?,
