@@ -249,6 +249,13 @@ impl Loaded {
             format!("{:?}", c.log_level.to_string()),
             quoted(&c.health_path),
             quoted(&c.ready_path),
+            quoted(&c.metrics_path),
+            format!(
+                "{:?}",
+                c.metrics_bind
+                    .as_ref()
+                    .map_or(String::new(), ToString::to_string)
+            ),
         ];
         let mut out =
             String::from("# ferricorn: effective settings, each with where it came from\n");

@@ -213,6 +213,16 @@ pub struct Options {
     #[arg(long, value_name = "PATH")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready_path: Option<String>,
+
+    /// Path of the Prometheus metrics endpoint; empty turns metrics off [default: /metrics]
+    #[arg(long, value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_path: Option<String>,
+
+    /// Serve metrics, /healthz and /readyz on this address only (HOST:PORT or unix:PATH), not on the app's [default: none]
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_bind: Option<String>,
 }
 
 /// How an environment variable's text becomes a value.
@@ -268,6 +278,8 @@ pub(crate) const KEYS: &[(&str, Kind)] = &[
     ("log_level", Kind::Text),
     ("health_path", Kind::Text),
     ("ready_path", Kind::Text),
+    ("metrics_path", Kind::Text),
+    ("metrics_bind", Kind::Text),
 ];
 
 /// Accepts `bind = "ADDR"` as well as `bind = ["ADDR", ...]`.
@@ -347,6 +359,8 @@ mod tests {
             log_level: Some(String::new()),
             health_path: Some(String::new()),
             ready_path: Some(String::new()),
+            metrics_path: Some(String::new()),
+            metrics_bind: Some(String::new()),
         };
         let dict = figment::value::Value::serialize(&full).expect("serialize");
         let dict = dict.into_dict().expect("dict");

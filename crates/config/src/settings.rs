@@ -92,6 +92,11 @@ pub struct Config {
     pub health_path: Option<String>,
     /// Readiness endpoint path; `None` turns it off. Default `/readyz`.
     pub ready_path: Option<String>,
+    /// Metrics endpoint path; `None` turns metrics off. Default `/metrics`.
+    pub metrics_path: Option<String>,
+    /// A separate address for the metrics and health endpoints, which the
+    /// app's addresses then no longer serve. Default none.
+    pub metrics_bind: Option<Bind>,
 }
 
 /// PROXY protocol versions accepted on TCP listeners.
@@ -454,6 +459,22 @@ impl Config {
                 o.health_path.as_deref().unwrap_or("/healthz"),
             )?,
             ready_path: path("ready_path", o.ready_path.as_deref().unwrap_or("/readyz"))?,
+            metrics_path: path(
+                "metrics_path",
+                o.metrics_path.as_deref().unwrap_or("/metrics"),
+            )?,
+            metrics_bind: match o.metrics_bind.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(a) => match bind("metrics_bind", a)?.as_slice() {
+                    [b] => Some(b.clone()),
+                    _ => {
+                        return Err(invalid(
+                            "metrics_bind",
+                            format!("`{a}` names more than one address; give one"),
+                        ));
+                    }
+                },
+            },
         })
     }
 }
@@ -512,7 +533,7 @@ fn binds(addrs: &[String]) -> Check<Vec<Bind>> {
     }
     let mut out = Vec::new();
     for a in addrs {
-        for b in bind(a)? {
+        for b in bind("bind", a)? {
             if !out.contains(&b) {
                 out.push(b);
             }
@@ -522,20 +543,20 @@ fn binds(addrs: &[String]) -> Check<Vec<Bind>> {
 }
 
 /// Parses one address; a host name may resolve to several.
-fn bind(a: &str) -> Check<Vec<Bind>> {
+fn bind(key: &'static str, a: &str) -> Check<Vec<Bind>> {
     let a = a.trim();
     if let Some(fd) = a.strip_prefix("fd://") {
         return match fd.parse::<i32>() {
             Ok(fd) if fd >= 3 => Ok(vec![Bind::Fd(fd)]),
             _ => Err(invalid(
-                "bind",
+                key,
                 format!("`{a}`: fd://N needs a descriptor number of 3 or more"),
             )),
         };
     }
     if let Some(path) = a.strip_prefix("unix:") {
         if path.is_empty() {
-            return Err(invalid("bind", "`unix:` needs a path"));
+            return Err(invalid(key, "`unix:` needs a path"));
         }
         return Ok(vec![Bind::Unix(PathBuf::from(path))]);
     }
@@ -544,7 +565,7 @@ fn bind(a: &str) -> Check<Vec<Bind>> {
     }
     let bad = || {
         invalid(
-            "bind",
+            key,
             format!("`{a}` is not HOST:PORT, [V6]:PORT or unix:PATH"),
         )
     };
@@ -564,11 +585,11 @@ fn bind(a: &str) -> Check<Vec<Bind>> {
     }
     let resolved: Vec<_> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| invalid("bind", format!("`{a}`: cannot resolve {host}: {e}")))?
+        .map_err(|e| invalid(key, format!("`{a}`: cannot resolve {host}: {e}")))?
         .map(Bind::Tcp)
         .collect();
     if resolved.is_empty() {
-        return Err(invalid("bind", format!("`{a}`: {host} has no address")));
+        return Err(invalid(key, format!("`{a}`: {host} has no address")));
     }
     Ok(resolved)
 }
@@ -607,7 +628,7 @@ mod tests {
 
     #[test]
     fn binds_parse() {
-        let b = |s: &str| bind(s).map_err(|e| e.message);
+        let b = |s: &str| bind("bind", s).map_err(|e| e.message);
         assert_eq!(
             b("[::1]:9000"),
             Ok(vec![Bind::Tcp("[::1]:9000".parse().expect("addr"))])
@@ -732,5 +753,31 @@ mod tests {
         assert_eq!(c.timeout, None);
         assert_eq!(c.limits.request_line, None);
         assert_eq!(c.ready_path, None);
+    }
+
+    #[test]
+    fn metrics_settings() {
+        let c = Config::resolve(&Options::default(), cpus()).expect("valid");
+        assert_eq!(
+            (c.metrics_path.as_deref(), c.metrics_bind),
+            (Some("/metrics"), None)
+        );
+        let o = Options {
+            metrics_path: Some(String::new()),
+            metrics_bind: Some("127.0.0.1:9100".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&o, cpus()).expect("valid");
+        assert_eq!(c.metrics_path, None);
+        assert_eq!(
+            c.metrics_bind,
+            Some(Bind::Tcp("127.0.0.1:9100".parse().expect("addr")))
+        );
+        let bad = Options {
+            metrics_bind: Some("nowhere:port".into()),
+            ..Default::default()
+        };
+        let e = Config::resolve(&bad, cpus()).expect_err("bad");
+        assert_eq!(e.key, "metrics_bind");
     }
 }

@@ -109,8 +109,8 @@ impl<A: App> Service for Served<A> {
     ) -> impl Future<Output = http::Response<Body>> {
         let idle = req
             .extensions()
-            .get::<ferricorn_worker::BodyTimeout>()
-            .map(|t| t.0);
+            .get::<ferricorn_worker::RequestInfo>()
+            .map(ferricorn_worker::RequestInfo::body_timeout);
         self.0.call(req.map(|b| Body::incoming(b, idle)))
     }
 

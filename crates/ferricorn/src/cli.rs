@@ -1,11 +1,13 @@
 //! The command line, the exit codes, and the wiring of supervisor and worker.
 //!
 //! Exit codes: 0 clean stop, 1 runtime failure (such as an address in use),
-//! 2 configuration error, 3 the app failed to start.
+//! 2 configuration error, 3 the app failed to start. `ferricorn healthcheck`
+//! exits 0 when the server is ready, 1 when it is not or does not answer.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use ferricorn_config::{Config, Loaded, Options};
 use ferricorn_shm::Shared;
 use ferricorn_supervisor::{Handoff, Host, Identity, Listener, Listeners, Spawn};
@@ -13,6 +15,7 @@ use ferricorn_worker::Context;
 use tracing::{error, info, warn};
 
 use crate::app::{App, Served};
+use crate::healthcheck::Target;
 use crate::logging;
 
 /// Exit code of a runtime failure.
@@ -29,6 +32,9 @@ pub const EXIT_APP_STARTUP: u8 = 3;
 #[derive(Debug, Parser)]
 #[command(name = "ferricorn", version)]
 pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     #[command(flatten)]
     options: Options,
 
@@ -43,6 +49,20 @@ pub(crate) struct Cli {
     /// Validate the settings, then exit 0, or 2 with the error
     #[arg(long, conflicts_with = "print_config")]
     check_config: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ask a running server's readiness endpoint; exit 0 when ready, 1 when not or when it does not answer
+    Healthcheck {
+        /// What to ask: http://HOST[:PORT][/PATH] or unix:SOCKET[:/PATH] [default: the readiness endpoint of the server these settings describe]
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+
+        /// Seconds to wait for the answer
+        #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+        timeout: f64,
+    },
 }
 
 /// Parses the command line, loads the settings and runs the server.
@@ -62,6 +82,9 @@ pub(crate) fn main<A: App>(factory: impl Fn(&Context) -> A) -> Result<(), u8> {
             return Err(EXIT_CONFIG);
         }
     };
+    if let Some(Command::Healthcheck { url, timeout }) = &cli.command {
+        return healthcheck(&cli, url.as_deref(), *timeout);
+    }
     let loaded = ferricorn_config::load(&cli.options, cli.config.as_deref()).map_err(|e| {
         eprintln!("ferricorn: error: {e}");
         EXIT_CONFIG
@@ -109,6 +132,40 @@ pub(crate) fn main<A: App>(factory: impl Fn(&Context) -> A) -> Result<(), u8> {
     serve(&cli, loaded, factory)
 }
 
+/// `ferricorn healthcheck`: 0 ready, 1 not ready or no answer, 2 bad usage.
+fn healthcheck(cli: &Cli, url: Option<&str>, timeout: f64) -> Result<(), u8> {
+    let config_error = |e: String| {
+        eprintln!("ferricorn healthcheck: error: {e}");
+        EXIT_CONFIG
+    };
+    if !(timeout.is_finite() && timeout > 0.0 && timeout <= 3600.0) {
+        return Err(config_error(format!(
+            "invalid value for `--timeout`: {timeout} is not a number of seconds from 0 to 3600"
+        )));
+    }
+    let target = match url {
+        Some(url) => Target::parse(url, "/readyz"),
+        None => ferricorn_config::load(&cli.options, cli.config.as_deref())
+            .map_err(|e| e.to_string())
+            .and_then(|loaded| Target::of(&loaded.config)),
+    }
+    .map_err(config_error)?;
+    match crate::healthcheck::probe(&target, Duration::from_secs_f64(timeout)) {
+        Ok((200, body)) => {
+            println!("ready: 200 {body}");
+            Ok(())
+        }
+        Ok((status, body)) => {
+            println!("not ready: {status} {body}");
+            Err(EXIT_FAILURE)
+        }
+        Err(e) => {
+            println!("not ready: {e}");
+            Err(EXIT_FAILURE)
+        }
+    }
+}
+
 fn serve<A: App>(cli: &Cli, loaded: Loaded, factory: impl Fn(&Context) -> A) -> Result<(), u8> {
     let config = &loaded.config;
     if let Some(mask) = config.umask {
@@ -127,16 +184,28 @@ fn serve<A: App>(cli: &Cli, loaded: Loaded, factory: impl Fn(&Context) -> A) -> 
     // After a SIGUSR2 upgrade, this image takes over the sockets, the shared
     // memory and the workers of the one it replaced.
     let handoff = Handoff::take();
+    // The metrics address, if any, is bound last.
+    let mut binds = config.bind.clone();
+    binds.extend(config.metrics_bind.clone());
     let listeners = match &handoff {
-        Some(h) => ferricorn_supervisor::adopt_all(&h.listeners, &config.bind),
-        None => ferricorn_supervisor::bind(&config.bind, config.backlog),
+        Some(h) => ferricorn_supervisor::adopt_all(&h.listeners, &binds),
+        None => ferricorn_supervisor::bind(&binds, config.backlog),
     }
     .map_err(|e| {
         error!("{e}");
         EXIT_FAILURE
     })?;
-    for l in listeners.iter() {
-        info!("listening at {}", l.url());
+    let admin = (config.metrics_bind.is_some() && listeners.iter().count() == binds.len())
+        .then_some(binds.len() - 1);
+    if config.metrics_bind.is_some() && admin.is_none() {
+        warn!("metrics_bind is ignored: the sockets were passed in (systemd or fd://)");
+    }
+    for (i, l) in listeners.iter().enumerate() {
+        if Some(i) == admin {
+            info!("metrics and health at {}", l.url());
+        } else {
+            info!("listening at {}", l.url());
+        }
     }
     let shared = match &handoff {
         Some(h) => Shared::adopt(h.shm),
@@ -149,6 +218,7 @@ fn serve<A: App>(cli: &Cli, loaded: Loaded, factory: impl Fn(&Context) -> A) -> 
     let host = Runner {
         cli,
         listeners: &listeners,
+        admin,
         shared,
         factory,
     };
@@ -168,6 +238,8 @@ fn serve<A: App>(cli: &Cli, loaded: Loaded, factory: impl Fn(&Context) -> A) -> 
 struct Runner<'a, F> {
     cli: &'a Cli,
     listeners: &'a Listeners,
+    /// Which listener is the metrics address.
+    admin: Option<usize>,
     shared: Shared,
     factory: F,
 }
@@ -175,13 +247,17 @@ struct Runner<'a, F> {
 impl<A: App, F: Fn(&Context) -> A> Host for Runner<'_, F> {
     fn worker(&mut self, spawn: Spawn<'_>) -> i32 {
         logging::set_worker(spawn.index);
-        let inherited = self
-            .listeners
-            .iter()
-            .map(inherit)
-            .collect::<Result<Vec<_>, _>>();
-        match inherited {
-            Ok(inherited) => ferricorn_worker::run(
+        let mut inherited = ferricorn_worker::Listeners::default();
+        let mut failed = None;
+        for (i, l) in self.listeners.iter().enumerate() {
+            match inherit(l) {
+                Ok(l) if Some(i) == self.admin => inherited.admin = Some(l),
+                Ok(l) => inherited.app.push(l),
+                Err(e) => failed = Some(e),
+            }
+        }
+        match failed {
+            None => ferricorn_worker::run(
                 spawn.config,
                 self.shared,
                 (spawn.index, spawn.cell),
@@ -196,7 +272,7 @@ impl<A: App, F: Fn(&Context) -> A> Host for Runner<'_, F> {
                 },
                 |ctx| Served((self.factory)(ctx)),
             ),
-            Err(e) => {
+            Some(e) => {
                 error!("cannot use an inherited listener: {e}");
                 i32::from(EXIT_FAILURE)
             }

@@ -12,6 +12,11 @@
 //! | `GET /ws/echo`        | WebSocket: echoes every text and binary message     |
 //! | `GET /ws/sink`        | WebSocket: accepts and never reads (back-pressure)  |
 //!
+//! It also shows the app's own metrics, served in `/metrics` summed over
+//! the workers: `demo_echo_requests_total` (a counter), `demo_blocking_seconds`
+//! (a histogram of `/blocking` sleeps), `demo_workers_started` (a gauge each
+//! worker sets to 1 after startup) and `demo_websockets_open` (a gauge).
+//!
 //! Two environment variables exercise the server's failure handling:
 //! `FERRICORN_DEMO_FAIL_STARTUP=MESSAGE` makes lifespan startup fail with
 //! MESSAGE (the server exits 3), and `FERRICORN_DEMO_CRASH_AFTER_BOOT=1`
@@ -27,7 +32,26 @@ use http::header::{ALLOW, CONTENT_TYPE, EXPECT, HeaderValue};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 
-use crate::{App, Body, BoxError, Context, Message, Request, Response, WebSocketUpgrade};
+use crate::{
+    App, Body, BoxError, Context, Counter, Gauge, Histogram, Message, Request, Response,
+    WebSocketUpgrade,
+};
+
+/// Counts one open socket in a gauge while it lives.
+struct Open(Gauge);
+
+impl Open {
+    fn new(gauge: Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
 
 /// Most lines `/stream` sends.
 const MAX_LINES: u64 = 100_000;
@@ -38,15 +62,48 @@ const MAX_SLEEP_MS: u64 = 60_000;
 #[derive(Debug, Clone)]
 pub struct Demo {
     ctx: Context,
+    metrics: Result<Metrics, String>,
+}
+
+/// The demo's own metrics.
+#[derive(Debug, Clone)]
+struct Metrics {
+    echoes: Counter,
+    blocking: Histogram,
+    started: Gauge,
+    websockets: Gauge,
+}
+
+impl Metrics {
+    fn register(ctx: &Context) -> Result<Self, crate::Error> {
+        Ok(Self {
+            echoes: ctx.counter("demo_echo_requests_total", "POST /echo requests.")?,
+            blocking: ctx.histogram(
+                "demo_blocking_seconds",
+                "Time /blocking slept on the blocking pool.",
+                &[0.001, 0.01, 0.1, 1.0, 10.0],
+            )?,
+            started: ctx.gauge(
+                "demo_workers_started",
+                "Workers whose demo app finished startup.",
+            )?,
+            websockets: ctx.gauge("demo_websockets_open", "Open /ws/echo sockets.")?,
+        })
+    }
 }
 
 /// The factory given to [`run`](crate::run).
 pub fn app(ctx: &Context) -> Demo {
-    Demo { ctx: ctx.clone() }
+    Demo {
+        ctx: ctx.clone(),
+        metrics: Metrics::register(ctx).map_err(|e| e.to_string()),
+    }
 }
 
 impl App for Demo {
     async fn startup(&self) -> Result<(), BoxError> {
+        let metrics = self.metrics.as_ref().map_err(|e| e.clone())?;
+        metrics.started.set(1.0);
         if let Ok(message) = std::env::var("FERRICORN_DEMO_FAIL_STARTUP") {
             return Err(format!("demo startup failed: {message}").into());
         }
@@ -81,7 +138,9 @@ impl App for Demo {
             Some(p) => upgrade.protocol(&p),
             None => upgrade,
         };
+        let open = self.metrics.as_ref().ok().map(|m| m.websockets.clone());
         upgrade.accept(|mut socket| async move {
+            let _open = open.map(Open::new);
             while let Some(message) = socket.recv().await {
                 if matches!(message, Message::Close(_)) || socket.send(message).await.is_err() {
                     break;
@@ -99,7 +158,12 @@ impl App for Demo {
         match (req.uri().path(), get) {
             ("/", true) => text("Hello, World!"),
             ("/json", true) => json(r#"{"message":"Hello, World!"}"#.to_owned()),
-            ("/echo", _) if req.method() == Method::POST => echo(req).await,
+            ("/echo", _) if req.method() == Method::POST => {
+                if let Ok(m) = &self.metrics {
+                    m.echoes.inc();
+                }
+                echo(req).await
+            }
             ("/stream", true) => self.stream(&req),
             ("/blocking", true) => self.blocking(&req).await,
             ("/block-loop", true)
@@ -153,6 +217,9 @@ impl Demo {
             Ok(ms) => ms,
             Err(res) => return *res,
         };
+        if let Ok(m) = &self.metrics {
+            m.blocking.observe(ms as f64 / 1000.0);
+        }
         let name = self
             .ctx
             .blocking(move || {
@@ -210,12 +277,12 @@ async fn echo(req: Request) -> Response {
 /// What the app sees of the client, after trusted proxy headers.
 fn whoami(req: &Request) -> Response {
     let ext = req.extensions();
-    let client = ext
-        .get::<crate::ClientAddr>()
-        .and_then(|c| c.0)
+    let info = ext.get::<crate::RequestInfo>();
+    let client = info
+        .and_then(crate::RequestInfo::client)
         .map_or_else(|| "unix".to_owned(), |a| a.to_string());
-    let scheme = ext.get::<crate::Scheme>().map_or("http", |s| s.0.as_str());
-    let root = ext.get::<crate::RootPath>().map_or("", |r| r.0.as_str());
+    let scheme = info.map_or("http", crate::RequestInfo::scheme);
+    let root = info.map_or("", crate::RequestInfo::root_path);
     let host = req
         .headers()
         .get(http::header::HOST)

@@ -20,12 +20,14 @@
 //! - `cli`: command line, settings, exit codes, and the wiring of the
 //!   supervisor (`ferricorn-supervisor`) and the worker (`ferricorn-worker`),
 //!   which never depend on each other.
+//! - `healthcheck`: the `ferricorn healthcheck` probe.
 //! - `logging`: the error log format.
 
 mod app;
 mod body;
 mod cli;
 pub mod demo;
+mod healthcheck;
 mod logging;
 
 use std::process::ExitCode;
@@ -34,7 +36,7 @@ pub use app::{App, HyperApp, Request, Response};
 pub use body::{Body, BodySender};
 pub use cli::{EXIT_APP_STARTUP, EXIT_CONFIG, EXIT_FAILURE};
 pub use ferricorn_worker::{
-    BoxError, ClientAddr, Closed, Context, Error, Message, RootPath, Scheme, WebSocket,
+    BoxError, Closed, Context, Counter, Error, Gauge, Histogram, Message, RequestInfo, WebSocket,
     WebSocketUpgrade,
 };
 

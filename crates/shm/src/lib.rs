@@ -13,14 +13,24 @@
 //!   because a slot's replacement boots while the worker it replaces still
 //!   serves.
 //!
+//! - [`metrics`]: the counters behind `/metrics`, per cell and per slot, and
+//!   the table of the app's own series.
+//!
 //! Every field is an atomic, so reading and writing needs no lock and no
 //! `unsafe`; zeroed memory is a valid, empty region. Only the supervisor
 //! claims and clears cells; a worker writes only its own cell.
 
+pub mod metrics;
+
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::os::fd::{BorrowedFd, IntoRawFd, RawFd};
-use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering::Acquire, Ordering::Relaxed,
+    Ordering::Release, fence,
+};
+
+use metrics::{APP_VALUES, AppSeries, AppTable, Counters, Events, RegisterError, Snapshot};
 
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap};
@@ -47,6 +57,11 @@ pub struct Header {
     draining: AtomicU32,
     /// One past the highest cell ever claimed; scans stop there.
     cells_used: AtomicU32,
+    /// Odd while the supervisor folds a reaped worker's counters into its
+    /// slot's totals (a seqlock).
+    fold_seq: AtomicU64,
+    /// What the supervisor counts.
+    pub events: Events,
 }
 
 /// What a cell's worker is doing.
@@ -86,14 +101,22 @@ pub struct Cell {
     heartbeat_ms: AtomicU64,
     requests: AtomicU64,
     connections: AtomicU32,
+    websockets: AtomicU32,
     error_len: AtomicU32,
     error: [AtomicU8; ERROR_LEN],
+    /// The worker's counters for `/metrics`.
+    pub counters: Counters,
+    /// The values of the app's own series, by offset.
+    pub app: [AtomicU64; APP_VALUES],
 }
 
 #[repr(C)]
 struct Region {
     header: Header,
     restarts: [AtomicU64; MAX_SLOTS],
+    /// The counters of each slot's exited workers.
+    totals: [Counters; MAX_SLOTS],
+    app: AppTable,
     cells: [Cell; MAX_CELLS],
 }
 
@@ -191,6 +214,7 @@ impl Shared {
         cell.error_len.store(0, Relaxed);
         cell.requests.store(0, Relaxed);
         cell.connections.store(0, Relaxed);
+        cell.websockets.store(0, Relaxed);
         cell.retire.store(0, Relaxed);
         cell.heartbeat_ms.store(now_ms(), Relaxed);
         cell.pid.store(-1, Relaxed);
@@ -200,6 +224,70 @@ impl Shared {
             .cells_used
             .fetch_max(id as u32 + 1, Relaxed);
         Some(id)
+    }
+
+    /// Empties cell `id` after its worker was reaped, moving its counters
+    /// into its slot's totals (and the app's counters into the server's),
+    /// so that no count is lost and none goes backwards.
+    pub fn release(&self, id: usize) {
+        let Some(cell) = self.cell(id) else { return };
+        let seq = &self.region.header.fold_seq;
+        seq.fetch_add(1, Relaxed);
+        fence(Release);
+        if let Some(totals) = self.region.totals.get(cell.index()) {
+            cell.counters.fold_into(totals);
+        }
+        self.region.app.fold(&cell.app);
+        cell.clear();
+        seq.fetch_add(1, Release);
+    }
+
+    /// Runs `read` until it ran while no fold was under way, so that a
+    /// worker's counts are seen either in its cell or in its slot's totals,
+    /// never both or neither (at most a few tries; folds are rare and short).
+    pub fn consistent<T>(&self, read: impl Fn(&Self) -> T) -> T {
+        let seq = &self.region.header.fold_seq;
+        for _ in 0..1000 {
+            let before = seq.load(Acquire);
+            if before % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let got = read(self);
+            fence(Acquire);
+            if seq.load(Relaxed) == before {
+                return got;
+            }
+        }
+        read(self)
+    }
+
+    /// Adds the counters of slot `index`'s exited workers into `into`.
+    pub fn slot_totals(&self, index: usize, into: &mut Snapshot) {
+        if let Some(t) = self.region.totals.get(index) {
+            t.sum_into(into);
+        }
+    }
+
+    /// The cells that have ever been used, with their ids.
+    pub fn cells(&self) -> impl Iterator<Item = (usize, &'static Cell)> {
+        self.used().iter().enumerate()
+    }
+
+    /// Registers an app series, or finds the one already registered under
+    /// the same name and labels; returns the offset of its first value.
+    pub fn register(&self, series: &AppSeries) -> Result<usize, RegisterError> {
+        self.region.app.register(series)
+    }
+
+    /// The app series registered so far.
+    pub fn app_series(&self) -> Vec<AppSeries> {
+        self.region.app.series()
+    }
+
+    /// App value `offset` of the workers that exited.
+    pub fn app_retired(&self, offset: usize) -> &'static AtomicU64 {
+        &self.region.app.retired[offset.min(APP_VALUES - 1)]
     }
 
     /// Counts a replacement of the worker in slot `index`.
@@ -362,6 +450,21 @@ impl Cell {
         self.connections.load(Relaxed)
     }
 
+    /// Counts a WebSocket opened (+1, also counted as accepted) or closed (-1).
+    pub fn count_websocket(&self, opened: bool) {
+        if opened {
+            self.websockets.fetch_add(1, Relaxed);
+            self.counters.add(metrics::at::WS_ACCEPTED, 1);
+        } else {
+            self.websockets.fetch_sub(1, Relaxed);
+        }
+    }
+
+    /// WebSockets the cell's worker has open.
+    pub fn websockets(&self) -> u32 {
+        self.websockets.load(Relaxed)
+    }
+
     /// Asks the supervisor to replace this worker (max-requests reached).
     pub fn request_retire(&self) {
         self.retire.store(1, Relaxed);
@@ -466,6 +569,50 @@ mod tests {
             (cell.index(), cell.requests(), cell.take_retire()),
             (5, 0, false)
         );
+    }
+
+    #[test]
+    fn a_released_cell_moves_its_counts_to_its_slot() {
+        use metrics::{AppKind, at};
+        let shared = Shared::new().expect("memfd");
+        let series = |kind, labels: &str| AppSeries {
+            name: "jobs".into(),
+            labels: labels.into(),
+            help: "Jobs.".into(),
+            kind,
+            offset: 0,
+            bounds: vec![],
+        };
+        let jobs = shared
+            .register(&series(AppKind::Counter, ""))
+            .expect("register");
+        let queue = shared
+            .register(&series(AppKind::Counter, "q=\"a\""))
+            .expect("register");
+        assert_ne!(jobs, queue);
+        assert_eq!(shared.register(&series(AppKind::Counter, "")), Ok(jobs));
+        assert_eq!(
+            shared.register(&series(AppKind::Gauge, "")),
+            Err(RegisterError::Mismatch)
+        );
+        let id = shared.claim(1).expect("cell");
+        let cell = shared.cell(id).expect("cell");
+        cell.counters.add(at::SENT_BYTES, 10);
+        cell.app[jobs].fetch_add(4, Relaxed);
+        let sum = |s: &Shared| {
+            let mut t = [0; at::LEN];
+            s.slot_totals(1, &mut t);
+            for (_, c) in s.cells().filter(|(_, c)| c.index() == 1 && c.pid() != 0) {
+                c.counters.sum_into(&mut t);
+            }
+            t[at::SENT_BYTES]
+        };
+        assert_eq!(shared.consistent(sum), 10);
+        shared.release(id);
+        assert_eq!(cell.state(), CellState::Empty);
+        assert_eq!(shared.consistent(sum), 10, "the count moved, not lost");
+        assert_eq!(shared.app_retired(jobs).load(Relaxed), 4);
+        assert_eq!(cell.app[jobs].load(Relaxed), 0);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Buf;
+use ferricorn_shm::metrics::Counters;
 use http::header::{HeaderName, HeaderValue, REFERER, USER_AGENT};
 use http::{HeaderMap, Method, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
@@ -26,10 +27,6 @@ pub const DEFAULT_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s 
 
 /// The request id header, kept from the client or generated.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// A request's id, in its extensions and its response's `X-Request-Id`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(pub String);
 
 /// One piece of a parsed format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +133,7 @@ pub(crate) struct Record {
     path_len: usize,
     version: Version,
     client: Option<SocketAddr>,
-    request_id: String,
+    request_id: HeaderValue,
     user_agent: Option<HeaderValue>,
     referer: Option<HeaderValue>,
     headers: Vec<(HeaderName, Option<HeaderValue>)>,
@@ -150,7 +147,7 @@ impl Record {
     pub(crate) fn new<B>(
         req: &http::Request<B>,
         client: Option<SocketAddr>,
-        request_id: String,
+        request_id: HeaderValue,
         format: &Format,
         worker: usize,
     ) -> Self {
@@ -262,7 +259,7 @@ impl Record {
             bytes,
             seconds,
             self.worker,
-            s(&self.request_id),
+            s(self.request_id.to_str().unwrap_or("")),
             header(&self.user_agent),
         )
     }
@@ -275,6 +272,17 @@ pub(crate) struct Logged<B> {
     body: B,
     log: Option<(Box<Record>, &'static Sink)>,
     bytes: u64,
+    observe: Option<Observe>,
+}
+
+/// A request to count in the metrics when its response is done.
+#[derive(Debug)]
+pub(crate) struct Observe {
+    pub counters: &'static Counters,
+    /// Index in [`METHODS`](ferricorn_shm::metrics::METHODS).
+    pub method: usize,
+    pub status: u16,
+    pub started: Instant,
 }
 
 /// Where access log lines go, and in what format.
@@ -287,17 +295,25 @@ pub struct Sink {
 }
 
 impl<B> Logged<B> {
-    pub(crate) fn new(body: B, log: Option<(Box<Record>, &'static Sink)>) -> Self {
+    pub(crate) fn new(
+        body: B,
+        log: Option<(Box<Record>, &'static Sink)>,
+        observe: Option<Observe>,
+    ) -> Self {
         Self {
             body,
             log,
             bytes: 0,
+            observe,
         }
     }
 }
 
 impl<B> Drop for Logged<B> {
     fn drop(&mut self) {
+        if let Some(o) = self.observe.take() {
+            o.counters.observe(o.method, o.status, o.started.elapsed());
+        }
         if let Some((record, sink)) = self.log.take() {
             (sink.write)(&record.line(&sink.format, self.bytes));
         }
@@ -331,31 +347,40 @@ impl<B: Body + Unpin> Body for Logged<B> {
 }
 
 /// A request id: the client's if it is a sane token, else a new one.
-pub(crate) fn request_id(headers: &HeaderMap) -> String {
-    if let Some(id) = headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok())
-        && !id.is_empty()
-        && id.len() <= 200
-        && id.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return id.to_owned();
+pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(id) = headers.get(&REQUEST_ID) {
+        let b = id.as_bytes();
+        if !b.is_empty() && b.len() <= 200 && b.iter().all(u8::is_ascii_graphic) {
+            return id.clone();
+        }
     }
+    use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // The process's seed: the clock at its first request, and its pid.
+    static SEED: OnceLock<u64> = OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        nanos ^ (u64::from(std::process::id()) << 40)
+    });
     let n = COUNTER.fetch_add(1, Relaxed);
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
     let mix = |mut x: u64| {
         x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         x ^ (x >> 31)
     };
-    let pid = u64::from(std::process::id());
-    format!(
-        "{:016x}{:016x}",
-        mix(seed ^ (pid << 40)),
-        mix(n ^ (pid << 20) ^ seed.rotate_left(17))
-    )
+    let mut id = [0u8; 32];
+    for (half, x) in id
+        .chunks_mut(16)
+        .zip([mix(seed), mix(n ^ seed.rotate_left(17))])
+    {
+        for (i, d) in half.iter_mut().enumerate() {
+            *d = b"0123456789abcdef"[(x >> (60 - 4 * i) & 0xf) as usize];
+        }
+    }
+    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("-"))
 }
 
 /// A JSON string literal.
@@ -435,7 +460,7 @@ mod tests {
         let mut rec = Record::new(
             &req,
             Some("203.0.113.9:4000".parse().expect("addr")),
-            "id1".into(),
+            HeaderValue::from_static("id1"),
             &f,
             0,
         );
@@ -454,7 +479,7 @@ mod tests {
         .expect("atoms");
         let mut out = HeaderMap::new();
         out.insert("x-out", "o1".parse().expect("value"));
-        let mut rec = Record::new(&req, None, "id1".into(), &f, 0);
+        let mut rec = Record::new(&req, None, HeaderValue::from_static("id1"), &f, 0);
         rec.respond(StatusCode::NOT_FOUND, &out);
         let line = rec.line(&f, 0);
         assert_eq!(
@@ -474,7 +499,7 @@ mod tests {
             .header("user-agent", "say \"hi\"")
             .body(())
             .expect("request");
-        let mut rec = Record::new(&req, None, "abc".into(), &f, 3);
+        let mut rec = Record::new(&req, None, HeaderValue::from_static("abc"), &f, 3);
         rec.respond(StatusCode::CREATED, &HeaderMap::new());
         let line = rec.line(&f, 5);
         let want = r#""method":"POST","path":"/p","query":"q=1","status":201,"bytes":5"#;
@@ -496,8 +521,11 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(&REQUEST_ID, "from-client-1".parse().expect("value"));
         assert_eq!(request_id(&h), "from-client-1");
+        h.insert(&REQUEST_ID, "with space".parse().expect("value"));
+        assert_ne!(request_id(&h), "with space");
         let made = request_id(&HeaderMap::new());
         assert_eq!(made.len(), 32);
+        assert!(made.as_bytes().iter().all(u8::is_ascii_hexdigit));
         assert_ne!(made, request_id(&HeaderMap::new()));
     }
 }

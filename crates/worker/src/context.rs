@@ -1,6 +1,10 @@
 //! What an app knows about the worker it runs in.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
 
 use ferricorn_shm::Shared;
 
@@ -54,13 +58,47 @@ impl Context {
     }
 }
 
-/// The peer of a request's connection, in the request's extensions; `None`
-/// for unix sockets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub Option<SocketAddr>);
+/// What ferricorn knows of a request beyond its head, in the request's
+/// extensions: `req.extensions().get::<RequestInfo>()`.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    pub(crate) client: Option<SocketAddr>,
+    /// `None` is `http`.
+    pub(crate) scheme: Option<Box<str>>,
+    pub(crate) root_path: Arc<str>,
+    pub(crate) body_timeout: Duration,
+    pub(crate) id: HeaderValue,
+}
 
-/// The longest a request body may go without a new chunk, in the request's
-/// extensions (`--header-timeout`): a client that sends its body slowly is
-/// cut off after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyTimeout(pub std::time::Duration);
+impl RequestInfo {
+    /// The client's address: the connection's peer, or the one a trusted
+    /// proxy forwarded. `None` on a unix socket without proxy headers.
+    pub fn client(&self) -> Option<SocketAddr> {
+        self.client
+    }
+
+    /// The scheme the client used (`http`, or `https` behind a trusted
+    /// proxy that says so).
+    pub fn scheme(&self) -> &str {
+        self.scheme.as_deref().unwrap_or("http")
+    }
+
+    /// The path the app is mounted at (`--root-path`), as ASGI's
+    /// `root_path`; empty by default.
+    pub fn root_path(&self) -> &str {
+        &self.root_path
+    }
+
+    /// The longest the request body may go without a new chunk
+    /// (`--header-timeout`): a client that sends its body slowly is cut off
+    /// after it.
+    pub fn body_timeout(&self) -> Duration {
+        self.body_timeout
+    }
+
+    /// The request's id: the client's `X-Request-Id` if it is a sane token,
+    /// else a new one. The response carries it back.
+    pub fn id(&self) -> &str {
+        self.id.to_str().unwrap_or("")
+    }
+}

@@ -19,6 +19,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use ferricorn_shm::metrics::{Counters, at};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Bytes of a header line kept to read its name and value.
@@ -29,13 +30,22 @@ const LINE_KEEP: usize = 96;
 pub(crate) struct Guarded<IO> {
     io: IO,
     scanner: Scanner,
+    /// Where the bytes read and written are counted, when metrics are on.
+    counters: Option<&'static Counters>,
 }
 
 impl<IO> Guarded<IO> {
-    pub(crate) fn new(io: IO) -> Self {
+    pub(crate) fn new(io: IO, counters: Option<&'static Counters>) -> Self {
         Self {
             io,
             scanner: Scanner::default(),
+            counters,
+        }
+    }
+
+    fn count(&self, at: usize, n: usize) {
+        if let Some(c) = self.counters {
+            c.add(at, n as u64);
         }
     }
 }
@@ -50,6 +60,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
         ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
         let this = &mut *self;
         this.scanner.feed(&mut buf.filled_mut()[before..]);
+        this.count(at::RECEIVED_BYTES, buf.filled().len() - before);
         Poll::Ready(Ok(()))
     }
 }
@@ -60,7 +71,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let n = ready!(Pin::new(&mut self.io).poll_write(cx, buf))?;
+        self.count(at::SENT_BYTES, n);
+        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -76,7 +89,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, bufs))?;
+        self.count(at::SENT_BYTES, n);
+        Poll::Ready(Ok(n))
     }
 
     fn is_write_vectored(&self) -> bool {

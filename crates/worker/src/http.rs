@@ -8,10 +8,13 @@ use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::Poll;
+use std::time::Instant;
 
 use bytes::Bytes;
 use ferricorn_config::Config;
+use ferricorn_shm::metrics::{Counters, at, method_index};
 use ferricorn_shm::{Cell as ShmCell, Shared};
 use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue, SERVER};
 use http::{Request, Response, StatusCode};
@@ -24,11 +27,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tracing::{debug, error, warn};
 
-use crate::access::{self, Logged, RequestId};
+use crate::access::{self, Logged, Observe};
 use crate::framing::Guarded;
-use crate::proxy::{self, RootPath, Scheme};
+use crate::proxy;
 use crate::ws::{self, WebSocketUpgrade};
-use crate::{ClientAddr, Service, limits};
+use crate::{RequestInfo, Service, limits};
 
 /// The response body: ferricorn's own short answers, or the app's body.
 pub(crate) type Body<S> = Either<Full<Bytes>, <S as Service>::Body>;
@@ -54,6 +57,10 @@ pub(crate) struct Server<S> {
     pub access: Option<&'static access::Sink>,
     /// This worker's slot index.
     pub index: usize,
+    /// This worker's counters, when metrics are on.
+    pub counters: Option<&'static Counters>,
+    /// `--root-path`, shared by every request.
+    pub root_path: Arc<str>,
 }
 
 impl<S: Service> Server<S> {
@@ -87,15 +94,17 @@ impl<S: Service> Server<S> {
         peer: Option<SocketAddr>,
         mut stop: watch::Receiver<bool>,
         _open: (OwnedSemaphorePermit, Option<OpenConnection>),
+        admin: bool,
     ) where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let closing = Rc::new(Cell::new(false));
         let (server, flag) = (self.clone(), closing.clone());
-        let svc = service_fn(move |req| server.clone().handle(req, peer, flag.clone()));
+        let svc = service_fn(move |req| server.clone().handle(req, peer, flag.clone(), admin));
+        let io = Guarded::new(io, self.counters);
         let conn = self
             .http
-            .serve_connection(TokioIo::new(Guarded::new(io)), svc)
+            .serve_connection(TokioIo::new(io), svc)
             .with_upgrades();
         let mut conn = pin!(conn);
         let result = tokio::select! {
@@ -118,6 +127,7 @@ impl<S: Service> Server<S> {
         mut req: Request<Incoming>,
         peer: Option<SocketAddr>,
         closing: Rc<Cell<bool>>,
+        admin: bool,
     ) -> Result<Response<Logged<Body<S>>>, Infallible> {
         if let Some(slot) = self.slot
             && Some(slot.count_request()) == self.retire_at
@@ -135,18 +145,23 @@ impl<S: Service> Server<S> {
             let record = access::Record::new(&req, client, id.clone(), &sink.format, self.index);
             (Box::new(record), sink)
         });
-        let extensions = req.extensions_mut();
-        extensions.insert(ClientAddr(client));
-        extensions.insert(Scheme(forwarded.proto.unwrap_or_else(|| "http".to_owned())));
-        extensions.insert(RootPath(self.config.root_path.clone()));
-        extensions.insert(crate::BodyTimeout(self.config.header_timeout));
-        extensions.insert(RequestId(id.clone()));
-        let mut res = self.respond(req).await;
+        let mut observe = self.counters.map(|counters| Observe {
+            counters,
+            method: method_index(req.method().as_str()),
+            status: 0,
+            started: Instant::now(),
+        });
+        req.extensions_mut().insert(RequestInfo {
+            client,
+            scheme: forwarded.proto.map(String::into_boxed_str),
+            root_path: self.root_path.clone(),
+            body_timeout: self.config.header_timeout,
+            id: id.clone(),
+        });
+        let mut res = self.respond(req, admin).await;
         let headers = res.headers_mut();
         headers.entry(SERVER).or_insert(SERVER_NAME);
-        if let Ok(v) = HeaderValue::from_str(&id) {
-            headers.insert(&access::REQUEST_ID, v);
-        }
+        headers.insert(&access::REQUEST_ID, id);
         if closing.get() {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
@@ -154,11 +169,15 @@ impl<S: Service> Server<S> {
             r.respond(res.status(), res.headers());
             (r, sink)
         });
-        Ok(res.map(|body| Logged::new(body, record)))
+        if let Some(o) = &mut observe {
+            o.status = res.status().as_u16();
+        }
+        Ok(res.map(|body| Logged::new(body, record, observe)))
     }
 
-    /// The limits, the health endpoints, then the app.
-    async fn respond(&self, req: Request<Incoming>) -> Response<Body<S>> {
+    /// The limits, ferricorn's own endpoints, then the app. On the metrics
+    /// address (`admin`) only ferricorn's own endpoints answer.
+    async fn respond(&self, req: Request<Incoming>, admin: bool) -> Response<Body<S>> {
         if let Some(status) = limits::check(&req, &self.config.limits) {
             let mut res = text(status, status.canonical_reason().unwrap_or("Bad Request"));
             res.headers_mut()
@@ -175,6 +194,19 @@ impl<S: Service> Server<S> {
                 Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, &why.to_string()),
             };
         }
+        if self.config.metrics_path.as_deref() == Some(path)
+            && (admin || self.config.metrics_bind.is_none())
+        {
+            let mut res = text(StatusCode::OK, &crate::exposition::render(self.shared));
+            res.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            return res;
+        }
+        if admin {
+            return text(StatusCode::NOT_FOUND, "Not Found\n");
+        }
         if self.app.handles_websockets() {
             match ws::check(&req) {
                 ws::Check::NotUpgrade => {}
@@ -189,7 +221,7 @@ impl<S: Service> Server<S> {
                     return res;
                 }
                 ws::Check::Upgrade(key) => {
-                    let client = req.extensions().get::<ClientAddr>().and_then(|c| c.0);
+                    let client = req.extensions().get::<RequestInfo>().and_then(|i| i.client);
                     let upgrade = WebSocketUpgrade::new(req, key, client, self.hub.clone());
                     return match catch_panic(self.app.websocket(upgrade)).await {
                         Ok(res) => res.map(Either::Right),
@@ -257,6 +289,12 @@ impl OpenConnection {
     pub(crate) fn new(cell: &'static ShmCell) -> Self {
         cell.count_connection(true);
         Self(cell)
+    }
+
+    /// A connection just accepted: also counted as accepted.
+    pub(crate) fn accepted(cell: &'static ShmCell) -> Self {
+        cell.counters.add(at::ACCEPTED, 1);
+        Self::new(cell)
     }
 }
 

@@ -5,11 +5,15 @@
 //!   threads, runs the app's lifespan startup, accepts on the inherited
 //!   listeners, and drains on SIGTERM.
 //! - [`Service`]: what the worker needs from an app.
-//! - [`Context`]: what an app knows about its worker.
+//! - [`Context`]: what an app knows about its worker, and where it
+//!   registers its own metrics ([`Counter`], [`Gauge`], [`Histogram`]).
+//! - [`RequestInfo`]: what ferricorn knows of a request, in its extensions.
 //! - `accept`: the accept loops and the `--worker-connections` cap.
 //! - [`access`]: the access log and request ids.
 //! - `http`: one connection with hyper's HTTP/1.1, the request limits, and
-//!   the `/healthz` and `/readyz` endpoints.
+//!   the `/healthz`, `/readyz` and `/metrics` endpoints.
+//! - `exposition`: the Prometheus text of `/metrics`.
+//! - `metrics`: the app's own metrics.
 //! - `framing`: a guard over the raw request bytes against bare LFs and
 //!   `Content-Length` with `Transfer-Encoding` (request smuggling).
 //! - `limits`: the request-line and header-field limits.
@@ -21,21 +25,21 @@
 mod accept;
 pub mod access;
 mod context;
+mod exposition;
 mod framing;
 mod http;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod proxy;
 mod proxy_protocol;
 mod ws;
 
 use std::future::Future;
 
-pub use access::RequestId;
-pub use context::{BodyTimeout, ClientAddr, Context};
-pub use lifecycle::Hooks;
-pub use lifecycle::run;
-pub use proxy::{RootPath, Scheme};
+pub use context::{Context, RequestInfo};
+pub use lifecycle::{Hooks, Listeners, run};
+pub use metrics::{Counter, Gauge, Histogram};
 pub use ws::{Closed, Message, WebSocket, WebSocketUpgrade};
 
 /// An error type apps may return from any call.
@@ -47,6 +51,14 @@ pub enum Error {
     /// A function run by [`Context::blocking`] panicked.
     #[error("the blocking task panicked")]
     BlockingPanicked,
+    /// A metric could not be registered.
+    #[error("metric `{name}`: {why}")]
+    Metric {
+        /// The metric's name.
+        name: String,
+        /// What is wrong.
+        why: String,
+    },
 }
 
 /// What the worker needs from an app. One value is built per worker, after

@@ -18,6 +18,10 @@ use crate::{Context, Listener, Service};
 /// Exit code of a worker that could not set itself up.
 const EXIT_SETUP_FAILED: i32 = 1;
 
+/// Connections each worker takes at once on the `--metrics-bind` address;
+/// they are not counted against `--worker-connections` nor in the drain.
+const ADMIN_CONNECTIONS: usize = 16;
+
 /// How the supervisor asked the worker to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
@@ -70,13 +74,22 @@ pub struct Hooks {
     pub access_log: Option<fn(&str)>,
 }
 
+/// The listening sockets a worker inherits.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// The app's addresses (`--bind`).
+    pub app: Vec<Listener>,
+    /// The address of the metrics and health endpoints alone (`--metrics-bind`).
+    pub admin: Option<Listener>,
+}
+
 /// Runs a worker in the current (freshly forked) process and returns its
 /// exit code. `make` builds the app once the runtime exists.
 pub fn run<S: Service>(
     config: &Config,
     shared: Shared,
     (index, cell): (usize, usize),
-    listeners: Vec<Listener>,
+    listeners: Listeners,
     hooks: Hooks,
     make: impl FnOnce(&Context) -> S,
 ) -> i32 {
@@ -107,7 +120,7 @@ pub fn run<S: Service>(
 async fn serve<S: Service>(
     config: &Config,
     ctx: Context,
-    listeners: Vec<Listener>,
+    listeners: Listeners,
     hooks: Hooks,
     make: impl FnOnce(&Context) -> S,
 ) -> i32 {
@@ -166,9 +179,16 @@ async fn serve<S: Service>(
             }
         },
         index: ctx.index,
+        counters: slot
+            .filter(|_| config.metrics_path.is_some())
+            .map(|c| &c.counters),
+        root_path: config.root_path.as_str().into(),
     });
-    for listener in listeners {
-        if let Err(e) = listen(listener, &server, &permits, &stop_rx) {
+    let admin_permits = Arc::new(Semaphore::new(ADMIN_CONNECTIONS));
+    let all = listeners.app.into_iter().map(|l| (l, false));
+    for (listener, admin) in all.chain(listeners.admin.map(|l| (l, true))) {
+        let permits = if admin { &admin_permits } else { &permits };
+        if let Err(e) = listen(listener, &server, permits, &stop_rx, admin) {
             error!("cannot use an inherited listener: {e}");
             return EXIT_SETUP_FAILED;
         }
@@ -219,15 +239,17 @@ fn listen<S: Service>(
     server: &Rc<Server<S>>,
     permits: &Arc<Semaphore>,
     stop: &watch::Receiver<bool>,
+    admin: bool,
 ) -> std::io::Result<()> {
     match listener {
-        Listener::Tcp(l) => spawn(tokio::net::TcpListener::from_std(l)?, server, permits, stop),
-        Listener::Unix(l) => spawn(
-            tokio::net::UnixListener::from_std(l)?,
-            server,
-            permits,
-            stop,
-        ),
+        Listener::Tcp(l) => {
+            let l = tokio::net::TcpListener::from_std(l)?;
+            spawn(l, server, permits, stop, admin);
+        }
+        Listener::Unix(l) => {
+            let l = tokio::net::UnixListener::from_std(l)?;
+            spawn(l, server, permits, stop, admin);
+        }
     }
     Ok(())
 }
@@ -237,11 +259,12 @@ fn spawn<L: Accept + 'static, S: Service>(
     server: &Rc<Server<S>>,
     permits: &Arc<Semaphore>,
     stop: &watch::Receiver<bool>,
+    admin: bool,
 ) {
     let (server, conn_stop) = (server.clone(), stop.clone());
     let (shared, cell) = (server.shared, server.cell);
     let balance = move || match (shared.cell(cell), shared.least_connections_besides(cell)) {
-        (Some(me), Some(least)) => crate::accept::is_ahead(me.connections(), least),
+        (Some(me), Some(least)) if !admin => crate::accept::is_ahead(me.connections(), least),
         _ => false,
     };
     spawn_local(accept_loop(
@@ -250,11 +273,18 @@ fn spawn<L: Accept + 'static, S: Service>(
         stop.clone(),
         balance,
         move |mut io, peer, permit| {
-            let open = (permit, server.slot.map(crate::http::OpenConnection::new));
+            let counted = server.slot.filter(|_| !admin);
+            let open = (permit, counted.map(crate::http::OpenConnection::accepted));
             let (server, stop) = (server.clone(), conn_stop.clone());
             spawn_local(async move {
-                match L::preamble(&mut io, peer, &server.config).await {
-                    Ok(client) => server.serve(io, client, stop, open).await,
+                // A PROXY header comes from the app's load balancer, not
+                // from whatever scrapes the metrics address.
+                let preamble = match admin {
+                    true => Ok(peer),
+                    false => L::preamble(&mut io, peer, &server.config).await,
+                };
+                match preamble {
+                    Ok(client) => server.serve(io, client, stop, open, admin).await,
                     Err(e) => tracing::debug!("connection from {peer:?} refused: {e}"),
                 }
             });

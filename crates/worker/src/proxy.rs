@@ -13,15 +13,6 @@ use ferricorn_config::IpNet;
 use http::HeaderMap;
 use http::header::{FORWARDED, HOST, HeaderValue};
 
-/// The scheme the client used (`http` or `https`), in a request's extensions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scheme(pub String);
-
-/// The path the app is mounted at (`--root-path`), in a request's
-/// extensions, as ASGI's `root_path`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RootPath(pub String);
-
 /// What the proxy headers say about the client.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Forwarded {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use ferricorn_shm::metrics::at;
 use ferricorn_shm::{Cell as ShmCell, Shared};
 use futures_util::{SinkExt, StreamExt};
 use http::header::{
@@ -233,6 +234,7 @@ impl WebSocketUpgrade {
                 Ok(u) => u,
                 Err(e) => return debug!("WebSocket upgrade failed: {e}"),
             };
+            let _counted = hub.slot.map(OpenWebSocket::new);
             let config = WebSocketConfig::default()
                 .max_message_size(Some(hub.settings.max_size))
                 .max_frame_size(Some(hub.settings.max_size));
@@ -287,6 +289,22 @@ enum Out {
     Close(u16, String),
 }
 
+/// Counts a WebSocket open in the worker's cell while it lives.
+struct OpenWebSocket(&'static ShmCell);
+
+impl OpenWebSocket {
+    fn new(cell: &'static ShmCell) -> Self {
+        cell.count_websocket(true);
+        Self(cell)
+    }
+}
+
+impl Drop for OpenWebSocket {
+    fn drop(&mut self) {
+        self.0.count_websocket(false);
+    }
+}
+
 type Stream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// Runs one socket: the app's handler, the writer, and the reader (here).
@@ -305,7 +323,7 @@ where
         protocol,
     };
     let app = spawn_local(handler(socket));
-    let writer = spawn_local(write(sink, outgoing));
+    let writer = spawn_local(write(sink, outgoing, hub.slot));
     let sent_close = read(&mut source, &out, &to_app, hub).await;
     drop((out, to_app));
     if sent_close {
@@ -321,10 +339,18 @@ where
 async fn write(
     mut sink: futures_util::stream::SplitSink<Stream, WsMessage>,
     mut outgoing: mpsc::Receiver<Out>,
+    slot: Option<&'static ShmCell>,
 ) {
     while let Some(out) = outgoing.recv().await {
         let (frame, last) = match out {
-            Out::Frame(f) => (f, false),
+            Out::Frame(f) => {
+                if let Some(slot) = slot
+                    && matches!(f, WsMessage::Text(_) | WsMessage::Binary(_))
+                {
+                    slot.counters.add(at::WS_SENT, 1);
+                }
+                (f, false)
+            }
             Out::Close(code, reason) => {
                 let frame = CloseFrame {
                     code: CloseCode::from(code),
@@ -394,6 +420,11 @@ async fn read(
                 let Some((frame, permit)) = frame else { return false };
                 last_seen = Instant::now();
                 pinged = false;
+                if let (Some(slot), Ok(f)) = (hub.slot, &frame)
+                    && matches!(f, WsMessage::Text(_) | WsMessage::Binary(_))
+                {
+                    slot.counters.add(at::WS_RECEIVED, 1);
+                }
                 match frame {
                     Ok(WsMessage::Text(t)) => deliver(permit, Message::Text(t.to_string())),
                     Ok(WsMessage::Binary(b)) => deliver(permit, Message::Binary(b)),

@@ -22,6 +22,7 @@ mod upgrade;
 use std::time::{Duration, Instant};
 
 use ferricorn_config::{Config, MAX_WORKERS};
+use ferricorn_shm::metrics::Exit;
 use ferricorn_shm::{CellState, Shared};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -95,6 +96,16 @@ pub(crate) enum Reason {
 }
 
 impl Reason {
+    /// How a worker retired for this reason is counted in the metrics.
+    fn exit(self) -> Exit {
+        match self {
+            Self::Reload => Exit::Reload,
+            Self::MaxRequests => Exit::MaxRequests,
+            Self::Memory => Exit::Memory,
+            Self::ScaleDown => Exit::ScaleDown,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Self::Reload => "reload",
@@ -109,7 +120,8 @@ impl Reason {
 enum Role {
     Current,
     Successor(Reason),
-    Retiring,
+    /// Told to drain and exit, and why.
+    Retiring(Exit),
     /// A worker of the image an upgrade replaced; it serves until this
     /// image's workers are ready.
     Previous,

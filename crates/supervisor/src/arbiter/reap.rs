@@ -2,6 +2,7 @@
 //! a crash to back off from, a failed replacement, or a failed boot.
 
 use ferricorn_config::MAX_WORKERS;
+use ferricorn_shm::metrics::Exit;
 use ferricorn_shm::{CellState, EXIT_BOOT_FAILED};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -29,11 +30,9 @@ impl<H: Host> Arbiter<H> {
         let cell = self.shared.cell(w.cell);
         let booting = cell.is_some_and(|c| c.state() == CellState::Booting);
         let boot_error = cell.and_then(|c| c.error());
-        if let Some(c) = cell {
-            c.clear();
-        }
+        self.shared.release(w.cell);
         let (index, pid) = (w.index, w.pid);
-        let expected = self.stopping.is_some() || w.role == Role::Retiring;
+        let expected = self.stopping.is_some() || matches!(w.role, Role::Retiring(_));
         let describe = match status {
             WaitStatus::Exited(_, 0) => "exited".to_owned(),
             WaitStatus::Exited(_, code) => format!("exited with code {code}"),
@@ -41,6 +40,13 @@ impl<H: Host> Arbiter<H> {
             other => format!("{other:?}"),
         };
         let app_failed = matches!(status, WaitStatus::Exited(_, EXIT_BOOT_FAILED)) && booting;
+        self.shared.header().events.count_exit(match w.role {
+            _ if app_failed => Exit::BootFailure,
+            _ if w.killed || w.aborted.is_some() => Exit::Timeout,
+            Role::Retiring(why) => why,
+            _ if self.stopping.is_some() => Exit::Shutdown,
+            _ => Exit::Crash,
+        });
         if app_failed {
             let message = boot_error.unwrap_or_else(|| "app startup failed".to_owned());
             error!("worker {index} (pid {pid}) failed to boot: {message}");
@@ -61,7 +67,7 @@ impl<H: Host> Arbiter<H> {
                     self.schedule(index, true, None);
                 }
                 Role::Current => self.fail(Error::BootFailed { index, message }),
-                Role::Retiring | Role::Previous => {}
+                Role::Retiring(_) | Role::Previous => {}
             }
             return;
         }
@@ -94,7 +100,7 @@ impl<H: Host> Arbiter<H> {
                 ),
             }),
             Role::Current | Role::Previous => self.schedule(index, crashed, None),
-            Role::Retiring => {}
+            Role::Retiring(_) => {}
         }
     }
 
@@ -108,7 +114,7 @@ impl<H: Host> Arbiter<H> {
                 );
                 for w in &mut self.workers {
                     if w.role == Role::Successor(Reason::Reload) {
-                        w.role = Role::Retiring;
+                        w.role = Role::Retiring(Exit::Reload);
                         let _ = kill(w.pid, Signal::SIGTERM);
                     }
                 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use ferricorn_config::MAX_WORKERS;
 use ferricorn_shm::CellState;
+use ferricorn_shm::metrics::Exit;
 use nix::sys::signal::{Signal, kill};
 use tracing::{error, info, warn};
 
@@ -38,7 +39,7 @@ impl<H: Host> Arbiter<H> {
                     old.pid,
                     reason.as_str()
                 );
-                old.role = Role::Retiring;
+                old.role = Role::Retiring(reason.exit());
                 let _ = kill(old.pid, Signal::SIGTERM);
             }
             self.workers[i].role = Role::Current;
@@ -115,7 +116,7 @@ impl<H: Host> Arbiter<H> {
                 && matches!(w.role, Role::Successor(_))
                 && w.generation != generation
             {
-                w.role = Role::Retiring;
+                w.role = Role::Retiring(Exit::Reload);
                 let _ = kill(w.pid, Signal::SIGTERM);
             }
         }
@@ -239,9 +240,14 @@ impl<H: Host> Arbiter<H> {
             );
             config.bind.clone_from(&self.config.bind);
         }
+        if config.metrics_bind != self.config.metrics_bind {
+            warn!("reload: metrics_bind changes need a restart; keeping the current one");
+            config.metrics_bind.clone_from(&self.config.metrics_bind);
+        }
         let old = self.desired;
         let new = config.workers.clamp(1, MAX_WORKERS);
         info!("reload: replacing {} workers with {new} workers", old);
+        self.shared.header().events.count_reload();
         self.previous = Some(std::mem::replace(&mut self.config, config));
         self.generation += 1;
         self.desired = new;
@@ -281,14 +287,14 @@ impl<H: Host> Arbiter<H> {
         for w in self
             .workers
             .iter_mut()
-            .filter(|w| w.index == index && w.role != Role::Retiring)
+            .filter(|w| w.index == index && !matches!(w.role, Role::Retiring(_)))
         {
             info!(
                 "worker {index} (pid {}) retiring ({})",
                 w.pid,
                 Reason::ScaleDown.as_str()
             );
-            w.role = Role::Retiring;
+            w.role = Role::Retiring(Exit::ScaleDown);
             let _ = kill(w.pid, Signal::SIGTERM);
         }
     }

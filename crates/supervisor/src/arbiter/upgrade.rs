@@ -7,6 +7,7 @@ use tracing::{error, info, warn};
 use super::{Arbiter, Role};
 use crate::upgrade::Handoff;
 use crate::{Host, pidfile};
+use ferricorn_shm::metrics::Exit;
 
 impl<H: Host> Arbiter<H> {
     pub(super) fn has_previous(&self) -> bool {
@@ -21,7 +22,7 @@ impl<H: Host> Arbiter<H> {
         }
         let mut n = 0;
         for w in self.workers.iter_mut().filter(|w| w.role == Role::Previous) {
-            w.role = Role::Retiring;
+            w.role = Role::Retiring(Exit::Upgrade);
             let _ = kill(w.pid, Signal::SIGTERM);
             n += 1;
         }
@@ -40,7 +41,7 @@ impl<H: Host> Arbiter<H> {
         self.upgrade_failed = true;
         error!("upgrade failed: {why}; the previous binary's workers keep serving");
         for w in self.workers.iter_mut().filter(|w| w.role == Role::Current) {
-            w.role = Role::Retiring;
+            w.role = Role::Retiring(Exit::Upgrade);
             let _ = kill(w.pid, Signal::SIGTERM);
         }
     }
@@ -66,7 +67,7 @@ impl<H: Host> Arbiter<H> {
             workers: self
                 .workers
                 .iter()
-                .filter(|w| w.role != Role::Retiring)
+                .filter(|w| !matches!(w.role, Role::Retiring(_)))
                 .map(|w| (w.pid.as_raw(), w.index, w.cell))
                 .collect(),
         };

@@ -1,0 +1,482 @@
+//! The counters behind `/metrics`, kept in the shared region.
+//!
+//! Each worker counts into its own cell's [`Counters`] with relaxed atomic
+//! adds: no lock, no syscall, no allocation per request. When the supervisor
+//! reaps a worker it folds the cell's counters into its slot's totals
+//! ([`Shared::release`](crate::Shared::release)), so a slot's series never go
+//! backwards when its worker is replaced; a seqlock (`fold_seq`) lets readers
+//! see each fold whole.
+//!
+//! Apps register their own counters, gauges and histograms ([`AppKind`]) in a
+//! shared table; each worker writes the values in its own cell, and a reader
+//! sums them across workers.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Request methods counted apart; anything else counts as `other`.
+pub const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "other",
+];
+
+/// Status classes, `1xx` to `5xx`.
+pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Upper bounds, in seconds, of the request duration histogram's buckets
+/// (then `+Inf`).
+pub const BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Where each counter lives in [`Counters`].
+pub mod at {
+    use super::{BUCKETS, CLASSES, METHODS};
+
+    /// Requests by method and status class: `REQUESTS + method * 5 + class`.
+    pub const REQUESTS: usize = 0;
+    /// Request durations, one count per bucket (not cumulative), then `+Inf`.
+    pub const DURATION: usize = REQUESTS + METHODS.len() * CLASSES.len();
+    /// The sum of request durations, in microseconds.
+    pub const DURATION_SUM_US: usize = DURATION + BUCKETS.len() + 1;
+    /// Bytes read from clients' sockets.
+    pub const RECEIVED_BYTES: usize = DURATION_SUM_US + 1;
+    /// Bytes written to clients' sockets.
+    pub const SENT_BYTES: usize = RECEIVED_BYTES + 1;
+    /// Connections accepted.
+    pub const ACCEPTED: usize = SENT_BYTES + 1;
+    /// WebSockets accepted.
+    pub const WS_ACCEPTED: usize = ACCEPTED + 1;
+    /// WebSocket messages received.
+    pub const WS_RECEIVED: usize = WS_ACCEPTED + 1;
+    /// WebSocket messages sent.
+    pub const WS_SENT: usize = WS_RECEIVED + 1;
+    /// How many counters there are.
+    pub const LEN: usize = WS_SENT + 1;
+}
+
+/// A plain copy of [`Counters`], summed over any number of them.
+pub type Snapshot = [u64; at::LEN];
+
+/// One worker's (or one slot's) monotonic counters.
+#[derive(Debug)]
+#[repr(C)]
+pub struct Counters([AtomicU64; at::LEN]);
+
+impl Counters {
+    /// Adds `n` to the counter at `i` (see [`at`]).
+    #[inline]
+    pub fn add(&self, i: usize, n: u64) {
+        if let Some(c) = self.0.get(i) {
+            c.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// Counts one finished request: its method (index in [`METHODS`]), its
+    /// status, and how long it took.
+    #[inline]
+    pub fn observe(&self, method: usize, status: u16, took: Duration) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.add(at::REQUESTS + method.min(METHODS.len() - 1) * 5 + class, 1);
+        let secs = took.as_secs_f64();
+        let bucket = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        self.add(at::DURATION + bucket, 1);
+        self.add(at::DURATION_SUM_US, took.as_micros() as u64);
+    }
+
+    /// Adds every counter into `into`.
+    pub fn sum_into(&self, into: &mut Snapshot) {
+        for (to, c) in into.iter_mut().zip(&self.0) {
+            *to += c.load(Relaxed);
+        }
+    }
+
+    /// Moves every counter into `totals`, leaving zeros.
+    pub(crate) fn fold_into(&self, totals: &Self) {
+        for (c, t) in self.0.iter().zip(&totals.0) {
+            let v = c.swap(0, Relaxed);
+            if v != 0 {
+                t.fetch_add(v, Relaxed);
+            }
+        }
+    }
+}
+
+/// The index in [`METHODS`] of a method name.
+#[inline]
+pub fn method_index(method: &str) -> usize {
+    METHODS
+        .iter()
+        .position(|m| *m == method)
+        .unwrap_or(METHODS.len() - 1)
+}
+
+/// Why a worker exited, as counted in `ferricorn_worker_exits_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Exit {
+    /// It died unasked.
+    Crash,
+    /// It was killed for a missed heartbeat or boot timeout.
+    Timeout,
+    /// It was replaced after max-requests.
+    MaxRequests,
+    /// It was replaced for using more than max-worker-memory.
+    Memory,
+    /// It was replaced by a reload.
+    Reload,
+    /// It was retired by TTOU.
+    ScaleDown,
+    /// It was replaced by an upgraded binary's worker.
+    Upgrade,
+    /// The server stopped.
+    Shutdown,
+    /// Its app failed its lifespan startup.
+    BootFailure,
+}
+
+impl Exit {
+    /// Every reason, in label order.
+    pub const ALL: [Self; 9] = [
+        Self::Crash,
+        Self::Timeout,
+        Self::MaxRequests,
+        Self::Memory,
+        Self::Reload,
+        Self::ScaleDown,
+        Self::Upgrade,
+        Self::Shutdown,
+        Self::BootFailure,
+    ];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Crash => "crash",
+            Self::Timeout => "timeout",
+            Self::MaxRequests => "max_requests",
+            Self::Memory => "memory",
+            Self::Reload => "reload",
+            Self::ScaleDown => "scale_down",
+            Self::Upgrade => "upgrade",
+            Self::Shutdown => "shutdown",
+            Self::BootFailure => "boot_failure",
+        }
+    }
+}
+
+/// What the supervisor counts.
+#[derive(Debug)]
+#[repr(C)]
+pub struct Events {
+    exits: [AtomicU64; Exit::ALL.len()],
+    reloads: AtomicU64,
+}
+
+impl Events {
+    /// Counts a worker exit.
+    pub fn count_exit(&self, why: Exit) {
+        self.exits[why as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Worker exits for `why`.
+    pub fn exits(&self, why: Exit) -> u64 {
+        self.exits[why as usize].load(Relaxed)
+    }
+
+    /// Counts a reload (SIGHUP) that was carried out.
+    pub fn count_reload(&self) {
+        self.reloads.fetch_add(1, Relaxed);
+    }
+
+    /// Reloads carried out.
+    pub fn reloads(&self) -> u64 {
+        self.reloads.load(Relaxed)
+    }
+}
+
+/// The most series apps can register.
+pub const APP_SERIES: usize = 128;
+/// Values (counters, gauges, histogram buckets) each worker holds for apps.
+pub const APP_VALUES: usize = 1024;
+/// Bytes of a series' name.
+pub const APP_NAME_LEN: usize = 96;
+/// Bytes of a series' labels, as rendered (`a="x",b="y"`).
+pub const APP_LABELS_LEN: usize = 160;
+/// Bytes of a series' help text.
+pub const APP_HELP_LEN: usize = 160;
+/// The most buckets of an app histogram, besides `+Inf`.
+pub const APP_BUCKETS: usize = 16;
+
+/// What an app series is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum AppKind {
+    /// A monotonic count: one value.
+    Counter = 1,
+    /// A value that goes up and down (an `f64`'s bits); summed across the
+    /// live workers.
+    Gauge = 2,
+    /// Observations in buckets: one count per bucket, `+Inf`, the sum (an
+    /// `f64`'s bits).
+    Histogram = 3,
+}
+
+impl AppKind {
+    fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(Self::Counter),
+            2 => Some(Self::Gauge),
+            3 => Some(Self::Histogram),
+            _ => None,
+        }
+    }
+
+    /// Values a series of this kind takes, given its buckets.
+    pub fn values(self, buckets: usize) -> usize {
+        match self {
+            Self::Counter | Self::Gauge => 1,
+            Self::Histogram => buckets + 2,
+        }
+    }
+}
+
+/// One registered app series.
+#[derive(Debug)]
+#[repr(C)]
+pub(crate) struct AppSlot {
+    /// 0 free, 1 published.
+    state: AtomicU32,
+    kind: AtomicU32,
+    offset: AtomicU32,
+    buckets: AtomicU32,
+    name: Text<APP_NAME_LEN>,
+    labels: Text<APP_LABELS_LEN>,
+    help: Text<APP_HELP_LEN>,
+    bounds: [AtomicU64; APP_BUCKETS],
+}
+
+/// The app series table and the counts of workers that exited.
+#[derive(Debug)]
+#[repr(C)]
+pub(crate) struct AppTable {
+    /// The registration lock: 0, or the pid of the holder.
+    lock: AtomicU32,
+    /// The first value not yet given to a series.
+    next_value: AtomicU32,
+    used: AtomicU32,
+    slots: [AppSlot; APP_SERIES],
+    /// Counter and histogram values of workers that exited.
+    pub(crate) retired: [AtomicU64; APP_VALUES],
+}
+
+/// A short text in atomics.
+#[derive(Debug)]
+#[repr(C)]
+struct Text<const N: usize> {
+    len: AtomicU32,
+    bytes: [std::sync::atomic::AtomicU8; N],
+}
+
+impl<const N: usize> Text<N> {
+    fn set(&self, s: &str) {
+        for (b, c) in self.bytes.iter().zip(s.as_bytes()) {
+            b.store(*c, Relaxed);
+        }
+        self.len.store(s.len().min(N) as u32, Relaxed);
+    }
+
+    fn get(&self) -> String {
+        let len = (self.len.load(Relaxed) as usize).min(N);
+        let bytes: Vec<u8> = self.bytes[..len].iter().map(|b| b.load(Relaxed)).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+/// A registered app series, as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppSeries {
+    /// The metric name.
+    pub name: String,
+    /// The labels, rendered (`a="x",b="y"`), or empty.
+    pub labels: String,
+    /// The help text.
+    pub help: String,
+    /// What it is.
+    pub kind: AppKind,
+    /// Its first value in each worker's app values.
+    pub offset: usize,
+    /// A histogram's bucket bounds.
+    pub bounds: Vec<f64>,
+}
+
+/// Why a series could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegisterError {
+    /// A name, labels or help text is longer than the table holds.
+    TooLong,
+    /// The name is registered with another kind, help text or buckets.
+    Mismatch,
+    /// The table or the values are full.
+    Full,
+}
+
+impl AppTable {
+    /// Finds the series, or adds it; returns its first value's offset.
+    pub(crate) fn register(&self, new: &AppSeries) -> Result<usize, RegisterError> {
+        if new.name.len() > APP_NAME_LEN
+            || new.labels.len() > APP_LABELS_LEN
+            || new.help.len() > APP_HELP_LEN
+            || new.bounds.len() > APP_BUCKETS
+        {
+            return Err(RegisterError::TooLong);
+        }
+        let _lock = self.lock();
+        let mut found = None;
+        for s in self.series() {
+            if s.name != new.name {
+                continue;
+            }
+            if s.kind != new.kind || s.help != new.help || s.bounds != new.bounds {
+                return Err(RegisterError::Mismatch);
+            }
+            if s.labels == new.labels {
+                found = Some(s.offset);
+            }
+        }
+        if let Some(offset) = found {
+            return Ok(offset);
+        }
+        let used = self.used.load(Relaxed) as usize;
+        let values = new.kind.values(new.bounds.len());
+        let offset = self.next_value.load(Relaxed) as usize;
+        if used >= APP_SERIES || offset + values > APP_VALUES {
+            return Err(RegisterError::Full);
+        }
+        let slot = &self.slots[used];
+        slot.kind.store(new.kind as u32, Relaxed);
+        slot.offset.store(offset as u32, Relaxed);
+        slot.buckets.store(new.bounds.len() as u32, Relaxed);
+        slot.name.set(&new.name);
+        slot.labels.set(&new.labels);
+        slot.help.set(&new.help);
+        for (b, v) in slot.bounds.iter().zip(&new.bounds) {
+            b.store(v.to_bits(), Relaxed);
+        }
+        slot.state.store(1, std::sync::atomic::Ordering::Release);
+        self.next_value.store((offset + values) as u32, Relaxed);
+        self.used
+            .store(used as u32 + 1, std::sync::atomic::Ordering::Release);
+        Ok(offset)
+    }
+
+    /// Every published series, in registration order.
+    pub(crate) fn series(&self) -> Vec<AppSeries> {
+        let used = (self.used.load(std::sync::atomic::Ordering::Acquire) as usize).min(APP_SERIES);
+        self.slots[..used]
+            .iter()
+            .filter(|s| s.state.load(std::sync::atomic::Ordering::Acquire) == 1)
+            .filter_map(|s| {
+                let buckets = (s.buckets.load(Relaxed) as usize).min(APP_BUCKETS);
+                Some(AppSeries {
+                    name: s.name.get(),
+                    labels: s.labels.get(),
+                    help: s.help.get(),
+                    kind: AppKind::from_u32(s.kind.load(Relaxed))?,
+                    offset: s.offset.load(Relaxed) as usize,
+                    bounds: s.bounds[..buckets]
+                        .iter()
+                        .map(|b| f64::from_bits(b.load(Relaxed)))
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+
+    /// Moves a worker's counter and histogram values into `retired`; a
+    /// gauge's value leaves with its worker.
+    pub(crate) fn fold(&self, values: &[AtomicU64; APP_VALUES]) {
+        for s in self.series() {
+            let n = s.kind.values(s.bounds.len());
+            let end = (s.offset + n).min(APP_VALUES);
+            for (i, (value, retired)) in values[s.offset..end]
+                .iter()
+                .zip(&self.retired[s.offset..end])
+                .enumerate()
+            {
+                let v = value.swap(0, Relaxed);
+                match s.kind {
+                    AppKind::Gauge => {}
+                    // A histogram's last value, its sum, is an f64.
+                    AppKind::Histogram if i == n - 1 => add_f64(retired, f64::from_bits(v)),
+                    _ => {
+                        retired.fetch_add(v, Relaxed);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the registration lock. Registration is rare (app startup), so
+    /// a spin will do; a holder that died with it is taken over after a
+    /// second.
+    fn lock(&self) -> Lock<'_> {
+        let me = std::process::id();
+        let since = crate::now_ms();
+        loop {
+            match self
+                .lock
+                .compare_exchange(0, me, std::sync::atomic::Ordering::Acquire, Relaxed)
+            {
+                Ok(_) => break,
+                Err(holder) if crate::now_ms() - since > 1000 => {
+                    if self
+                        .lock
+                        .compare_exchange(holder, me, std::sync::atomic::Ordering::Acquire, Relaxed)
+                        .is_ok()
+                    {
+                        break;
+                    }
+                }
+                Err(_) => std::thread::yield_now(),
+            }
+        }
+        Lock(&self.lock)
+    }
+}
+
+struct Lock<'a>(&'a AtomicU32);
+
+impl Drop for Lock<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Adds to an `f64` kept as bits in an atomic.
+pub fn add_f64(cell: &AtomicU64, v: f64) {
+    let _ = cell.fetch_update(Relaxed, Relaxed, |bits| {
+        Some((f64::from_bits(bits) + v).to_bits())
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_lands_in_its_method_class_and_bucket() {
+        let c: Counters = Counters(std::array::from_fn(|_| AtomicU64::new(0)));
+        c.observe(method_index("POST"), 201, Duration::from_millis(3));
+        c.observe(method_index("BREW"), 599, Duration::from_secs(60));
+        let mut s = [0; at::LEN];
+        c.sum_into(&mut s);
+        assert_eq!(s[at::REQUESTS + 2 * 5 + 1], 1, "POST 2xx");
+        assert_eq!(s[at::REQUESTS + 9 * 5 + 4], 1, "other 5xx");
+        assert_eq!(s[at::DURATION + 2], 1, "3 ms is in the 5 ms bucket");
+        assert_eq!(s[at::DURATION + BUCKETS.len()], 1, "60 s is only in +Inf");
+        assert_eq!(s[at::DURATION_SUM_US], 60_003_000);
+    }
+}

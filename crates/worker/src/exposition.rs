@@ -1,0 +1,502 @@
+//! `GET /metrics`: the whole server in the Prometheus text format (0.0.4),
+//! read from the shared memory by whichever worker takes the request.
+//!
+//! Every family summed over the server comes first; then the same counts per
+//! worker slot (`ferricorn_worker_*`, label `worker`), which do not go back
+//! when a slot's worker is replaced; then each worker process (`worker`,
+//! `pid`), the supervisor, and the app's own series, summed over workers.
+
+use std::fmt::{Display, Write as _};
+
+use ferricorn_shm::metrics::{AppKind, BUCKETS, CLASSES, Exit, METHODS, Snapshot, at};
+use ferricorn_shm::{CellState, MAX_SLOTS, Shared};
+
+/// One worker process, as read from its cell.
+struct Process {
+    index: usize,
+    pid: i32,
+    heartbeat_age_ms: u64,
+    requests: u64,
+    ready: bool,
+}
+
+/// Everything read from the shared memory in one consistent pass.
+struct View {
+    /// Each slot's counters (exited workers' and live ones'), for slots in use.
+    slots: Vec<(usize, Snapshot)>,
+    /// Open connections and WebSockets per slot, same order as `slots`.
+    open: Vec<(u64, u64)>,
+    processes: Vec<Process>,
+    /// Each app series' values summed over the workers.
+    app: Vec<Vec<u64>>,
+}
+
+fn read(shared: &Shared, series: &[ferricorn_shm::metrics::AppSeries]) -> View {
+    let mut per_slot: Vec<Option<(Snapshot, u64, u64)>> = vec![None; MAX_SLOTS];
+    let desired = (shared.header().desired() as usize).min(MAX_SLOTS);
+    for (index, slot) in per_slot.iter_mut().enumerate() {
+        let mut totals = [0; at::LEN];
+        shared.slot_totals(index, &mut totals);
+        if index < desired || totals.iter().any(|v| *v != 0) {
+            *slot = Some((totals, 0, 0));
+        }
+    }
+    let mut processes = Vec::new();
+    let mut app: Vec<Vec<u64>> = series
+        .iter()
+        .map(|s| {
+            let n = s.kind.values(s.bounds.len());
+            (s.offset..s.offset + n)
+                .map(|i| {
+                    shared
+                        .app_retired(i)
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                })
+                .collect()
+        })
+        .collect();
+    for (_, cell) in shared.cells() {
+        let pid = cell.pid();
+        if pid <= 0 || cell.index() >= MAX_SLOTS {
+            continue;
+        }
+        let index = cell.index();
+        let slot = per_slot[index].get_or_insert(([0; at::LEN], 0, 0));
+        cell.counters.sum_into(&mut slot.0);
+        slot.1 += u64::from(cell.connections());
+        slot.2 += u64::from(cell.websockets());
+        processes.push(Process {
+            index,
+            pid,
+            heartbeat_age_ms: cell.heartbeat_age_ms(),
+            requests: cell.requests(),
+            ready: cell.state() == CellState::Ready,
+        });
+        for (s, sums) in series.iter().zip(&mut app) {
+            for (i, sum) in sums.iter_mut().enumerate() {
+                let v = cell.app[s.offset + i].load(std::sync::atomic::Ordering::Relaxed);
+                if is_f64(s.kind, i, sums_len(s)) {
+                    *sum = (f64::from_bits(*sum) + f64::from_bits(v)).to_bits();
+                } else {
+                    *sum += v;
+                }
+            }
+        }
+    }
+    let (mut slots, mut open) = (Vec::new(), Vec::new());
+    for (index, s) in per_slot.into_iter().enumerate() {
+        if let Some((counters, conns, ws)) = s {
+            slots.push((index, counters));
+            open.push((conns, ws));
+        }
+    }
+    View {
+        slots,
+        open,
+        processes,
+        app,
+    }
+}
+
+fn sums_len(s: &ferricorn_shm::metrics::AppSeries) -> usize {
+    s.kind.values(s.bounds.len())
+}
+
+/// Whether value `i` of a series is an `f64`'s bits: a gauge, or a
+/// histogram's sum (its last value).
+fn is_f64(kind: AppKind, i: usize, len: usize) -> bool {
+    match kind {
+        AppKind::Gauge => true,
+        AppKind::Histogram => i == len - 1,
+        AppKind::Counter => false,
+    }
+}
+
+/// The text for `GET /metrics`.
+pub(crate) fn render(shared: Shared) -> String {
+    let series = shared.app_series();
+    let view = shared.consistent(|s| read(s, &series));
+    let mut out = Out(String::with_capacity(16 * 1024));
+    let mut all = [0; at::LEN];
+    for (_, s) in &view.slots {
+        for (a, v) in all.iter_mut().zip(s) {
+            *a += v;
+        }
+    }
+    let (conns, ws): (u64, u64) = view
+        .open
+        .iter()
+        .fold((0, 0), |(c, w), (c2, w2)| (c + c2, w + w2));
+
+    // The server as a whole.
+    http_families(&mut out, "ferricorn_", &[("", &all)]);
+    traffic_families(&mut out, "ferricorn_", &[("", &all, (conns, ws))]);
+
+    // Per worker slot.
+    let labelled: Vec<(String, &Snapshot, (u64, u64))> = view
+        .slots
+        .iter()
+        .zip(&view.open)
+        .map(|((i, s), o)| (format!("worker=\"{i}\""), s, *o))
+        .collect();
+    let per_slot: Vec<(&str, &Snapshot)> =
+        labelled.iter().map(|(l, s, _)| (l.as_str(), *s)).collect();
+    http_families(&mut out, "ferricorn_worker_", &per_slot);
+    let per_slot: Vec<(&str, &Snapshot, (u64, u64))> = labelled
+        .iter()
+        .map(|(l, s, o)| (l.as_str(), *s, *o))
+        .collect();
+    traffic_families(&mut out, "ferricorn_worker_", &per_slot);
+    out.family(
+        "ferricorn_worker_restarts_total",
+        "counter",
+        "Times the slot's worker was replaced.",
+    );
+    for (i, _) in &view.slots {
+        out.sample(
+            "ferricorn_worker_restarts_total",
+            &format!("worker=\"{i}\""),
+            shared.restarts(*i),
+        );
+    }
+
+    // Per worker process.
+    let page = page_size();
+    let procs: Vec<(String, Option<Stat>)> = view
+        .processes
+        .iter()
+        .map(|p| {
+            (
+                format!("worker=\"{}\",pid=\"{}\"", p.index, p.pid),
+                stat(p.pid),
+            )
+        })
+        .collect();
+    out.family(
+        "ferricorn_worker_resident_memory_bytes",
+        "gauge",
+        "Resident memory of the worker process.",
+    );
+    for (l, st) in &procs {
+        if let Some(st) = st {
+            out.sample(
+                "ferricorn_worker_resident_memory_bytes",
+                l,
+                st.rss_pages * page,
+            );
+        }
+    }
+    out.family(
+        "ferricorn_worker_cpu_seconds_total",
+        "counter",
+        "CPU time of the worker process, user and system.",
+    );
+    for (l, st) in &procs {
+        if let Some(st) = st {
+            out.sample("ferricorn_worker_cpu_seconds_total", l, st.cpu_seconds);
+        }
+    }
+    out.family(
+        "ferricorn_worker_heartbeat_age_seconds",
+        "gauge",
+        "Time since the worker's event loop last wrote its heartbeat.",
+    );
+    for ((l, _), p) in procs.iter().zip(&view.processes) {
+        out.sample(
+            "ferricorn_worker_heartbeat_age_seconds",
+            l,
+            p.heartbeat_age_ms as f64 / 1000.0,
+        );
+    }
+    out.family(
+        "ferricorn_worker_process_requests_total",
+        "counter",
+        "Requests the worker process has served (what max-requests counts).",
+    );
+    for ((l, _), p) in procs.iter().zip(&view.processes) {
+        out.sample("ferricorn_worker_process_requests_total", l, p.requests);
+    }
+
+    // The supervisor.
+    let header = shared.header();
+    out.family(
+        "ferricorn_workers_desired",
+        "gauge",
+        "Worker slots the supervisor keeps filled.",
+    );
+    out.sample("ferricorn_workers_desired", "", header.desired());
+    out.family(
+        "ferricorn_workers_alive",
+        "gauge",
+        "Worker processes alive, booting, ready or draining.",
+    );
+    out.sample("ferricorn_workers_alive", "", view.processes.len());
+    out.family(
+        "ferricorn_workers_ready",
+        "gauge",
+        "Worker processes that finished startup and accept connections.",
+    );
+    let ready = view.processes.iter().filter(|p| p.ready).count();
+    out.sample("ferricorn_workers_ready", "", ready);
+    out.family(
+        "ferricorn_worker_exits_total",
+        "counter",
+        "Worker processes that exited, by reason.",
+    );
+    for why in Exit::ALL {
+        let label = format!("reason=\"{}\"", why.label());
+        out.sample(
+            "ferricorn_worker_exits_total",
+            &label,
+            header.events.exits(why),
+        );
+    }
+    out.family(
+        "ferricorn_worker_boot_failures_total",
+        "counter",
+        "Workers whose app failed its lifespan startup.",
+    );
+    out.sample(
+        "ferricorn_worker_boot_failures_total",
+        "",
+        header.events.exits(Exit::BootFailure),
+    );
+    out.family(
+        "ferricorn_reloads_total",
+        "counter",
+        "Reloads (SIGHUP) carried out.",
+    );
+    out.sample("ferricorn_reloads_total", "", header.events.reloads());
+    if let Some(st) = stat(nix::unistd::getppid().as_raw()) {
+        out.family(
+            "ferricorn_supervisor_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the supervisor process.",
+        );
+        out.sample(
+            "ferricorn_supervisor_resident_memory_bytes",
+            "",
+            st.rss_pages * page,
+        );
+        out.family(
+            "ferricorn_supervisor_cpu_seconds_total",
+            "counter",
+            "CPU time of the supervisor process, user and system.",
+        );
+        out.sample("ferricorn_supervisor_cpu_seconds_total", "", st.cpu_seconds);
+    }
+
+    // The app's own series, summed over the workers.
+    let mut last_family = "";
+    for (s, values) in series.iter().zip(&view.app) {
+        if s.name != last_family {
+            let kind = match s.kind {
+                AppKind::Counter => "counter",
+                AppKind::Gauge => "gauge",
+                AppKind::Histogram => "histogram",
+            };
+            out.family(&s.name, kind, &s.help);
+            last_family = &s.name;
+        }
+        match s.kind {
+            AppKind::Counter => out.sample(&s.name, &s.labels, values[0]),
+            AppKind::Gauge => out.sample(&s.name, &s.labels, Float(f64::from_bits(values[0]))),
+            AppKind::Histogram => {
+                let n = s.bounds.len();
+                let les: Vec<Float> = s.bounds.iter().copied().map(Float).collect();
+                histogram(
+                    &mut out,
+                    &s.name,
+                    &s.labels,
+                    &les,
+                    &values[..=n],
+                    Float(f64::from_bits(values[n + 1])),
+                );
+            }
+        }
+    }
+    out.0
+}
+
+/// Requests by method and status, and their duration.
+fn http_families(out: &mut Out, prefix: &str, rows: &[(&str, &Snapshot)]) {
+    let name = format!("{prefix}http_requests_total");
+    out.family(
+        &name,
+        "counter",
+        "HTTP requests answered, by method and status class.",
+    );
+    for (labels, s) in rows {
+        for (m, method) in METHODS.iter().enumerate() {
+            for (c, class) in CLASSES.iter().enumerate() {
+                let v = s[at::REQUESTS + m * CLASSES.len() + c];
+                if v != 0 {
+                    let l = join(labels, &format!("method=\"{method}\",status=\"{class}\""));
+                    out.sample(&name, &l, v);
+                }
+            }
+        }
+    }
+    let name = format!("{prefix}http_request_duration_seconds");
+    out.family(
+        &name,
+        "histogram",
+        "Time from a request's head to the end of its response body.",
+    );
+    let les: Vec<Float> = BUCKETS.iter().copied().map(Float).collect();
+    for (labels, s) in rows {
+        let sum = Float(s[at::DURATION_SUM_US] as f64 / 1e6);
+        let buckets = &s[at::DURATION..at::DURATION + BUCKETS.len() + 1];
+        histogram(out, &name, labels, &les, buckets, sum);
+    }
+}
+
+/// Bytes, connections and WebSockets.
+fn traffic_families(out: &mut Out, prefix: &str, rows: &[(&str, &Snapshot, (u64, u64))]) {
+    let counters = [
+        (
+            "received_bytes_total",
+            at::RECEIVED_BYTES,
+            "Bytes read from client connections.",
+        ),
+        (
+            "sent_bytes_total",
+            at::SENT_BYTES,
+            "Bytes written to client connections.",
+        ),
+        (
+            "connections_accepted_total",
+            at::ACCEPTED,
+            "Client connections accepted.",
+        ),
+        (
+            "websocket_connections_accepted_total",
+            at::WS_ACCEPTED,
+            "WebSocket connections accepted.",
+        ),
+        (
+            "websocket_messages_received_total",
+            at::WS_RECEIVED,
+            "WebSocket text and binary messages received.",
+        ),
+        (
+            "websocket_messages_sent_total",
+            at::WS_SENT,
+            "WebSocket text and binary messages sent.",
+        ),
+    ];
+    for (suffix, i, help) in counters {
+        let name = format!("{prefix}{suffix}");
+        out.family(&name, "counter", help);
+        for (labels, s, _) in rows {
+            out.sample(&name, labels, s[i]);
+        }
+    }
+    let name = format!("{prefix}connections_open");
+    out.family(
+        &name,
+        "gauge",
+        "Client connections open, WebSockets included.",
+    );
+    for (labels, _, (c, _)) in rows {
+        out.sample(&name, labels, c);
+    }
+    let name = format!("{prefix}websocket_connections_open");
+    out.family(&name, "gauge", "WebSocket connections open.");
+    for (labels, _, (_, w)) in rows {
+        out.sample(&name, labels, w);
+    }
+}
+
+/// A histogram's samples from per-bucket (not cumulative) counts, the last
+/// one `+Inf`.
+fn histogram(out: &mut Out, name: &str, labels: &str, les: &[Float], counts: &[u64], sum: Float) {
+    let bucket = format!("{name}_bucket");
+    let mut cumulative = 0;
+    for (i, count) in counts.iter().enumerate() {
+        cumulative += count;
+        let le = les
+            .get(i)
+            .map_or_else(|| "+Inf".to_owned(), ToString::to_string);
+        out.sample(&bucket, &join(labels, &format!("le=\"{le}\"")), cumulative);
+    }
+    out.sample(&format!("{name}_sum"), labels, sum);
+    out.sample(&format!("{name}_count"), labels, cumulative);
+}
+
+fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_owned(),
+        (_, true) => a.to_owned(),
+        _ => format!("{a},{b}"),
+    }
+}
+
+/// A float as Prometheus writes it.
+#[derive(Clone, Copy)]
+struct Float(f64);
+
+impl Display for Float {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            v if v.is_nan() => f.write_str("NaN"),
+            v if v == f64::INFINITY => f.write_str("+Inf"),
+            v if v == f64::NEG_INFINITY => f.write_str("-Inf"),
+            v => write!(f, "{v}"),
+        }
+    }
+}
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &str, value: impl Display) {
+        if labels.is_empty() {
+            let _ = writeln!(self.0, "{name} {value}");
+        } else {
+            let _ = writeln!(self.0, "{name}{{{labels}}} {value}");
+        }
+    }
+}
+
+/// What `/proc` says of a process.
+struct Stat {
+    rss_pages: u64,
+    cpu_seconds: f64,
+}
+
+fn stat(pid: i32) -> Option<Stat> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let rss_pages = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may hold spaces: state is the
+    // first, utime the 12th and stime the 13th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let ticks = clock_ticks();
+    Some(Stat {
+        rss_pages,
+        cpu_seconds: (utime + stime) as f64 / ticks as f64,
+    })
+}
+
+fn clock_ticks() -> u64 {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => t as u64,
+        _ => 100,
+    }
+}
+
+fn page_size() -> u64 {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE) {
+        Ok(Some(p)) if p > 0 => p as u64,
+        _ => 4096,
+    }
+}
