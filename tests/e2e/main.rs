@@ -6,6 +6,7 @@ mod example;
 mod http;
 mod lifecycle;
 mod logs;
+mod metrics;
 mod process;
 mod protocol;
 mod support;

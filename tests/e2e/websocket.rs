@@ -9,9 +9,9 @@ use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
 
 use crate::support::Server;
 
-type Client = WebSocket<TcpStream>;
+pub(crate) type Client = WebSocket<TcpStream>;
 
-fn connect(
+pub(crate) fn connect(
     server: &Server,
     path: &str,
     protocols: Option<&str>,

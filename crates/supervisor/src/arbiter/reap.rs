@@ -99,7 +99,10 @@ impl<H: Host> Arbiter<H> {
                     "the worker {describe} before finishing startup, and no worker has booted yet"
                 ),
             }),
-            Role::Current | Role::Previous => self.schedule(index, crashed, None),
+            Role::Current | Role::Previous => {
+                self.shared.count_restart(index);
+                self.schedule(index, crashed, None);
+            }
             Role::Retiring(_) => {}
         }
     }
