@@ -28,3 +28,7 @@ autobahn:
 # The cost of the access log, on against off.
 bench-access-log:
     bash benches/access-log.sh
+
+# ferricorn beside actix-web, hyper, nginx and tokio-tungstenite (installs wrk and nginx if missing).
+bench-compare:
+    bash benches/compare.sh

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# ferricorn beside the servers its users would otherwise pick, on this box.
+#
+# Builds ferricorn and the baselines in benches/baselines (a plain actix-web
+# server and a plain hyper multi-thread server with the same routes, a plain
+# tokio-tungstenite echo server, and the ws-load client) in release, and
+# writes an nginx config returning the same bodies. Starts each with 2
+# workers (or threads) on loopback, then, for ROUNDS rounds, runs the same
+# bounded wrk load (1 thread, 64 connections, DURATION) against / and /json
+# of each in turn. Prints, per server and path, the median req/s and the
+# median p50/p99 latency, the total RSS of each server's processes (idle and
+# after the load), and ferricorn's ratio to each. Then the WebSocket echo
+# load (ws-load: 64 connections, a 32-byte text message and its echo, over
+# and over) against ferricorn's /ws/echo and the tokio-tungstenite server.
+#
+#   benches/compare.sh              # or: just bench-compare
+#   ROUNDS=5 DURATION=10s benches/compare.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-1}
+WORKERS=${WORKERS:-2}
+TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+
+need() { command -v "$1" >/dev/null || {
+    echo "installing $2" >&2
+    apt-get update -qq && apt-get install -y -qq "$2" >/dev/null
+}; }
+need wrk wrk
+need nginx nginx-light
+cargo build --release --quiet --bin ferricorn
+(cd benches/baselines && CARGO_TARGET_DIR="$TARGET" cargo build --release --quiet)
+BIN=$TARGET/release
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+up() { # PORT PATH: whether GET PATH answers 200 (or 101 for a WebSocket)
+    python3 - "$1" "$2" <<'PY'
+import socket, sys
+try:
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
+    s.sendall(f"GET {sys.argv[2]} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n".encode())
+    sys.exit(0 if s.recv(64).startswith(b"HTTP/1.1 200") else 1)
+except OSError:
+    sys.exit(1)
+PY
+}
+wait_up() {
+    for _ in $(seq 100); do up "$1" "$2" && return 0; sleep 0.1; done
+    echo "server on port $1 did not come up" >&2
+    exit 1
+}
+# Total RSS in KiB of a process and its children.
+tree_rss() {
+    local total=0 pid
+    for pid in $1 $(for p in /proc/[0-9]*; do
+        [ "$(awk '{print $4}' "$p/stat" 2>/dev/null)" = "$1" ] && basename "$p"; done); do
+        total=$((total + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
+processes() { echo $((1 + $(for p in /proc/[0-9]*; do
+    [ "$(awk '{print $4}' "$p/stat" 2>/dev/null)" = "$1" ] && echo x; done | wc -l))); }
+
+declare -A PORT PID
+start() { # NAME COMMAND...
+    local name=$1; shift
+    "$@" >"$WORK/$name.log" 2>&1 &
+    PID[$name]=$!
+    PIDS+=($!)
+}
+
+PORT[ferricorn]=$(free_port)
+start ferricorn "$BIN/ferricorn" -w "$WORKERS" -b "127.0.0.1:${PORT[ferricorn]}" --log-level warning
+PORT[actix-web]=$(free_port)
+start actix-web "$BIN/actix" "127.0.0.1:${PORT[actix-web]}" "$WORKERS"
+PORT[hyper]=$(free_port)
+start hyper "$BIN/hyper" "127.0.0.1:${PORT[hyper]}" "$WORKERS"
+PORT[nginx]=$(free_port)
+mkdir -p "$WORK/nginx"
+sed "s|@PORT@|${PORT[nginx]}|; s|@DIR@|$WORK/nginx|g" benches/nginx.conf >"$WORK/nginx/nginx.conf"
+start nginx nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log"
+SERVERS=(ferricorn actix-web hyper nginx)
+for s in "${SERVERS[@]}"; do wait_up "${PORT[$s]}" /; done
+sleep 1
+declare -A IDLE
+for s in "${SERVERS[@]}"; do IDLE[$s]=$(tree_rss "${PID[$s]}"); done
+
+ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f", v}' <<<"$1"; }
+RESULTS=$WORK/results
+: >"$RESULTS"
+echo "ferricorn $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) CPUs; each server $WORKERS workers/threads; wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds" >&2
+for round in $(seq "$ROUNDS"); do
+    for s in "${SERVERS[@]}"; do
+        for path in / /json; do
+            out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:${PORT[$s]}$path")
+            rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+            p50=$(ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+            p99=$(ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+            errors=$(awk '/Non-2xx|Socket errors/ {printf "%s ", $0}' <<<"$out")
+            echo "$s $path $rps $p50 $p99" >>"$RESULTS"
+            echo "  round $round $s $path: $rps req/s, p50 $p50 ms, p99 $p99 ms ${errors}" >&2
+        done
+    done
+done
+for s in "${SERVERS[@]}"; do echo "rss $s ${IDLE[$s]} $(tree_rss "${PID[$s]}") $(processes "${PID[$s]}")" >>"$RESULTS"; done
+
+# WebSocket echo: ferricorn's /ws/echo against a plain tokio-tungstenite server.
+PORT[ws]=$(free_port)
+start ws "$BIN/ws-echo" "127.0.0.1:${PORT[ws]}" "$WORKERS"
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/${PORT[ws]}") 2>/dev/null && break; sleep 0.1; done
+secs=${DURATION%s}
+for round in $(seq "$ROUNDS"); do
+    for s in ferricorn tokio-tungstenite; do
+        url="ws://127.0.0.1:${PORT[ferricorn]}/ws/echo"
+        [ "$s" = ferricorn ] || url="ws://127.0.0.1:${PORT[ws]}/"
+        out=$("$BIN/ws-load" "$url" "$CONNECTIONS" "$secs")
+        echo "  round $round $s ws: $out" >&2
+        echo "ws $s $(awk '{print $2, $4, $6, $8}' <<<"$out" | sed 's/ms//g')" >>"$RESULTS"
+    done
+done
+
+python3 - "$RESULTS" <<'PY'
+import statistics, sys
+http, rss, ws = {}, {}, {}
+for line in open(sys.argv[1]):
+    f = line.split()
+    if f[0] == "rss":
+        rss[f[1]] = (int(f[2]), int(f[3]), int(f[4]))
+    elif f[0] == "ws":
+        ws.setdefault(f[1], []).append(tuple(float(x) for x in f[2:6]))
+    else:
+        http.setdefault((f[0], f[1]), []).append(tuple(float(x) for x in f[2:5]))
+med = lambda rows, i: statistics.median(r[i] for r in rows)
+servers = list(dict.fromkeys(s for s, _ in http))
+print()
+print(f"{'server':<18}{'path':<7}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}   ferricorn/this")
+for path in ("/", "/json"):
+    ours = med(http[("ferricorn", path)], 0)
+    for s in servers:
+        rows = http[(s, path)]
+        ratio = "" if s == "ferricorn" else f"{ours / med(rows, 0):.2f}x req/s"
+        print(f"{s:<18}{path:<7}{med(rows, 0):>10.0f}{med(rows, 1):>9.2f}{med(rows, 2):>9.2f}   {ratio}")
+print()
+print(f"{'server':<18}{'processes':>10}{'idle RSS MiB':>14}{'loaded RSS MiB':>16}")
+for s in servers:
+    idle, loaded, n = rss[s]
+    print(f"{s:<18}{n:>10}{idle / 1024:>14.1f}{loaded / 1024:>16.1f}")
+if ws:
+    print()
+    print(f"{'WebSocket echo':<18}{'msg/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for s, rows in ws.items():
+        print(f"{s:<18}{med(rows, 0):>10.0f}{med(rows, 1):>9.2f}{med(rows, 2):>9.2f}{sum(r[3] for r in rows):>8.0f}")
+    a, b = ws.get("ferricorn"), ws.get("tokio-tungstenite")
+    if a and b:
+        print(f"ferricorn/tokio-tungstenite: {med(a, 0) / med(b, 0):.2f}x msg/s")
+PY
