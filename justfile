@@ -32,3 +32,7 @@ bench-access-log:
 # ferricorn beside actix-web, hyper, nginx and tokio-tungstenite (installs wrk and nginx if missing).
 bench-compare:
     bash benches/compare.sh
+
+# The cost of metrics, on against off.
+bench-metrics:
+    bash benches/metrics.sh

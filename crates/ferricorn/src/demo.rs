@@ -157,7 +157,7 @@ impl App for Demo {
         let get = matches!(*req.method(), Method::GET | Method::HEAD);
         match (req.uri().path(), get) {
             ("/", true) => text("Hello, World!"),
-            ("/json", true) => json(r#"{"message":"Hello, World!"}"#.to_owned()),
+            ("/json", true) => json(r#"{"message":"Hello, World!"}"#),
             ("/echo", _) if req.method() == Method::POST => {
                 if let Ok(m) = &self.metrics {
                     m.echoes.inc();
@@ -231,7 +231,7 @@ impl Demo {
             })
             .await;
         match name {
-            Ok(name) => text(&name),
+            Ok(name) => text(name),
             Err(e) => status(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
         }
     }
@@ -320,12 +320,14 @@ fn content_type(res: &mut Response, value: &'static str) {
         .insert(CONTENT_TYPE, HeaderValue::from_static(value));
 }
 
-fn text(body: &str) -> Response {
-    status(StatusCode::OK, body)
+fn text(body: impl Into<Body>) -> Response {
+    let mut res = Response::new(body.into());
+    content_type(&mut res, "text/plain; charset=utf-8");
+    res
 }
 
-fn json(body: String) -> Response {
-    let mut res = Response::new(Body::from(body));
+fn json(body: impl Into<Body>) -> Response {
+    let mut res = Response::new(body.into());
     content_type(&mut res, "application/json");
     res
 }

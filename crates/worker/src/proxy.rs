@@ -11,7 +11,11 @@ use std::net::{IpAddr, SocketAddr};
 
 use ferricorn_config::IpNet;
 use http::HeaderMap;
-use http::header::{FORWARDED, HOST, HeaderValue};
+use http::header::{FORWARDED, HOST, HeaderName, HeaderValue};
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// What the proxy headers say about the client.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -27,7 +31,19 @@ pub(crate) fn read(headers: &HeaderMap, peer: Option<SocketAddr>, trusted: &[IpN
     if peer.is_some_and(|p| !is_trusted(p.ip())) {
         return Forwarded::default();
     }
-    let values = |name: &str| -> Vec<String> {
+    // Most requests carry none of them: look no further.
+    if ![
+        &FORWARDED,
+        &X_FORWARDED_FOR,
+        &X_FORWARDED_PROTO,
+        &X_FORWARDED_HOST,
+    ]
+    .iter()
+    .any(|h| headers.contains_key(*h))
+    {
+        return Forwarded::default();
+    }
+    let values = |name: &HeaderName| -> Vec<String> {
         headers
             .get_all(name)
             .iter()
@@ -37,7 +53,7 @@ pub(crate) fn read(headers: &HeaderMap, peer: Option<SocketAddr>, trusted: &[IpN
             .filter(|s| !s.is_empty())
             .collect()
     };
-    let forwarded = values(FORWARDED.as_str());
+    let forwarded = values(&FORWARDED);
     if !forwarded.is_empty() {
         let elements: Vec<Vec<(String, String)>> = forwarded.iter().map(|e| pairs(e)).collect();
         let get = |el: &[(String, String)], key: &str| {
@@ -54,14 +70,14 @@ pub(crate) fn read(headers: &HeaderMap, peer: Option<SocketAddr>, trusted: &[IpN
             host: get(el, "host"),
         });
     }
-    let chain: Vec<String> = values("x-forwarded-for");
+    let chain: Vec<String> = values(&X_FORWARDED_FOR);
     let client = pick(&chain, |f| node(f), &is_trusted).and_then(|(_, c)| c);
     Forwarded {
         client,
-        proto: values("x-forwarded-proto")
+        proto: values(&X_FORWARDED_PROTO)
             .pop()
             .map(|p| p.to_ascii_lowercase()),
-        host: values("x-forwarded-host").pop(),
+        host: values(&X_FORWARDED_HOST).pop(),
     }
 }
 
