@@ -347,11 +347,11 @@ impl<B: Body + Unpin> Body for Logged<B> {
 }
 
 /// A request id: the client's if it is a sane token, else a new one.
-pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
+pub(crate) fn request_id(headers: &HeaderMap) -> Id {
     if let Some(id) = headers.get(&REQUEST_ID) {
         let b = id.as_bytes();
         if !b.is_empty() && b.len() <= 200 && b.iter().all(u8::is_ascii_graphic) {
-            return id.clone();
+            return Id::Given(id.clone());
         }
     }
     use std::sync::OnceLock;
@@ -380,7 +380,31 @@ pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
             *d = b"0123456789abcdef"[(x >> (60 - 4 * i) & 0xf) as usize];
         }
     }
-    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("-"))
+    Id::Made(id)
+}
+
+/// A request id: the client's, or one made here (hex digits, kept inline
+/// so that making one allocates nothing).
+#[derive(Debug, Clone)]
+pub(crate) enum Id {
+    Given(HeaderValue),
+    Made([u8; 32]),
+}
+
+impl Id {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Self::Given(v) => v.to_str().unwrap_or(""),
+            Self::Made(b) => std::str::from_utf8(b).unwrap_or(""),
+        }
+    }
+
+    pub(crate) fn to_header(&self) -> HeaderValue {
+        match self {
+            Self::Given(v) => v.clone(),
+            Self::Made(b) => HeaderValue::from_bytes(b).unwrap_or(HeaderValue::from_static("-")),
+        }
+    }
 }
 
 /// A JSON string literal.
@@ -520,12 +544,12 @@ mod tests {
     fn request_ids_are_kept_or_made() {
         let mut h = HeaderMap::new();
         h.insert(&REQUEST_ID, "from-client-1".parse().expect("value"));
-        assert_eq!(request_id(&h), "from-client-1");
+        assert_eq!(request_id(&h).as_str(), "from-client-1");
         h.insert(&REQUEST_ID, "with space".parse().expect("value"));
-        assert_ne!(request_id(&h), "with space");
-        let made = request_id(&HeaderMap::new());
+        assert_ne!(request_id(&h).as_str(), "with space");
+        let made = request_id(&HeaderMap::new()).to_header();
         assert_eq!(made.len(), 32);
         assert!(made.as_bytes().iter().all(u8::is_ascii_hexdigit));
-        assert_ne!(made, request_id(&HeaderMap::new()));
+        assert_ne!(made, request_id(&HeaderMap::new()).to_header());
     }
 }

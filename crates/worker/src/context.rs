@@ -4,8 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderValue;
-
 use ferricorn_shm::Shared;
 
 /// The worker an app instance runs in: its slot index, the worker count, its
@@ -67,7 +65,7 @@ pub struct RequestInfo {
     pub(crate) scheme: Option<Box<str>>,
     pub(crate) root_path: Arc<str>,
     pub(crate) body_timeout: Duration,
-    pub(crate) id: HeaderValue,
+    pub(crate) id: crate::access::Id,
 }
 
 impl RequestInfo {
@@ -99,6 +97,6 @@ impl RequestInfo {
     /// The request's id: the client's `X-Request-Id` if it is a sane token,
     /// else a new one. The response carries it back.
     pub fn id(&self) -> &str {
-        self.id.to_str().unwrap_or("")
+        self.id.as_str()
     }
 }

@@ -127,12 +127,55 @@ enum State {
 struct Head {
     first_line: bool,
     lines: usize,
-    line: Vec<u8>,
+    line: Line,
     content_length: Option<u64>,
     lengths: usize,
     bad_length: bool,
     transfer_encoding: Option<bool>,
     upgrade: bool,
+}
+
+/// The first [`LINE_KEEP`] bytes of the current line, CRs left out; no
+/// allocation.
+#[derive(Debug)]
+struct Line {
+    bytes: [u8; LINE_KEEP],
+    len: usize,
+}
+
+impl Default for Line {
+    fn default() -> Self {
+        Self {
+            bytes: [0; LINE_KEEP],
+            len: 0,
+        }
+    }
+}
+
+impl Line {
+    fn extend(&mut self, part: &[u8]) {
+        for &b in part {
+            if self.len == LINE_KEEP {
+                return;
+            }
+            if b != b'\r' {
+                self.bytes[self.len] = b;
+                self.len += 1;
+            }
+        }
+    }
+
+    fn get(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
 }
 
 /// Follows the framing of a request stream; see the module docs.
@@ -181,6 +224,27 @@ impl Scanner {
                     };
                     continue;
                 }
+                State::Head => {
+                    // A head line at a time: keep its start, then decide at its LF.
+                    let rest = &bytes[i..];
+                    let Some(lf) = rest.iter().position(|&c| c == b'\n') else {
+                        self.head.line.extend(rest);
+                        self.last = rest[rest.len() - 1];
+                        return;
+                    };
+                    self.head.line.extend(&rest[..lf]);
+                    if lf > 0 {
+                        self.last = rest[lf - 1];
+                    }
+                    if self.head_lf() {
+                        bytes[i + lf] = 0;
+                        self.state = State::Off;
+                        return;
+                    }
+                    self.last = b'\n';
+                    i += lf + 1;
+                    continue;
+                }
                 _ => {}
             }
             let b = bytes[i];
@@ -197,7 +261,7 @@ impl Scanner {
     /// One byte outside bulk data; `true` when it must be spoiled.
     fn byte(&mut self, b: u8) -> bool {
         match self.state {
-            State::Head => self.head_byte(b),
+            State::Head => b == b'\n' && self.head_lf(),
             State::ChunkSize { size, digits, ext } => {
                 match b {
                     b'\n' if self.last == b'\r' && digits => {
@@ -257,9 +321,8 @@ impl Scanner {
                     } else {
                         self.head.line.clear();
                     }
-                } else if b != b'\r' {
-                    self.head.line.push(b);
-                    self.head.line.truncate(1);
+                } else if b != b'\r' && self.head.line.is_empty() {
+                    self.head.line.extend(&[b]);
                 }
                 false
             }
@@ -267,56 +330,47 @@ impl Scanner {
         }
     }
 
-    fn head_byte(&mut self, b: u8) -> bool {
-        let head = &mut self.head;
-        if b != b'\n' {
-            if b != b'\r' && head.line.len() < LINE_KEEP {
-                head.line.push(b);
-            }
-            return false;
-        }
+    /// The LF that ends a head line; `true` when it must be spoiled.
+    fn head_lf(&mut self) -> bool {
         if self.last != b'\r' {
             // A bare LF. (Empty lines before a request are allowed with CRLF.)
             return true;
         }
+        let head = &mut self.head;
         if head.line.is_empty() {
             if head.lines == 0 {
                 return false; // CRLF before the request line: hyper skips it.
             }
             return self.end_of_head();
         }
-        let line = std::mem::take(&mut head.line);
         head.lines += 1;
         if !head.first_line {
             head.first_line = true;
+            head.line.clear();
             return false;
         }
-        if let Some((name, value)) = line
-            .split(|&c| c == b':')
-            .next()
-            .zip(line.iter().position(|&c| c == b':'))
-        {
-            let value = String::from_utf8_lossy(&line[value + 1..])
-                .trim()
-                .to_ascii_lowercase();
+        let line = head.line.get();
+        if let Some(colon) = line.iter().position(|&c| c == b':') {
+            let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
             if name.eq_ignore_ascii_case(b"content-length") {
                 head.lengths += 1;
-                match value.parse::<u64>() {
-                    Ok(n) if head.content_length.is_none_or(|m| m == n) => {
+                let n = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok());
+                match n {
+                    Some(n) if head.content_length.is_none_or(|m| m == n) => {
                         head.content_length = Some(n)
                     }
                     _ => head.bad_length = true,
                 }
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                let chunked = value
-                    .rsplit(',')
-                    .next()
-                    .is_some_and(|c| c.trim() == "chunked");
-                head.transfer_encoding = Some(chunked);
+                let last = value.rsplit(|&c| c == b',').next().unwrap_or_default();
+                head.transfer_encoding = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             } else if name.eq_ignore_ascii_case(b"upgrade") {
                 head.upgrade = true;
             }
         }
+        head.line.clear();
         false
     }
 

@@ -141,8 +141,10 @@ impl<S: Service> Server<S> {
         }
         let client = forwarded.client.or(peer);
         let id = access::request_id(req.headers());
+        let response_id = id.to_header();
         let record = self.access.map(|sink| {
-            let record = access::Record::new(&req, client, id.clone(), &sink.format, self.index);
+            let record =
+                access::Record::new(&req, client, id.to_header(), &sink.format, self.index);
             (Box::new(record), sink)
         });
         let mut observe = self.counters.map(|counters| Observe {
@@ -156,12 +158,12 @@ impl<S: Service> Server<S> {
             scheme: forwarded.proto.map(String::into_boxed_str),
             root_path: self.root_path.clone(),
             body_timeout: self.config.header_timeout,
-            id: id.clone(),
+            id,
         });
         let mut res = self.respond(req, admin).await;
         let headers = res.headers_mut();
         headers.entry(SERVER).or_insert(SERVER_NAME);
-        headers.insert(&access::REQUEST_ID, id);
+        headers.insert(&access::REQUEST_ID, response_id);
         if closing.get() {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
@@ -246,7 +248,11 @@ impl<S: Service> Server<S> {
             return res;
         }
         let _in_flight = InFlight::new(&self.in_flight);
-        let call = catch_panic(self.app.call(req));
+        // Pinned here once: the layers around it hold a reference, not a
+        // copy of what can be a large future.
+        let call = self.app.call(req);
+        let mut call = pin!(call);
+        let call = catch_panic(call.as_mut());
         let outcome = match self.config.request_timeout {
             Some(limit) => tokio::time::timeout(limit, call).await.ok(),
             None => Some(call.await),

@@ -32,15 +32,14 @@ pub(crate) fn read(headers: &HeaderMap, peer: Option<SocketAddr>, trusted: &[IpN
         return Forwarded::default();
     }
     // Most requests carry none of them: look no further.
-    if ![
+    // (A walk over a request's few names costs less than four lookups.)
+    let names = [
         &FORWARDED,
         &X_FORWARDED_FOR,
         &X_FORWARDED_PROTO,
         &X_FORWARDED_HOST,
-    ]
-    .iter()
-    .any(|h| headers.contains_key(*h))
-    {
+    ];
+    if !headers.keys().any(|k| names.contains(&k)) {
         return Forwarded::default();
     }
     let values = |name: &HeaderName| -> Vec<String> {
