@@ -61,14 +61,16 @@ wait_up() {
     echo "server on port $1 did not come up" >&2
     exit 1
 }
-# Total RSS in KiB of a process and its children.
+# Total RSS and PSS (shared pages divided among the processes mapping
+# them) in KiB of a process and its children.
 tree_rss() {
-    local total=0 pid
+    local rss=0 pss=0 pid
     for pid in $1 $(for p in /proc/[0-9]*; do
         [ "$(awk '{print $4}' "$p/stat" 2>/dev/null)" = "$1" ] && basename "$p"; done); do
-        total=$((total + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)))
+        rss=$((rss + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)))
+        pss=$((pss + $(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)))
     done
-    echo "$total"
+    echo "$rss $pss"
 }
 processes() { echo $((1 + $(for p in /proc/[0-9]*; do
     [ "$(awk '{print $4}' "$p/stat" 2>/dev/null)" = "$1" ] && echo x; done | wc -l))); }
@@ -137,7 +139,7 @@ http, rss, ws = {}, {}, {}
 for line in open(sys.argv[1]):
     f = line.split()
     if f[0] == "rss":
-        rss[f[1]] = (int(f[2]), int(f[3]), int(f[4]))
+        rss[f[1]] = tuple(int(x) for x in f[2:7])
     elif f[0] == "ws":
         ws.setdefault(f[1], []).append(tuple(float(x) for x in f[2:6]))
     else:
@@ -153,10 +155,10 @@ for path in ("/", "/json"):
         ratio = "" if s == "ferricorn" else f"{ours / med(rows, 0):.2f}x req/s"
         print(f"{s:<18}{path:<7}{med(rows, 0):>10.0f}{med(rows, 1):>9.2f}{med(rows, 2):>9.2f}   {ratio}")
 print()
-print(f"{'server':<18}{'processes':>10}{'idle RSS MiB':>14}{'loaded RSS MiB':>16}")
+print(f"{'server':<18}{'processes':>10}{'idle RSS MiB':>14}{'idle PSS MiB':>14}{'loaded RSS MiB':>16}")
 for s in servers:
-    idle, loaded, n = rss[s]
-    print(f"{s:<18}{n:>10}{idle / 1024:>14.1f}{loaded / 1024:>16.1f}")
+    idle, idle_pss, loaded, _, n = rss[s]
+    print(f"{s:<18}{n:>10}{idle / 1024:>14.1f}{idle_pss / 1024:>14.1f}{loaded / 1024:>16.1f}")
 if ws:
     print()
     print(f"{'WebSocket echo':<18}{'msg/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")

@@ -458,6 +458,13 @@ fn a_blocked_event_loop_is_caught_by_the_heartbeat() {
     }));
     server.wait_ready();
     assert_eq!(server.get("/").status, 200);
+    // Counted as a timeout, not a crash.
+    let metrics = server.get("/metrics").text();
+    assert!(
+        metrics.contains("ferricorn_worker_exits_total{reason=\"timeout\"} 1\n")
+            && metrics.contains("ferricorn_worker_exits_total{reason=\"crash\"} 0\n"),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -366,6 +366,34 @@ fn counts_survive_a_crash_and_exits_are_counted_by_reason() {
 }
 
 #[test]
+fn recycling_and_scaling_down_are_counted_as_such() {
+    let server = Server::start(&["-w", "2", "--max-requests", "10"]);
+    let mut conn = server.conn();
+    for _ in 0..30 {
+        assert_eq!(conn.get("/").status, 200);
+    }
+    drop(conn);
+    let recycled = wait_until(Duration::from_secs(10), || {
+        let s = Scrape::from_port(server.port);
+        s.get("ferricorn_worker_exits_total", &[("reason", "max_requests")])
+            .is_some_and(|n| n >= 1.0)
+    });
+    assert!(recycled, "no worker exit counted for max-requests");
+    server.signal(Signal::SIGTTOU);
+    let scaled = wait_until(Duration::from_secs(10), || {
+        let s = Scrape::from_port(server.port);
+        s.get("ferricorn_worker_exits_total", &[("reason", "scale_down")]) == Some(1.0)
+            && s.get("ferricorn_workers_desired", &[]) == Some(1.0)
+    });
+    assert!(scaled, "the TTOU retirement was not counted");
+    let last = Scrape::from_port(server.port);
+    assert_eq!(
+        last.get("ferricorn_worker_exits_total", &[("reason", "crash")]),
+        Some(0.0)
+    );
+}
+
+#[test]
 fn metrics_bind_keeps_metrics_off_the_app_port() {
     let server = Server::start(&["-w", "1", "--metrics-bind", "127.0.0.1:0"]);
     let needle = "metrics and health at http://127.0.0.1:";
