@@ -197,6 +197,20 @@ fn print_config_shows_capacity() {
 fn check_config_and_bad_values_exit_2_with_one_line() {
     let ok = run("check-ok", &["--check-config"], &[], Some("workers = 2"));
     assert_eq!(ok.status.code(), Some(0));
+    // A running server asking before a USR2 upgrade: a shared memory layout
+    // other than this binary's refuses the takeover.
+    let other = run(
+        "check-shm",
+        &["--check-config"],
+        &[("FERRICORN_UPGRADE_SHM_SIZE", "4096")],
+        None,
+    );
+    assert_eq!(other.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        stderr.contains("shared memory") && stderr.contains("4096"),
+        "{stderr}"
+    );
     type Case<'a> = (
         &'a [&'a str],
         &'a [(&'a str, &'a str)],

@@ -375,8 +375,11 @@ fn recycling_and_scaling_down_are_counted_as_such() {
     drop(conn);
     let recycled = wait_until(Duration::from_secs(10), || {
         let s = Scrape::from_port(server.port);
-        s.get("ferricorn_worker_exits_total", &[("reason", "max_requests")])
-            .is_some_and(|n| n >= 1.0)
+        s.get(
+            "ferricorn_worker_exits_total",
+            &[("reason", "max_requests")],
+        )
+        .is_some_and(|n| n >= 1.0)
     });
     assert!(recycled, "no worker exit counted for max-requests");
     server.signal(Signal::SIGTTOU);

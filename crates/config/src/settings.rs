@@ -297,6 +297,32 @@ fn invalid(key: &'static str, message: impl Into<String>) -> Invalid {
 impl Config {
     /// Applies defaults and validates.
     pub(crate) fn resolve(o: &Options, cpus: Cpus) -> Check<Self> {
+        let config = Self::fields(o, cpus)?;
+        // Each of ferricorn's own endpoints needs a path of its own.
+        let (health, ready, metrics) = (
+            &config.health_path,
+            &config.ready_path,
+            &config.metrics_path,
+        );
+        let clash = [
+            ("ready_path", ready, ready == health),
+            (
+                "metrics_path",
+                metrics,
+                metrics == health || metrics == ready,
+            ),
+        ];
+        if let Some((key, Some(p), _)) = clash.into_iter().find(|(_, p, same)| p.is_some() && *same)
+        {
+            return Err(invalid(
+                key,
+                format!("`{p}` is already the path of another endpoint"),
+            ));
+        }
+        Ok(config)
+    }
+
+    fn fields(o: &Options, cpus: Cpus) -> Check<Self> {
         let workers = range("workers", o.workers.unwrap_or(0), 0, MAX_WORKERS as u64)?;
         let threads = range("threads", o.threads.unwrap_or(0), 0, MAX_THREADS as u64)?;
         Ok(Self {
@@ -779,5 +805,28 @@ mod tests {
         };
         let e = Config::resolve(&bad, cpus()).expect_err("bad");
         assert_eq!(e.key, "metrics_bind");
+        let same = Options {
+            metrics_path: Some("/healthz".into()),
+            ..Default::default()
+        };
+        let e = Config::resolve(&same, cpus()).expect_err("clash");
+        assert_eq!(e.key, "metrics_path");
+        let same = Options {
+            ready_path: Some("/metrics".into()),
+            metrics_path: Some("/metrics".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(&same, cpus()).expect_err("clash").key,
+            "metrics_path"
+        );
+        let same = Options {
+            ready_path: Some("/healthz".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(&same, cpus()).expect_err("clash").key,
+            "ready_path"
+        );
     }
 }

@@ -104,6 +104,17 @@ pub(crate) fn main<A: App>(factory: impl Fn(&Context) -> A) -> Result<(), u8> {
         return Err(EXIT_CONFIG);
     }
     if cli.check_config {
+        // Asked by a running server before it upgrades to this binary.
+        if let Some(theirs) = std::env::var_os(ferricorn_supervisor::upgrade::SHM_SIZE_ENV) {
+            let ours = Shared::size().to_string();
+            if theirs != *ours {
+                eprintln!(
+                    "ferricorn: error: this binary lays out the shared memory differently ({ours} bytes, the running server {} bytes); it cannot take over by USR2: restart instead",
+                    theirs.to_string_lossy()
+                );
+                return Err(EXIT_CONFIG);
+            }
+        }
         println!("ferricorn: configuration is valid");
         return Ok(());
     }

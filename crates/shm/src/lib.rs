@@ -179,6 +179,12 @@ impl Shared {
         Ok(Self { region, fd })
     }
 
+    /// The size of the region in bytes: two binaries can share a region
+    /// only if they agree on it.
+    pub fn size() -> usize {
+        size_of::<Region>()
+    }
+
     /// The memfd holding the region, to hand to a re-executed supervisor.
     pub fn fd(&self) -> RawFd {
         self.fd

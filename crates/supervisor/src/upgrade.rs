@@ -2,8 +2,9 @@
 //!
 //! The supervisor keeps its pid, so it works as PID 1 in a container, where
 //! a second master could not outlive the first. Before it execs, it runs the
-//! new binary with `--check-config`: a binary that does not run or rejects
-//! the settings aborts the upgrade and the old one keeps serving. Then it
+//! new binary with `--check-config` (and [`SHM_SIZE_ENV`]): a binary that
+//! does not run, rejects the settings or lays the shared memory out
+//! differently aborts the upgrade and the old one keeps serving. Then it
 //! clears close-on-exec on the listening sockets and the shared memory, and
 //! describes them and its workers in `FERRICORN_UPGRADE`. The new image
 //! adopts all three; its workers boot beside the old ones, which drain only
@@ -20,6 +21,9 @@ use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 
 /// The environment variable that carries the handoff.
 pub const ENV: &str = "FERRICORN_UPGRADE";
+/// The size of the running server's shared memory, given to the new
+/// binary's `--check-config`: a binary whose layout differs cannot adopt it.
+pub const SHM_SIZE_ENV: &str = "FERRICORN_UPGRADE_SHM_SIZE";
 /// How long the new binary's `--check-config` may take.
 const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -110,6 +114,7 @@ impl Exec {
         let mut child = Command::new(&self.path)
             .args(self.args.iter().skip(1))
             .arg("--check-config")
+            .env(SHM_SIZE_ENV, ferricorn_shm::Shared::size().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
