@@ -400,7 +400,10 @@ impl AppTable {
     pub(crate) fn fold(&self, values: &[AtomicU64; APP_VALUES]) {
         for s in self.series() {
             let n = s.kind.values(s.bounds.len());
-            let end = (s.offset + n).min(APP_VALUES);
+            if s.offset + n > APP_VALUES {
+                continue; // Never registered so; a corrupt entry must not panic the supervisor.
+            }
+            let end = s.offset + n;
             for (i, (value, retired)) in values[s.offset..end]
                 .iter()
                 .zip(&self.retired[s.offset..end])

@@ -74,7 +74,10 @@ fn read(shared: &Shared, series: &[ferricorn_shm::metrics::AppSeries]) -> View {
         });
         for (s, sums) in series.iter().zip(&mut app) {
             for (i, sum) in sums.iter_mut().enumerate() {
-                let v = cell.app[s.offset + i].load(std::sync::atomic::Ordering::Relaxed);
+                let v = cell
+                    .app
+                    .get(s.offset + i)
+                    .map_or(0, |v| v.load(std::sync::atomic::Ordering::Relaxed));
                 if is_f64(s.kind, i, sums_len(s)) {
                     *sum = (f64::from_bits(*sum) + f64::from_bits(v)).to_bits();
                 } else {

@@ -66,8 +66,12 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    /// Counts one observation.
+    /// Counts one observation; NaN is ignored (it would turn the sum into
+    /// NaN for good).
     pub fn observe(&self, v: f64) {
+        if v.is_nan() {
+            return;
+        }
         let bucket = self
             .bounds
             .iter()
@@ -271,6 +275,7 @@ mod tests {
         h.observe(5.0);
         h.observe(50.0);
         h.observe(500.0);
+        h.observe(f64::NAN);
         let counts: Vec<u64> = h.values[..3].iter().map(|v| v.load(Relaxed)).collect();
         assert_eq!(counts, [1, 1, 1]);
         assert_eq!(f64::from_bits(h.values[3].load(Relaxed)), 555.0);
