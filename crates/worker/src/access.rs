@@ -16,11 +16,15 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
 use bytes::Buf;
 use ferricorn_shm::metrics::Counters;
 use http::header::{HeaderName, HeaderValue, REFERER, USER_AGENT};
 use http::{HeaderMap, Method, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
+
+use crate::deadline::Deadline;
 
 /// Gunicorn's default access log format.
 pub const DEFAULT_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
@@ -273,6 +277,9 @@ pub(crate) struct Logged<B> {
     log: Option<(Box<Record>, &'static Sink)>,
     bytes: u64,
     observe: Option<Observe>,
+    /// The connection's head deadline and this request's head number: the
+    /// wait for the next head begins when this body is done.
+    deadline: Option<(Arc<Deadline>, u64)>,
 }
 
 /// A request to count in the metrics when its response is done.
@@ -299,18 +306,23 @@ impl<B> Logged<B> {
         body: B,
         log: Option<(Box<Record>, &'static Sink)>,
         observe: Option<Observe>,
+        deadline: Option<(Arc<Deadline>, u64)>,
     ) -> Self {
         Self {
             body,
             log,
             bytes: 0,
             observe,
+            deadline,
         }
     }
 }
 
 impl<B> Drop for Logged<B> {
     fn drop(&mut self) {
+        if let Some((deadline, head)) = self.deadline.take() {
+            deadline.start_after(head);
+        }
         if let Some(o) = self.observe.take() {
             o.counters.observe(o.method, o.status, o.started.elapsed());
         }

@@ -19,8 +19,12 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use std::sync::Arc;
+
 use ferricorn_shm::metrics::{Counters, at};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::deadline::Deadline;
 
 /// Bytes of a header line kept to read its name and value.
 const LINE_KEEP: usize = 96;
@@ -32,14 +36,21 @@ pub(crate) struct Guarded<IO> {
     scanner: Scanner,
     /// Where the bytes read and written are counted, when metrics are on.
     counters: Option<&'static Counters>,
+    /// The connection's head deadline: once it passes, reads fail.
+    deadline: Arc<Deadline>,
 }
 
 impl<IO> Guarded<IO> {
-    pub(crate) fn new(io: IO, counters: Option<&'static Counters>) -> Self {
+    pub(crate) fn new(
+        io: IO,
+        counters: Option<&'static Counters>,
+        deadline: Arc<Deadline>,
+    ) -> Self {
         Self {
             io,
             scanner: Scanner::default(),
             counters,
+            deadline,
         }
     }
 
@@ -57,7 +68,14 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
+        let read = Pin::new(&mut self.io).poll_read(cx, buf);
+        if read.is_pending() && self.deadline.poll_expired(cx) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no request head within header-timeout (or keep-alive)",
+            )));
+        }
+        ready!(read)?;
         let this = &mut *self;
         this.scanner.feed(&mut buf.filled_mut()[before..]);
         this.count(at::RECEIVED_BYTES, buf.filled().len() - before);

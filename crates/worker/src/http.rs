@@ -22,12 +22,13 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tracing::{debug, error, warn};
 
 use crate::access::{self, Logged, Observe};
+use crate::deadline::{Deadline, Deadlines};
 use crate::framing::Guarded;
 use crate::proxy;
 use crate::ws::{self, WebSocketUpgrade};
@@ -61,22 +62,27 @@ pub(crate) struct Server<S> {
     pub counters: Option<&'static Counters>,
     /// `--root-path`, shared by every request.
     pub root_path: Arc<str>,
+    /// Every connection's head deadline.
+    pub deadlines: Rc<Deadlines>,
 }
 
 impl<S: Service> Server<S> {
-    /// hyper's HTTP/1.1 settings from the config.
-    pub(crate) fn http(config: &Config) -> http1::Builder {
-        let mut b = http1::Builder::new();
-        let head_wait = match config.keep_alive {
-            // hyper's one head timer also runs while an idle keep-alive
-            // connection waits for its next request: the shorter bound applies.
+    /// The time a client has for each request head, from the moment the
+    /// server waits for it. The wait between keep-alive requests counts,
+    /// so the shorter of the two bounds applies.
+    pub(crate) fn head_wait(config: &Config) -> std::time::Duration {
+        match config.keep_alive {
             Some(k) => k.min(config.header_timeout),
             None => config.header_timeout,
-        };
+        }
+    }
+
+    /// hyper's HTTP/1.1 settings from the config. (The head deadline is
+    /// ferricorn's own: see `deadline`.)
+    pub(crate) fn http(config: &Config) -> http1::Builder {
+        let mut b = http1::Builder::new();
         let max_head = config.limits.max_head();
-        b.timer(TokioTimer::new())
-            .keep_alive(config.keep_alive.is_some())
-            .header_read_timeout(head_wait)
+        b.keep_alive(config.keep_alive.is_some())
             .max_headers(config.limits.request_fields)
             .max_header_size(max_head)
             .max_buf_size(max_head.max(8192));
@@ -99,9 +105,14 @@ impl<S: Service> Server<S> {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let closing = Rc::new(Cell::new(false));
-        let (server, flag) = (self.clone(), closing.clone());
-        let svc = service_fn(move |req| server.clone().handle(req, peer, flag.clone(), admin));
-        let io = Guarded::new(io, self.counters);
+        let deadline = self.deadlines.open();
+        let (server, flag, head) = (self.clone(), closing.clone(), deadline.clone());
+        let svc = service_fn(move |req| {
+            server
+                .clone()
+                .handle(req, peer, flag.clone(), admin, head.clone())
+        });
+        let io = Guarded::new(io, self.counters, deadline);
         let conn = self
             .http
             .serve_connection(TokioIo::new(io), svc)
@@ -128,7 +139,9 @@ impl<S: Service> Server<S> {
         peer: Option<SocketAddr>,
         closing: Rc<Cell<bool>>,
         admin: bool,
+        deadline: Arc<Deadline>,
     ) -> Result<Response<Logged<Body<S>>>, Infallible> {
+        let head = deadline.stop();
         if let Some(slot) = self.slot
             && Some(slot.count_request()) == self.retire_at
         {
@@ -174,7 +187,10 @@ impl<S: Service> Server<S> {
         if let Some(o) = &mut observe {
             o.status = res.status().as_u16();
         }
-        Ok(res.map(|body| Logged::new(body, record, observe)))
+        if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+            deadline.upgrade();
+        }
+        Ok(res.map(|body| Logged::new(body, record, observe, Some((deadline, head)))))
     }
 
     /// The limits, ferricorn's own endpoints, then the app. On the metrics

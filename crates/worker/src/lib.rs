@@ -14,6 +14,8 @@
 //!   the `/healthz`, `/readyz` and `/metrics` endpoints.
 //! - `exposition`: the Prometheus text of `/metrics`.
 //! - `metrics`: the app's own metrics.
+//! - `deadline`: the time a client has to send each request head, one
+//!   sweeping task per worker instead of a timer per request.
 //! - `framing`: a guard over the raw request bytes against bare LFs and
 //!   `Content-Length` with `Transfer-Encoding` (request smuggling).
 //! - `limits`: the request-line and header-field limits.
@@ -25,6 +27,7 @@
 mod accept;
 pub mod access;
 mod context;
+mod deadline;
 mod exposition;
 mod framing;
 mod http;

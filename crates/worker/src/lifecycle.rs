@@ -183,7 +183,12 @@ async fn serve<S: Service>(
             .filter(|_| config.metrics_path.is_some())
             .map(|c| &c.counters),
         root_path: config.root_path.as_str().into(),
+        deadlines: Rc::new(crate::deadline::Deadlines::new(Server::<S>::head_wait(
+            config,
+        ))),
     });
+    let deadlines = server.deadlines.clone();
+    spawn_local(async move { deadlines.sweep().await });
     let admin_permits = Arc::new(Semaphore::new(ADMIN_CONNECTIONS));
     let all = listeners.app.into_iter().map(|l| (l, false));
     for (listener, admin) in all.chain(listeners.admin.map(|l| (l, true))) {

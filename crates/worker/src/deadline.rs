@@ -1,0 +1,177 @@
+//! The head deadline of every connection: a client gets `--header-timeout`
+//! (or the keep-alive time, if shorter) from the moment the server waits
+//! for a request head (the connection is new, or the last response is
+//! done) to the moment the head is in; otherwise the connection closes.
+//! This is what hyper's `header_read_timeout` does, without a timer per
+//! request: a connection notes when its wait began (a store), and one task
+//! per worker sweeps the connections every [`TICK`], waking those whose
+//! time is up so that their next read fails.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
+use std::task::Context;
+use std::time::Duration;
+
+use futures_util::task::AtomicWaker;
+use tokio::time::Instant;
+
+/// How often the deadlines are checked: their precision.
+pub(crate) const TICK: Duration = Duration::from_millis(100);
+
+/// No wait under way.
+const NOT_WAITING: u64 = u64::MAX;
+
+/// One connection's deadline state, shared by its IO and its requests.
+#[derive(Debug)]
+pub(crate) struct Deadline {
+    /// When the wait for a head began (ms on the worker's coarse clock), or
+    /// [`NOT_WAITING`].
+    since: AtomicU64,
+    expired: AtomicBool,
+    /// Counts the heads that came in, so that the end of one response
+    /// cannot start a wait after the next request began.
+    heads: AtomicU64,
+    /// The connection became a WebSocket (or another upgrade): no more heads.
+    upgraded: AtomicBool,
+    waker: AtomicWaker,
+    clock: Arc<AtomicU64>,
+}
+
+impl Deadline {
+    /// The response to head number `head` (from [`stop`](Self::stop)) is
+    /// done: the wait for the next head begins now, unless another head
+    /// already came in.
+    pub(crate) fn start_after(&self, head: u64) {
+        if !self.upgraded.load(Relaxed) && self.heads.load(Relaxed) == head {
+            self.since.store(self.clock.load(Relaxed), Relaxed);
+        }
+    }
+
+    /// A head is in: no wait under way. Returns the head's number.
+    pub(crate) fn stop(&self) -> u64 {
+        self.since.store(NOT_WAITING, Relaxed);
+        self.expired.store(false, Relaxed);
+        self.heads.fetch_add(1, Relaxed) + 1
+    }
+
+    /// The connection is upgraded: it never waits for a head again.
+    pub(crate) fn upgrade(&self) {
+        self.upgraded.store(true, Relaxed);
+        self.stop();
+    }
+
+    /// Whether the time for a head is up; if not and a wait is under way,
+    /// the task reading is woken when it is.
+    pub(crate) fn poll_expired(&self, cx: &mut Context<'_>) -> bool {
+        if self.since.load(Relaxed) == NOT_WAITING {
+            return false;
+        }
+        if self.expired.load(Relaxed) {
+            return true;
+        }
+        self.waker.register(cx.waker());
+        false
+    }
+}
+
+/// Every connection of one worker, and the coarse clock they read.
+#[derive(Debug)]
+pub(crate) struct Deadlines {
+    limit_ms: u64,
+    clock: Arc<AtomicU64>,
+    conns: RefCell<Vec<Weak<Deadline>>>,
+}
+
+impl Deadlines {
+    pub(crate) fn new(limit: Duration) -> Self {
+        Self {
+            limit_ms: limit.as_millis().try_into().unwrap_or(u64::MAX),
+            clock: Arc::new(AtomicU64::new(0)),
+            conns: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// A new connection, already waiting for its first head.
+    pub(crate) fn open(&self) -> Arc<Deadline> {
+        let d = Arc::new(Deadline {
+            since: AtomicU64::new(self.clock.load(Relaxed)),
+            expired: AtomicBool::new(false),
+            heads: AtomicU64::new(0),
+            upgraded: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+            clock: self.clock.clone(),
+        });
+        self.conns.borrow_mut().push(Arc::downgrade(&d));
+        d
+    }
+
+    /// Advances the clock every [`TICK`] and expires the waits that ran out.
+    pub(crate) async fn sweep(&self) {
+        let start = Instant::now();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = start.elapsed().as_millis() as u64;
+            self.clock.store(now, Relaxed);
+            self.conns.borrow_mut().retain(|w| {
+                let Some(d) = w.upgrade() else { return false };
+                let since = d.since.load(Relaxed);
+                if since != NOT_WAITING
+                    && now.saturating_sub(since) >= self.limit_ms
+                    && !d.expired.swap(true, Relaxed)
+                {
+                    d.waker.wake();
+                }
+                true
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+    use std::task::Poll;
+
+    #[test]
+    fn a_wait_expires_and_wakes_a_head_does_not() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async {
+            let all = std::rc::Rc::new(Deadlines::new(Duration::from_millis(300)));
+            let (waiting, served, upgraded) = (all.open(), all.open(), all.open());
+            let head = served.stop();
+            upgraded.upgrade();
+            upgraded.start_after(0);
+            let sweeper = all.clone();
+            tokio::task::spawn_local(async move { sweeper.sweep().await });
+            // Waits until the time is up: woken by the sweep, not polled in a loop.
+            let woke = poll_fn(|cx| match waiting.poll_expired(cx) {
+                true => Poll::Ready(Instant::now()),
+                false => Poll::Pending,
+            })
+            .await;
+            assert!(woke.elapsed() < TICK, "woken at once");
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            assert!(!served.poll_expired(&mut cx));
+            assert!(!upgraded.poll_expired(&mut cx));
+            // The end of an older response starts nothing.
+            served.start_after(head - 1);
+            tokio::time::sleep(Duration::from_millis(450)).await;
+            assert!(!served.poll_expired(&mut cx));
+            // A wait that begins later has its own full time.
+            served.start_after(head);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(!served.poll_expired(&mut cx));
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            assert!(served.poll_expired(&mut cx));
+        });
+    }
+}
