@@ -94,6 +94,16 @@ fn a_binary_whose_app_fails_to_start_leaves_the_old_workers_serving() {
     );
     server.signal(Signal::SIGUSR2);
     server.wait_log("upgrade failed", Duration::from_secs(15));
+    // The old workers answer /metrics, which counts the new ones' failure.
+    let counted = wait_until(Duration::from_secs(5), || {
+        let metrics = server.get("/metrics").text();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("ferricorn_worker_boot_failures_total "))
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n >= 1)
+    });
+    assert!(counted, "the failed boot was not counted");
     let seen = load.ok_so_far();
     assert!(load.wait_for_ok(seen + 200, Duration::from_secs(10)));
     let tally = load.stop();
