@@ -8,20 +8,18 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+source benches/lib.sh
+need wrk wrk
 cargo build --release --quiet --bin ferricorn
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 run() {
     local port best=0
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(free_port)
     "${CARGO_TARGET_DIR:-target}/release/ferricorn" -w 2 -b "127.0.0.1:$port" --log-level warning "$@" 2>/dev/null &
     local pid=$!
-    for _ in $(seq 100); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),1)" 2>/dev/null && break
-        sleep 0.1
-    done
+    wait_up "$port" /readyz
     for _ in $(seq "$ROUNDS"); do
         local rps
         rps=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "http://127.0.0.1:$port/" | awk '/^Requests\/sec:/ {print int($2)}')

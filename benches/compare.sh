@@ -25,10 +25,7 @@ THREADS=${THREADS:-1}
 WORKERS=${WORKERS:-2}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 
-need() { command -v "$1" >/dev/null || {
-    echo "installing $2" >&2
-    apt-get update -qq && apt-get install -y -qq "$2" >/dev/null
-}; }
+source benches/lib.sh
 need wrk wrk
 need nginx nginx-light
 cargo build --release --quiet --bin ferricorn
@@ -44,23 +41,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-up() { # PORT PATH: whether GET PATH answers 200 (or 101 for a WebSocket)
-    python3 - "$1" "$2" <<'PY'
-import socket, sys
-try:
-    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
-    s.sendall(f"GET {sys.argv[2]} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n".encode())
-    sys.exit(0 if s.recv(64).startswith(b"HTTP/1.1 200") else 1)
-except OSError:
-    sys.exit(1)
-PY
-}
-wait_up() {
-    for _ in $(seq 100); do up "$1" "$2" && return 0; sleep 0.1; done
-    echo "server on port $1 did not come up" >&2
-    exit 1
-}
 # Total RSS and PSS (shared pages divided among the processes mapping
 # them) in KiB of a process and its children.
 tree_rss() {

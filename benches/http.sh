@@ -16,32 +16,18 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 WORKERS=${WORKERS:-2}
 
-if ! command -v wrk >/dev/null; then
-    echo "installing wrk" >&2
-    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
+source benches/lib.sh
+need wrk wrk
 cargo build --release --quiet --bin ferricorn
 BIN=${CARGO_TARGET_DIR:-target}/release/ferricorn
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 LOG=$(mktemp)
 "$BIN" -w "$WORKERS" -b "127.0.0.1:$PORT" --log-level warning 2>"$LOG" &
 PID=$!
 trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null; rm -f "$LOG"' EXIT
 
-ready() {
-    python3 - "$PORT" <<'PY'
-import socket, sys
-try:
-    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
-    s.sendall(b"GET /readyz HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
-    sys.exit(0 if s.recv(64).startswith(b"HTTP/1.1 200") else 1)
-except OSError:
-    sys.exit(1)
-PY
-}
-for _ in $(seq 100); do ready && break; sleep 0.1; done
-ready || { echo "server did not become ready" >&2; cat "$LOG" >&2; exit 1; }
+wait_up "$PORT" /readyz || { cat "$LOG" >&2; exit 1; }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 workers() { for p in /proc/[0-9]*; do

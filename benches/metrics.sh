@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-5}
 CONNECTIONS=${CONNECTIONS:-64}
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+source benches/lib.sh
+need wrk wrk
 cargo build --release --quiet --bin ferricorn
 BIN=${CARGO_TARGET_DIR:-target}/release/ferricorn
 PIDS=()
@@ -21,13 +22,8 @@ start() { # PORT ARGS...
     local port=$1; shift
     "$BIN" -w 2 -b "127.0.0.1:$port" --log-level warning "$@" 2>/dev/null &
     PIDS+=($!)
-    for _ in $(seq 100); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),1)" 2>/dev/null && return
-        sleep 0.1
-    done
-    echo "server on $port did not start" >&2; exit 1
+    wait_up "$port" /readyz
 }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ON=$(free_port); start "$ON"
 OFF=$(free_port); start "$OFF" --metrics-path ""
 sleep 1

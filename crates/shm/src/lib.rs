@@ -15,12 +15,14 @@
 //!
 //! - [`metrics`]: the counters behind `/metrics`, per cell and per slot, and
 //!   the table of the app's own series.
+//! - [`procfs`]: a process's resident memory and CPU time, from `/proc`.
 //!
 //! Every field is an atomic, so reading and writing needs no lock and no
 //! `unsafe`; zeroed memory is a valid, empty region. Only the supervisor
 //! claims and clears cells; a worker writes only its own cell.
 
 pub mod metrics;
+pub mod procfs;
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -102,8 +104,7 @@ pub struct Cell {
     requests: AtomicU64,
     connections: AtomicU32,
     websockets: AtomicU32,
-    error_len: AtomicU32,
-    error: [AtomicU8; ERROR_LEN],
+    error: Text<ERROR_LEN>,
     /// The worker's counters for `/metrics`.
     pub counters: Counters,
     /// The values of the app's own series, by offset.
@@ -217,7 +218,7 @@ impl Shared {
             .position(|c| c.state() == CellState::Empty && c.pid() == 0)?;
         let cell = &self.region.cells[id];
         cell.index.store(index as u32, Relaxed);
-        cell.error_len.store(0, Relaxed);
+        cell.error.set("");
         cell.requests.store(0, Relaxed);
         cell.connections.store(0, Relaxed);
         cell.websockets.store(0, Relaxed);
@@ -484,24 +485,40 @@ impl Cell {
     /// Stores the worker's boot error (truncated to [`ERROR_LEN`] bytes on a
     /// character boundary) for the supervisor to report after reaping it.
     pub fn set_error(&self, message: &str) {
-        let mut end = message.len().min(ERROR_LEN);
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        for (cell, byte) in self.error.iter().zip(&message.as_bytes()[..end]) {
-            cell.store(*byte, Relaxed);
-        }
-        self.error_len.store(end as u32, Relaxed);
+        self.error.set(message);
     }
 
     /// The boot error stored by the cell's worker, if any.
     pub fn error(&self) -> Option<String> {
-        let len = (self.error_len.load(Relaxed) as usize).min(ERROR_LEN);
-        if len == 0 {
-            return None;
+        Some(self.error.get()).filter(|e| !e.is_empty())
+    }
+}
+
+/// A short text in atomics, at most `N` bytes.
+#[derive(Debug)]
+#[repr(C)]
+pub(crate) struct Text<const N: usize> {
+    len: AtomicU32,
+    bytes: [AtomicU8; N],
+}
+
+impl<const N: usize> Text<N> {
+    /// Stores `s`, cut to `N` bytes on a character boundary.
+    pub(crate) fn set(&self, s: &str) {
+        let mut end = s.len().min(N);
+        while !s.is_char_boundary(end) {
+            end -= 1;
         }
-        let bytes: Vec<u8> = self.error[..len].iter().map(|b| b.load(Relaxed)).collect();
-        Some(String::from_utf8_lossy(&bytes).into_owned())
+        for (b, c) in self.bytes.iter().zip(&s.as_bytes()[..end]) {
+            b.store(*c, Relaxed);
+        }
+        self.len.store(end as u32, Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> String {
+        let len = (self.len.load(Relaxed) as usize).min(N);
+        let bytes: Vec<u8> = self.bytes[..len].iter().map(|b| b.load(Relaxed)).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 }
 

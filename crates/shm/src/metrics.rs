@@ -12,6 +12,8 @@
 //! sums them across workers.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
+use crate::Text;
 use std::time::Duration;
 
 /// Request methods counted apart; anything else counts as `other`.
@@ -241,6 +243,16 @@ impl AppKind {
             Self::Histogram => buckets + 2,
         }
     }
+
+    /// Whether value `i` of such a series holds an `f64`'s bits (a gauge,
+    /// a histogram's sum) rather than a count.
+    pub fn is_f64(self, i: usize, buckets: usize) -> bool {
+        match self {
+            Self::Counter => false,
+            Self::Gauge => true,
+            Self::Histogram => i == buckets + 1,
+        }
+    }
 }
 
 /// One registered app series.
@@ -270,29 +282,6 @@ pub(crate) struct AppTable {
     slots: [AppSlot; APP_SERIES],
     /// Counter and histogram values of workers that exited.
     pub(crate) retired: [AtomicU64; APP_VALUES],
-}
-
-/// A short text in atomics.
-#[derive(Debug)]
-#[repr(C)]
-struct Text<const N: usize> {
-    len: AtomicU32,
-    bytes: [std::sync::atomic::AtomicU8; N],
-}
-
-impl<const N: usize> Text<N> {
-    fn set(&self, s: &str) {
-        for (b, c) in self.bytes.iter().zip(s.as_bytes()) {
-            b.store(*c, Relaxed);
-        }
-        self.len.store(s.len().min(N) as u32, Relaxed);
-    }
-
-    fn get(&self) -> String {
-        let len = (self.len.load(Relaxed) as usize).min(N);
-        let bytes: Vec<u8> = self.bytes[..len].iter().map(|b| b.load(Relaxed)).collect();
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
 }
 
 /// A registered app series, as read back.
@@ -374,10 +363,7 @@ impl AppTable {
 
     /// Every published series, in registration order.
     pub(crate) fn series(&self) -> Vec<AppSeries> {
-        let used = (self.used.load(std::sync::atomic::Ordering::Acquire) as usize).min(APP_SERIES);
-        self.slots[..used]
-            .iter()
-            .filter(|s| s.state.load(std::sync::atomic::Ordering::Acquire) == 1)
+        self.published()
             .filter_map(|s| {
                 let buckets = (s.buckets.load(Relaxed) as usize).min(APP_BUCKETS);
                 Some(AppSeries {
@@ -395,28 +381,40 @@ impl AppTable {
             .collect()
     }
 
+    fn published(&self) -> impl Iterator<Item = &AppSlot> {
+        let used = (self.used.load(std::sync::atomic::Ordering::Acquire) as usize).min(APP_SERIES);
+        self.slots[..used]
+            .iter()
+            .filter(|s| s.state.load(std::sync::atomic::Ordering::Acquire) == 1)
+    }
+
     /// Moves a worker's counter and histogram values into `retired`; a
-    /// gauge's value leaves with its worker.
+    /// gauge's value leaves with its worker. Reads only each series' layout.
     pub(crate) fn fold(&self, values: &[AtomicU64; APP_VALUES]) {
-        for s in self.series() {
-            let n = s.kind.values(s.bounds.len());
-            if s.offset + n > APP_VALUES {
+        for s in self.published() {
+            let Some(kind) = AppKind::from_u32(s.kind.load(Relaxed)) else {
+                continue;
+            };
+            let (offset, buckets) = (
+                s.offset.load(Relaxed) as usize,
+                s.buckets.load(Relaxed) as usize,
+            );
+            let n = kind.values(buckets);
+            if offset + n > APP_VALUES {
                 continue; // Never registered so; a corrupt entry must not panic the supervisor.
             }
-            let end = s.offset + n;
-            for (i, (value, retired)) in values[s.offset..end]
+            let both = values[offset..offset + n]
                 .iter()
-                .zip(&self.retired[s.offset..end])
-                .enumerate()
-            {
+                .zip(&self.retired[offset..offset + n]);
+            for (i, (value, retired)) in both.enumerate() {
                 let v = value.swap(0, Relaxed);
-                match s.kind {
-                    AppKind::Gauge => {}
-                    // A histogram's last value, its sum, is an f64.
-                    AppKind::Histogram if i == n - 1 => add_f64(retired, f64::from_bits(v)),
-                    _ => {
-                        retired.fetch_add(v, Relaxed);
-                    }
+                if kind == AppKind::Gauge {
+                    continue;
+                }
+                if kind.is_f64(i, buckets) {
+                    add_f64(retired, f64::from_bits(v));
+                } else {
+                    retired.fetch_add(v, Relaxed);
                 }
             }
         }

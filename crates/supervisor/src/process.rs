@@ -121,23 +121,9 @@ pub(crate) fn fork_worker(
     }
 }
 
-/// The resident set size of `pid` in bytes.
-pub(crate) fn rss(pid: Pid) -> Option<u64> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok()??;
-    Some(pages * page as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rss_of_this_process_is_read() {
-        let rss = rss(nix::unistd::getpid()).expect("statm");
-        assert!(rss > 1 << 20, "{rss}");
-    }
 
     #[test]
     fn unknown_users_are_named() {

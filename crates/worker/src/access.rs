@@ -154,6 +154,7 @@ impl Record {
         request_id: HeaderValue,
         format: &Format,
         worker: usize,
+        started: Instant,
     ) -> Self {
         let h = req.headers();
         let target = req
@@ -162,7 +163,7 @@ impl Record {
             .map_or("/", |p| p.as_str())
             .to_owned();
         Self {
-            started: Instant::now(),
+            started,
             method: req.method().clone(),
             path_len: req.uri().path().len(),
             target,
@@ -499,6 +500,7 @@ mod tests {
             HeaderValue::from_static("id1"),
             &f,
             0,
+            Instant::now(),
         );
         rec.respond(StatusCode::OK, &HeaderMap::new());
         let line = rec.line(&f, 13);
@@ -515,7 +517,14 @@ mod tests {
         .expect("atoms");
         let mut out = HeaderMap::new();
         out.insert("x-out", "o1".parse().expect("value"));
-        let mut rec = Record::new(&req, None, HeaderValue::from_static("id1"), &f, 0);
+        let mut rec = Record::new(
+            &req,
+            None,
+            HeaderValue::from_static("id1"),
+            &f,
+            0,
+            Instant::now(),
+        );
         rec.respond(StatusCode::NOT_FOUND, &out);
         let line = rec.line(&f, 0);
         assert_eq!(
@@ -535,7 +544,14 @@ mod tests {
             .header("user-agent", "say \"hi\"")
             .body(())
             .expect("request");
-        let mut rec = Record::new(&req, None, HeaderValue::from_static("abc"), &f, 3);
+        let mut rec = Record::new(
+            &req,
+            None,
+            HeaderValue::from_static("abc"),
+            &f,
+            3,
+            Instant::now(),
+        );
         rec.respond(StatusCode::CREATED, &HeaderMap::new());
         let line = rec.line(&f, 5);
         let want = r#""method":"POST","path":"/p","query":"q=1","status":201,"bytes":5"#;

@@ -9,6 +9,7 @@
 use std::fmt::{Display, Write as _};
 
 use ferricorn_shm::metrics::{AppKind, BUCKETS, CLASSES, Exit, METHODS, Snapshot, at};
+use ferricorn_shm::procfs::{self, Usage};
 use ferricorn_shm::{CellState, MAX_SLOTS, Shared};
 
 /// One worker process, as read from its cell.
@@ -78,7 +79,7 @@ fn read(shared: &Shared, series: &[ferricorn_shm::metrics::AppSeries]) -> View {
                     .app
                     .get(s.offset + i)
                     .map_or(0, |v| v.load(std::sync::atomic::Ordering::Relaxed));
-                if is_f64(s.kind, i, sums_len(s)) {
+                if s.kind.is_f64(i, s.bounds.len()) {
                     *sum = (f64::from_bits(*sum) + f64::from_bits(v)).to_bits();
                 } else {
                     *sum += v;
@@ -98,20 +99,6 @@ fn read(shared: &Shared, series: &[ferricorn_shm::metrics::AppSeries]) -> View {
         open,
         processes,
         app,
-    }
-}
-
-fn sums_len(s: &ferricorn_shm::metrics::AppSeries) -> usize {
-    s.kind.values(s.bounds.len())
-}
-
-/// Whether value `i` of a series is an `f64`'s bits: a gauge, or a
-/// histogram's sum (its last value).
-fn is_f64(kind: AppKind, i: usize, len: usize) -> bool {
-    match kind {
-        AppKind::Gauge => true,
-        AppKind::Histogram => i == len - 1,
-        AppKind::Counter => false,
     }
 }
 
@@ -164,83 +151,89 @@ pub(crate) fn render(shared: Shared) -> String {
     }
 
     // Per worker process.
-    let page = page_size();
-    let procs: Vec<(String, Option<Stat>)> = view
+    let procs: Vec<(String, &Process, Option<Usage>)> = view
         .processes
         .iter()
         .map(|p| {
-            (
-                format!("worker=\"{}\",pid=\"{}\"", p.index, p.pid),
-                stat(p.pid),
-            )
+            let labels = format!("worker=\"{}\",pid=\"{}\"", p.index, p.pid);
+            (labels, p, procfs::usage(p.pid))
         })
         .collect();
-    out.family(
-        "ferricorn_worker_resident_memory_bytes",
-        "gauge",
-        "Resident memory of the worker process.",
-    );
-    for (l, st) in &procs {
-        if let Some(st) = st {
-            out.sample(
-                "ferricorn_worker_resident_memory_bytes",
-                l,
-                st.rss_pages * page,
-            );
-        }
-    }
-    out.family(
-        "ferricorn_worker_cpu_seconds_total",
-        "counter",
-        "CPU time of the worker process, user and system.",
-    );
-    for (l, st) in &procs {
-        if let Some(st) = st {
-            out.sample("ferricorn_worker_cpu_seconds_total", l, st.cpu_seconds);
-        }
-    }
-    out.family(
-        "ferricorn_worker_heartbeat_age_seconds",
-        "gauge",
-        "Time since the worker's event loop last wrote its heartbeat.",
-    );
-    for ((l, _), p) in procs.iter().zip(&view.processes) {
-        out.sample(
+    type Read = fn(&Process, Option<&Usage>) -> Option<f64>;
+    let per_process: [(&str, &str, &str, Read); 4] = [
+        (
+            "ferricorn_worker_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the worker process.",
+            |_, u| u.map(|u| u.rss_bytes as f64),
+        ),
+        (
+            "ferricorn_worker_cpu_seconds_total",
+            "counter",
+            "CPU time of the worker process, user and system.",
+            |_, u| u.map(|u| u.cpu_seconds),
+        ),
+        (
             "ferricorn_worker_heartbeat_age_seconds",
-            l,
-            p.heartbeat_age_ms as f64 / 1000.0,
-        );
-    }
-    out.family(
-        "ferricorn_worker_process_requests_total",
-        "counter",
-        "Requests the worker process has served (what max-requests counts).",
-    );
-    for ((l, _), p) in procs.iter().zip(&view.processes) {
-        out.sample("ferricorn_worker_process_requests_total", l, p.requests);
+            "gauge",
+            "Time since the worker's event loop last wrote its heartbeat.",
+            |p, _| Some(p.heartbeat_age_ms as f64 / 1000.0),
+        ),
+        (
+            "ferricorn_worker_process_requests_total",
+            "counter",
+            "Requests the worker process has served (what max-requests counts).",
+            |p, _| Some(p.requests as f64),
+        ),
+    ];
+    for (name, kind, help, read) in per_process {
+        out.family(name, kind, help);
+        for (labels, p, usage) in &procs {
+            if let Some(v) = read(p, usage.as_ref()) {
+                out.sample(name, labels, Float(v));
+            }
+        }
     }
 
     // The supervisor.
     let header = shared.header();
-    out.family(
-        "ferricorn_workers_desired",
-        "gauge",
-        "Worker slots the supervisor keeps filled.",
-    );
-    out.sample("ferricorn_workers_desired", "", header.desired());
-    out.family(
-        "ferricorn_workers_alive",
-        "gauge",
-        "Worker processes alive, booting, ready or draining.",
-    );
-    out.sample("ferricorn_workers_alive", "", view.processes.len());
-    out.family(
-        "ferricorn_workers_ready",
-        "gauge",
-        "Worker processes that finished startup and accept connections.",
-    );
     let ready = view.processes.iter().filter(|p| p.ready).count();
-    out.sample("ferricorn_workers_ready", "", ready);
+    let singles: [(&str, &str, &str, u64); 5] = [
+        (
+            "ferricorn_workers_desired",
+            "gauge",
+            "Worker slots the supervisor keeps filled.",
+            header.desired().into(),
+        ),
+        (
+            "ferricorn_workers_alive",
+            "gauge",
+            "Worker processes alive, booting, ready or draining.",
+            view.processes.len() as u64,
+        ),
+        (
+            "ferricorn_workers_ready",
+            "gauge",
+            "Worker processes that finished startup and accept connections.",
+            ready as u64,
+        ),
+        (
+            "ferricorn_worker_boot_failures_total",
+            "counter",
+            "Workers whose app failed its lifespan startup.",
+            header.events.exits(Exit::BootFailure),
+        ),
+        (
+            "ferricorn_reloads_total",
+            "counter",
+            "Reloads (SIGHUP) carried out.",
+            header.events.reloads(),
+        ),
+    ];
+    for (name, kind, help, value) in singles {
+        out.family(name, kind, help);
+        out.sample(name, "", value);
+    }
     out.family(
         "ferricorn_worker_exits_total",
         "counter",
@@ -254,23 +247,7 @@ pub(crate) fn render(shared: Shared) -> String {
             header.events.exits(why),
         );
     }
-    out.family(
-        "ferricorn_worker_boot_failures_total",
-        "counter",
-        "Workers whose app failed its lifespan startup.",
-    );
-    out.sample(
-        "ferricorn_worker_boot_failures_total",
-        "",
-        header.events.exits(Exit::BootFailure),
-    );
-    out.family(
-        "ferricorn_reloads_total",
-        "counter",
-        "Reloads (SIGHUP) carried out.",
-    );
-    out.sample("ferricorn_reloads_total", "", header.events.reloads());
-    if let Some(st) = stat(nix::unistd::getppid().as_raw()) {
+    if let Some(u) = procfs::usage(nix::unistd::getppid().as_raw()) {
         out.family(
             "ferricorn_supervisor_resident_memory_bytes",
             "gauge",
@@ -279,14 +256,14 @@ pub(crate) fn render(shared: Shared) -> String {
         out.sample(
             "ferricorn_supervisor_resident_memory_bytes",
             "",
-            st.rss_pages * page,
+            u.rss_bytes,
         );
         out.family(
             "ferricorn_supervisor_cpu_seconds_total",
             "counter",
             "CPU time of the supervisor process, user and system.",
         );
-        out.sample("ferricorn_supervisor_cpu_seconds_total", "", st.cpu_seconds);
+        out.sample("ferricorn_supervisor_cpu_seconds_total", "", u.cpu_seconds);
     }
 
     // The app's own series, summed over the workers.
@@ -464,42 +441,5 @@ impl Out {
         } else {
             let _ = writeln!(self.0, "{name}{{{labels}}} {value}");
         }
-    }
-}
-
-/// What `/proc` says of a process.
-struct Stat {
-    rss_pages: u64,
-    cpu_seconds: f64,
-}
-
-fn stat(pid: i32) -> Option<Stat> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let rss_pages = statm.split_whitespace().nth(1)?.parse().ok()?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which may hold spaces: state is the
-    // first, utime the 12th and stime the 13th.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    let ticks = clock_ticks();
-    Some(Stat {
-        rss_pages,
-        cpu_seconds: (utime + stime) as f64 / ticks as f64,
-    })
-}
-
-fn clock_ticks() -> u64 {
-    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
-        Ok(Some(t)) if t > 0 => t as u64,
-        _ => 100,
-    }
-}
-
-fn page_size() -> u64 {
-    match nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE) {
-        Ok(Some(p)) if p > 0 => p as u64,
-        _ => 4096,
     }
 }

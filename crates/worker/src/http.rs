@@ -104,15 +104,16 @@ impl<S: Service> Server<S> {
     ) where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let closing = Rc::new(Cell::new(false));
         let deadline = self.deadlines.open();
-        let (server, flag, head) = (self.clone(), closing.clone(), deadline.clone());
-        let svc = service_fn(move |req| {
-            server
-                .clone()
-                .handle(req, peer, flag.clone(), admin, head.clone())
+        let io = Guarded::new(io, self.counters, deadline.clone());
+        let state = Rc::new(Connection {
+            peer,
+            admin,
+            closing: Cell::new(false),
+            deadline,
         });
-        let io = Guarded::new(io, self.counters, deadline);
+        let (server, this) = (self.clone(), state.clone());
+        let svc = service_fn(move |req| server.clone().handle(req, this.clone()));
         let conn = self
             .http
             .serve_connection(TokioIo::new(io), svc)
@@ -121,7 +122,7 @@ impl<S: Service> Server<S> {
         let result = tokio::select! {
             r = conn.as_mut() => r,
             _ = stop.wait_for(|s| *s) => {
-                closing.set(true);
+                state.closing.set(true);
                 if self.config.keep_alive.is_none() {
                     conn.as_mut().graceful_shutdown();
                 }
@@ -136,12 +137,10 @@ impl<S: Service> Server<S> {
     async fn handle(
         self: Rc<Self>,
         mut req: Request<Incoming>,
-        peer: Option<SocketAddr>,
-        closing: Rc<Cell<bool>>,
-        admin: bool,
-        deadline: Arc<Deadline>,
+        conn: Rc<Connection>,
     ) -> Result<Response<Logged<Body<S>>>, Infallible> {
-        let head = deadline.stop();
+        let head = conn.deadline.stop();
+        let peer = conn.peer;
         if let Some(slot) = self.slot
             && Some(slot.count_request()) == self.retire_at
         {
@@ -155,17 +154,23 @@ impl<S: Service> Server<S> {
         let client = forwarded.client.or(peer);
         let id = access::request_id(req.headers());
         let response_id = id.to_header();
-        let record = self.access.map(|sink| {
-            let record =
-                access::Record::new(&req, client, id.to_header(), &sink.format, self.index);
+        // One clock reading for the access log and the metrics, if either is on.
+        let started = (self.access.is_some() || self.counters.is_some()).then(Instant::now);
+        let record = self.access.zip(started).map(|(sink, started)| {
+            let (format, index) = (&sink.format, self.index);
+            let id = response_id.clone();
+            let record = access::Record::new(&req, client, id, format, index, started);
             (Box::new(record), sink)
         });
-        let mut observe = self.counters.map(|counters| Observe {
-            counters,
-            method: method_index(req.method().as_str()),
-            status: 0,
-            started: Instant::now(),
-        });
+        let mut observe = self
+            .counters
+            .zip(started)
+            .map(|(counters, started)| Observe {
+                counters,
+                method: method_index(req.method().as_str()),
+                status: 0,
+                started,
+            });
         req.extensions_mut().insert(RequestInfo {
             client,
             scheme: forwarded.proto.map(String::into_boxed_str),
@@ -173,11 +178,11 @@ impl<S: Service> Server<S> {
             body_timeout: self.config.header_timeout,
             id,
         });
-        let mut res = self.respond(req, admin).await;
+        let mut res = self.respond(req, conn.admin).await;
         let headers = res.headers_mut();
         headers.entry(SERVER).or_insert(SERVER_NAME);
         headers.insert(&access::REQUEST_ID, response_id);
-        if closing.get() {
+        if conn.closing.get() {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         let record = record.map(|(mut r, sink)| {
@@ -188,9 +193,10 @@ impl<S: Service> Server<S> {
             o.status = res.status().as_u16();
         }
         if res.status() == StatusCode::SWITCHING_PROTOCOLS {
-            deadline.upgrade();
+            conn.deadline.upgrade();
         }
-        Ok(res.map(|body| Logged::new(body, record, observe, Some((deadline, head)))))
+        let deadline = Some((conn.deadline.clone(), head));
+        Ok(res.map(|body| Logged::new(body, record, observe, deadline)))
     }
 
     /// The limits, ferricorn's own endpoints, then the app. On the metrics
@@ -285,6 +291,16 @@ impl<S: Service> Server<S> {
             }
         }
     }
+}
+
+/// One connection, as each of its requests sees it.
+struct Connection {
+    peer: Option<SocketAddr>,
+    /// On the `--metrics-bind` address: only ferricorn's own endpoints.
+    admin: bool,
+    /// The worker is stopping: answer with `Connection: close`.
+    closing: Cell<bool>,
+    deadline: Arc<Deadline>,
 }
 
 /// Counts a request in flight while it lives.

@@ -96,6 +96,21 @@ pub trait Service: 'static {
     fn shutdown(&self) -> impl Future<Output = ()>;
 }
 
+/// The items of a comma-separated header, over all its fields, trimmed,
+/// empty ones left out (RFC 9110 section 5.6.1).
+pub(crate) fn list_items<'a>(
+    headers: &'a ::http::HeaderMap,
+    name: &::http::header::HeaderName,
+) -> impl Iterator<Item = &'a str> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
 /// A listening socket inherited from the supervisor.
 #[derive(Debug)]
 pub enum Listener {

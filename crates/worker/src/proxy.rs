@@ -43,13 +43,8 @@ pub(crate) fn read(headers: &HeaderMap, peer: Option<SocketAddr>, trusted: &[IpN
         return Forwarded::default();
     }
     let values = |name: &HeaderName| -> Vec<String> {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
+        crate::list_items(headers, name)
+            .map(str::to_owned)
             .collect()
     };
     let forwarded = values(&FORWARDED);

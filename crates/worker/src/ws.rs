@@ -86,10 +86,7 @@ pub(crate) enum Check {
 pub(crate) fn check<B>(req: &Request<B>) -> Check {
     let headers = req.headers();
     let has_token = |name: HeaderName, token: &str| {
-        headers.get_all(name).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
+        crate::list_items(headers, &name).any(|t| t.eq_ignore_ascii_case(token))
     };
     if !has_token(UPGRADE, "websocket") {
         return Check::NotUpgrade;
@@ -164,14 +161,8 @@ impl WebSocketUpgrade {
 
     /// The subprotocols the client offered, in its order of preference.
     pub fn protocols(&self) -> Vec<String> {
-        self.parts
-            .headers
-            .get_all(SEC_WEBSOCKET_PROTOCOL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|p| p.trim().to_owned())
-            .filter(|p| !p.is_empty())
+        crate::list_items(&self.parts.headers, &SEC_WEBSOCKET_PROTOCOL)
+            .map(str::to_owned)
             .collect()
     }
 

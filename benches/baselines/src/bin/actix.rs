@@ -19,9 +19,7 @@ async fn json() -> HttpResponse {
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let addr = args.next().unwrap_or_else(|| "127.0.0.1:8001".into());
-    let workers = args.next().and_then(|w| w.parse().ok()).unwrap_or(2);
+    let (addr, workers) = ferricorn_baselines::args("127.0.0.1:8001");
     HttpServer::new(|| App::new().service(plaintext).service(json))
         .workers(workers)
         .bind(addr)?

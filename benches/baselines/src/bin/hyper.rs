@@ -28,23 +28,9 @@ async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byt
 }
 
 fn main() -> std::io::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let addr = args.next().unwrap_or_else(|| "127.0.0.1:8002".into());
-    let threads = args.next().and_then(|w| w.parse().ok()).unwrap_or(2);
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()?
-        .block_on(async move {
-            let listener = tokio::net::TcpListener::bind(addr).await?;
-            loop {
-                let (stream, _) = listener.accept().await?;
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(async move {
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service_fn(handle))
-                        .await;
-                });
-            }
-        })
+    ferricorn_baselines::serve("127.0.0.1:8002", |stream| async move {
+        let _ = http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service_fn(handle))
+            .await;
+    })
 }

@@ -26,7 +26,9 @@ async fn main() {
     for _ in 0..conns.clamp(1, 10_000) {
         let url = url.clone();
         tasks.push(tokio::spawn(async move {
-            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+            let (mut ws, _) = tokio_tungstenite::connect_async(url)
+                .await
+                .expect("connect");
             let mut rtts = Vec::new();
             let mut errors = 0u64;
             let payload = "x".repeat(32);

@@ -8,7 +8,7 @@ use nix::sys::signal::{Signal, kill};
 use tracing::{error, info};
 
 use super::{ABORT_GRACE, Arbiter, MEMORY_STRIKES, Reason, Role};
-use crate::{Host, process};
+use crate::Host;
 
 impl<H: Host> Arbiter<H> {
     /// Boot timeouts and heartbeats.
@@ -71,7 +71,7 @@ impl<H: Host> Arbiter<H> {
                 continue;
             }
             if let Some(limit) = self.config.max_worker_memory {
-                let rss = process::rss(w.pid).unwrap_or(0);
+                let rss = ferricorn_shm::procfs::rss(w.pid.as_raw()).unwrap_or(0);
                 w.memory_strikes = if rss > limit { w.memory_strikes + 1 } else { 0 };
                 if w.memory_strikes == MEMORY_STRIKES {
                     info!(
