@@ -370,29 +370,32 @@ pub(crate) fn request_id(headers: &HeaderMap) -> Id {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    // The process's seed: the clock at its first request, and its pid.
-    static SEED: OnceLock<u64> = OnceLock::new();
-    let seed = *SEED.get_or_init(|| {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        nanos ^ (u64::from(std::process::id()) << 40)
-    });
-    let n = COUNTER.fetch_add(1, Relaxed);
     let mix = |mut x: u64| {
         x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         x ^ (x >> 31)
     };
-    let mut id = [0u8; 32];
-    for (half, x) in id
-        .chunks_mut(16)
-        .zip([mix(seed), mix(n ^ seed.rotate_left(17))])
-    {
-        for (i, d) in half.iter_mut().enumerate() {
+    let hex = |x: u64, out: &mut [u8]| {
+        for (i, d) in out.iter_mut().enumerate() {
             *d = b"0123456789abcdef"[(x >> (60 - 4 * i) & 0xf) as usize];
         }
-    }
+    };
+    // The process's seed (the clock at its first request, and its pid),
+    // and the id's first half, which comes from it alone.
+    static SEED: OnceLock<(u64, [u8; 16])> = OnceLock::new();
+    let (seed, first) = SEED.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let seed = nanos ^ (u64::from(std::process::id()) << 40);
+        let mut first = [0; 16];
+        hex(mix(seed), &mut first);
+        (seed, first)
+    });
+    let n = COUNTER.fetch_add(1, Relaxed);
+    let mut id = [0u8; 32];
+    id[..16].copy_from_slice(first);
+    hex(mix(n ^ seed.rotate_left(17)), &mut id[16..]);
     Id::Made(id)
 }
 

@@ -6,6 +6,10 @@
 //! request: a connection notes when its wait began (a store), and one task
 //! per worker sweeps the connections every [`TICK`], waking those whose
 //! time is up so that their next read fails.
+//!
+//! The same registry tells every connection when the worker stops (see
+//! [`Deadlines::stop_all`]): a flag each connection reads as it is polled,
+//! where a channel would cost a lock per poll.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -35,7 +39,16 @@ pub(crate) struct Deadline {
     /// The connection became a WebSocket (or another upgrade): no more heads.
     upgraded: AtomicBool,
     waker: AtomicWaker,
-    clock: Arc<AtomicU64>,
+    common: Arc<Common>,
+}
+
+/// What the deadlines of one worker share.
+#[derive(Debug, Default)]
+struct Common {
+    /// The coarse clock, in ms since the sweep began.
+    clock: AtomicU64,
+    /// The worker is stopping.
+    stopping: AtomicBool,
 }
 
 impl Deadline {
@@ -44,7 +57,7 @@ impl Deadline {
     /// already came in.
     pub(crate) fn start_after(&self, head: u64) {
         if !self.upgraded.load(Relaxed) && self.heads.load(Relaxed) == head {
-            self.since.store(self.clock.load(Relaxed), Relaxed);
+            self.since.store(self.common.clock.load(Relaxed), Relaxed);
         }
     }
 
@@ -73,13 +86,23 @@ impl Deadline {
         self.waker.register(cx.waker());
         false
     }
+
+    /// Whether the worker is stopping; if not, the task polling is woken
+    /// when it does.
+    pub(crate) fn poll_stopping(&self, cx: &mut Context<'_>) -> bool {
+        if self.common.stopping.load(Relaxed) {
+            return true;
+        }
+        self.waker.register(cx.waker());
+        false
+    }
 }
 
 /// Every connection of one worker, and the coarse clock they read.
 #[derive(Debug)]
 pub(crate) struct Deadlines {
     limit_ms: u64,
-    clock: Arc<AtomicU64>,
+    common: Arc<Common>,
     conns: RefCell<Vec<Weak<Deadline>>>,
 }
 
@@ -87,7 +110,7 @@ impl Deadlines {
     pub(crate) fn new(limit: Duration) -> Self {
         Self {
             limit_ms: limit.as_millis().try_into().unwrap_or(u64::MAX),
-            clock: Arc::new(AtomicU64::new(0)),
+            common: Arc::default(),
             conns: RefCell::new(Vec::new()),
         }
     }
@@ -95,15 +118,25 @@ impl Deadlines {
     /// A new connection, already waiting for its first head.
     pub(crate) fn open(&self) -> Arc<Deadline> {
         let d = Arc::new(Deadline {
-            since: AtomicU64::new(self.clock.load(Relaxed)),
+            since: AtomicU64::new(self.common.clock.load(Relaxed)),
             expired: AtomicBool::new(false),
             heads: AtomicU64::new(0),
             upgraded: AtomicBool::new(false),
             waker: AtomicWaker::new(),
-            clock: self.clock.clone(),
+            common: self.common.clone(),
         });
         self.conns.borrow_mut().push(Arc::downgrade(&d));
         d
+    }
+
+    /// The worker is stopping: wakes every connection, whose
+    /// [`poll_stopping`](Deadline::poll_stopping) now says so, as it does
+    /// for connections opened later.
+    pub(crate) fn stop_all(&self) {
+        self.common.stopping.store(true, Relaxed);
+        for d in self.conns.borrow().iter().filter_map(Weak::upgrade) {
+            d.waker.wake();
+        }
     }
 
     /// Advances the clock every [`TICK`] and expires the waits that ran out.
@@ -114,7 +147,7 @@ impl Deadlines {
         loop {
             tick.tick().await;
             let now = start.elapsed().as_millis() as u64;
-            self.clock.store(now, Relaxed);
+            self.common.clock.store(now, Relaxed);
             self.conns.borrow_mut().retain(|w| {
                 let Some(d) = w.upgrade() else { return false };
                 let since = d.since.load(Relaxed);

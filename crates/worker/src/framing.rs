@@ -141,11 +141,10 @@ enum State {
 }
 
 /// What a head said about its body, line by line.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Head {
     first_line: bool,
     lines: usize,
-    line: Line,
     content_length: Option<u64>,
     lengths: usize,
     bad_length: bool,
@@ -153,8 +152,8 @@ struct Head {
     upgrade: bool,
 }
 
-/// The first [`LINE_KEEP`] bytes of the current line, CRs left out; no
-/// allocation.
+/// The first [`LINE_KEEP`] bytes of a line that began in an earlier read;
+/// no allocation. A line read whole is looked at where it lies.
 #[derive(Debug)]
 struct Line {
     bytes: [u8; LINE_KEEP],
@@ -172,15 +171,9 @@ impl Default for Line {
 
 impl Line {
     fn extend(&mut self, part: &[u8]) {
-        for &b in part {
-            if self.len == LINE_KEEP {
-                return;
-            }
-            if b != b'\r' {
-                self.bytes[self.len] = b;
-                self.len += 1;
-            }
-        }
+        let n = part.len().min(LINE_KEEP - self.len);
+        self.bytes[self.len..self.len + n].copy_from_slice(&part[..n]);
+        self.len += n;
     }
 
     fn get(&self) -> &[u8] {
@@ -201,6 +194,8 @@ impl Line {
 pub(crate) struct Scanner {
     state: State,
     head: Head,
+    /// The start of a line that began in an earlier read.
+    line: Line,
     last: u8,
 }
 
@@ -209,6 +204,7 @@ impl Default for Scanner {
         Self {
             state: State::Head,
             head: Head::default(),
+            line: Line::default(),
             last: 0,
         }
     }
@@ -243,18 +239,24 @@ impl Scanner {
                     continue;
                 }
                 State::Head => {
-                    // A head line at a time: keep its start, then decide at its LF.
+                    // A head line at a time, decided at its LF.
                     let rest = &bytes[i..];
                     let Some(lf) = rest.iter().position(|&c| c == b'\n') else {
-                        self.head.line.extend(rest);
+                        self.line.extend(rest);
                         self.last = rest[rest.len() - 1];
                         return;
                     };
-                    self.head.line.extend(&rest[..lf]);
                     if lf > 0 {
                         self.last = rest[lf - 1];
                     }
-                    if self.head_lf() {
+                    let spoil = if self.line.is_empty() {
+                        self.head_lf(&rest[..lf])
+                    } else {
+                        self.line.extend(&rest[..lf]);
+                        let line = std::mem::take(&mut self.line);
+                        self.head_lf(line.get())
+                    };
+                    if spoil {
                         bytes[i + lf] = 0;
                         self.state = State::Off;
                         return;
@@ -279,7 +281,7 @@ impl Scanner {
     /// One byte outside bulk data; `true` when it must be spoiled.
     fn byte(&mut self, b: u8) -> bool {
         match self.state {
-            State::Head => b == b'\n' && self.head_lf(),
+            State::Head => false, // `feed` reads heads a line at a time.
             State::ChunkSize { size, digits, ext } => {
                 match b {
                     b'\n' if self.last == b'\r' && digits => {
@@ -333,14 +335,14 @@ impl Scanner {
                 if b == b'\n' {
                     if self.last != b'\r' {
                         self.state = State::Off;
-                    } else if self.head.line.is_empty() {
+                    } else if self.line.is_empty() {
                         self.state = State::Head;
                         self.head = Head::default();
                     } else {
-                        self.head.line.clear();
+                        self.line.clear();
                     }
-                } else if b != b'\r' && self.head.line.is_empty() {
-                    self.head.line.extend(&[b]);
+                } else if b != b'\r' && self.line.is_empty() {
+                    self.line.extend(&[b]);
                 }
                 false
             }
@@ -348,14 +350,16 @@ impl Scanner {
         }
     }
 
-    /// The LF that ends a head line; `true` when it must be spoiled.
-    fn head_lf(&mut self) -> bool {
+    /// The LF that ends a head line (given without it); `true` when it must
+    /// be spoiled.
+    fn head_lf(&mut self, line: &[u8]) -> bool {
         if self.last != b'\r' {
             // A bare LF. (Empty lines before a request are allowed with CRLF.)
             return true;
         }
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         let head = &mut self.head;
-        if head.line.is_empty() {
+        if line.is_empty() {
             if head.lines == 0 {
                 return false; // CRLF before the request line: hyper skips it.
             }
@@ -364,10 +368,12 @@ impl Scanner {
         head.lines += 1;
         if !head.first_line {
             head.first_line = true;
-            head.line.clear();
             return false;
         }
-        let line = head.line.get();
+        // Only three header names matter here; skip the rest at a glance.
+        if !matches!(line[0] | 0x20, b'c' | b't' | b'u') {
+            return false;
+        }
         if let Some(colon) = line.iter().position(|&c| c == b':') {
             let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
             if name.eq_ignore_ascii_case(b"content-length") {
@@ -388,13 +394,13 @@ impl Scanner {
                 head.upgrade = true;
             }
         }
-        head.line.clear();
         false
     }
 
     /// The empty line after the headers: decide the body's framing.
     fn end_of_head(&mut self) -> bool {
         let head = std::mem::take(&mut self.head);
+        self.line.clear();
         if head.lengths > 1 || (head.lengths > 0 && head.transfer_encoding.is_some()) {
             return true;
         }
@@ -468,6 +474,18 @@ mod tests {
         let at = all_steps(input).expect("spoiled");
         assert_eq!(&input[at - 1..=at], b"\r\n");
         assert_eq!(at, input.len() - 4);
+    }
+
+    #[test]
+    fn long_lines_and_any_case_are_followed() {
+        let cookie = "a".repeat(300);
+        let input = format!(
+            "POST / HTTP/1.1\r\nCookie: {cookie}\r\ncontent-LENGTH: 1\r\nCONTENT-length: 1\r\n\r\nx"
+        );
+        let at = all_steps(input.as_bytes()).expect("spoiled");
+        assert_eq!(at, input.len() - 2);
+        let fine = format!("POST / HTTP/1.1\r\nCookie: {cookie}\r\ncontent-LENGTH: 1\r\n\r\nx");
+        assert_eq!(all_steps(fine.as_bytes()), None);
     }
 
     #[test]

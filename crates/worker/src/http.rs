@@ -24,7 +24,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, error, warn};
 
 use crate::access::{self, Logged, Observe};
@@ -89,7 +89,8 @@ impl<S: Service> Server<S> {
         b
     }
 
-    /// Serves one connection until it closes. After `stop`, its next
+    /// Serves one connection until it closes. Once the worker stops
+    /// (`Deadlines::stop_all`), its next
     /// response (or the one in flight) carries `Connection: close`, and an
     /// idle connection closes when its keep-alive time runs out: a client
     /// never has a request cut off by the drain, even one it sent just as
@@ -98,7 +99,6 @@ impl<S: Service> Server<S> {
         self: Rc<Self>,
         io: IO,
         peer: Option<SocketAddr>,
-        mut stop: watch::Receiver<bool>,
         _open: (OwnedSemaphorePermit, Option<OpenConnection>),
         admin: bool,
     ) where
@@ -119,16 +119,16 @@ impl<S: Service> Server<S> {
             .serve_connection(TokioIo::new(io), svc)
             .with_upgrades();
         let mut conn = pin!(conn);
-        let result = tokio::select! {
-            r = conn.as_mut() => r,
-            _ = stop.wait_for(|s| *s) => {
+        let result = poll_fn(|cx| {
+            if !state.closing.get() && state.deadline.poll_stopping(cx) {
                 state.closing.set(true);
                 if self.config.keep_alive.is_none() {
                     conn.as_mut().graceful_shutdown();
                 }
-                conn.await
             }
-        };
+            conn.as_mut().poll(cx)
+        })
+        .await;
         if let Err(e) = result {
             debug!("connection from {peer:?}: {e}");
         }

@@ -202,11 +202,18 @@ async fn serve<S: Service>(
         slot.set_state(CellState::Ready);
     }
     info!("worker {} ready", ctx.index);
-    let how = stop.recv().await;
+    // Waited for in a task of its own: the future passed to the runtime is
+    // polled at every wake-up of any task, so it must be cheap to poll.
+    let (stopped, how) = tokio::sync::oneshot::channel();
+    spawn_local(async move {
+        let _ = stopped.send(stop.recv().await);
+    });
+    let how = how.await.unwrap_or(Stop::Quick);
     if let Some(slot) = slot {
         slot.set_state(CellState::Draining);
     }
     let _ = stop_tx.send(true);
+    server.deadlines.stop_all();
     // Let the accept loops see the stop and hand back the permits they hold.
     tokio::task::yield_now().await;
     if how == Stop::Quick {
@@ -266,7 +273,7 @@ fn spawn<L: Accept + 'static, S: Service>(
     stop: &watch::Receiver<bool>,
     admin: bool,
 ) {
-    let (server, conn_stop) = (server.clone(), stop.clone());
+    let server = server.clone();
     let (shared, cell) = (server.shared, server.cell);
     let balance = move || match (shared.cell(cell), shared.least_connections_besides(cell)) {
         (Some(me), Some(least)) if !admin => crate::accept::is_ahead(me.connections(), least),
@@ -280,7 +287,7 @@ fn spawn<L: Accept + 'static, S: Service>(
         move |mut io, peer, permit| {
             let counted = server.slot.filter(|_| !admin);
             let open = (permit, counted.map(crate::http::OpenConnection::accepted));
-            let (server, stop) = (server.clone(), conn_stop.clone());
+            let server = server.clone();
             spawn_local(async move {
                 // A PROXY header comes from the app's load balancer, not
                 // from whatever scrapes the metrics address.
@@ -289,7 +296,7 @@ fn spawn<L: Accept + 'static, S: Service>(
                     false => L::preamble(&mut io, peer, &server.config).await,
                 };
                 match preamble {
-                    Ok(client) => server.serve(io, client, stop, open, admin).await,
+                    Ok(client) => server.serve(io, client, open, admin).await,
                     Err(e) => tracing::debug!("connection from {peer:?} refused: {e}"),
                 }
             });
