@@ -8,6 +8,8 @@
 //!   them, reloads, recycles, kills hung workers, backs off crash loops,
 //!   scales and stops.
 //! - `pidfile`: the `--pid` file.
+//! - `memory`: drops the code pages only startup used from the supervisor's
+//!   RSS once the workers are ready.
 //!
 //! [`run`] is the entry point: it installs the signal handlers, forks
 //! `config.workers` workers, each running [`Host::worker`] and exiting with
@@ -18,6 +20,7 @@
 //! will release.
 
 mod arbiter;
+mod memory;
 mod pidfile;
 mod process;
 mod signals;

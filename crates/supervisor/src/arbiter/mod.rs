@@ -26,7 +26,7 @@ use ferricorn_shm::metrics::Exit;
 use ferricorn_shm::{CellState, Shared};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::signals::Signals;
 use crate::upgrade::Exec;
@@ -184,6 +184,9 @@ pub(crate) struct Arbiter<H> {
     exec: Option<Exec>,
     /// This image's workers could not boot; the previous ones serve on.
     upgrade_failed: bool,
+    /// The code only startup (or a reload) ran is out of the supervisor's
+    /// RSS; see `memory`.
+    code_dropped: bool,
 }
 
 impl<H: Host> Arbiter<H> {
@@ -213,6 +216,7 @@ impl<H: Host> Arbiter<H> {
             listener_fds,
             exec: Exec::current(),
             upgrade_failed: false,
+            code_dropped: false,
         }
     }
 
@@ -307,6 +311,11 @@ impl<H: Host> Arbiter<H> {
                 Ok(p) => self.pidfile = Some(p),
                 Err(e) => error!("cannot write pidfile {}: {e}", path.display()),
             }
+        }
+        if !self.code_dropped && self.all_ready() {
+            self.code_dropped = true;
+            let advised = crate::memory::drop_unused_code();
+            debug!("dropped the supervisor's startup code pages ({advised} bytes of mappings)");
         }
     }
 

@@ -229,6 +229,8 @@ impl<H: Host> Arbiter<H> {
                 return;
             }
         };
+        // Reading the settings ran startup code again.
+        self.code_dropped = false;
         if config.bind != self.config.bind {
             warn!(
                 "reload: bind changes need a restart; keeping {:?}",
