@@ -1,7 +1,6 @@
 //! What an app knows about the worker it runs in.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ferricorn_shm::Shared;
@@ -63,7 +62,7 @@ pub struct RequestInfo {
     pub(crate) client: Option<SocketAddr>,
     /// `None` is `http`.
     pub(crate) scheme: Option<Box<str>>,
-    pub(crate) root_path: Arc<str>,
+    pub(crate) root_path: &'static str,
     pub(crate) body_timeout: Duration,
     pub(crate) id: crate::access::Id,
 }
@@ -84,7 +83,7 @@ impl RequestInfo {
     /// The path the app is mounted at (`--root-path`), as ASGI's
     /// `root_path`; empty by default.
     pub fn root_path(&self) -> &str {
-        &self.root_path
+        self.root_path
     }
 
     /// The longest the request body may go without a new chunk

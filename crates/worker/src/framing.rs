@@ -241,7 +241,7 @@ impl Scanner {
                 State::Head => {
                     // A head line at a time, decided at its LF.
                     let rest = &bytes[i..];
-                    let Some(lf) = rest.iter().position(|&c| c == b'\n') else {
+                    let Some(lf) = find_lf(rest) else {
                         self.line.extend(rest);
                         self.last = rest[rest.len() - 1];
                         return;
@@ -419,6 +419,24 @@ impl Scanner {
     }
 }
 
+/// The index of the first LF, eight bytes at a time.
+fn find_lf(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut words = bytes.chunks_exact(8);
+    for (n, word) in words.by_ref().enumerate() {
+        let w = u64::from_le_bytes(word.try_into().unwrap_or_default()) ^ (ONES * u64::from(b'\n'));
+        // The lowest high bit set marks the first zero byte: the first LF.
+        let zero = w.wrapping_sub(ONES) & !w & HIGHS;
+        if zero != 0 {
+            return Some(n * 8 + zero.trailing_zeros() as usize / 8);
+        }
+    }
+    let tail = words.remainder();
+    let at = bytes.len() - tail.len();
+    tail.iter().position(|&c| c == b'\n').map(|i| at + i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,6 +492,23 @@ mod tests {
         let at = all_steps(input).expect("spoiled");
         assert_eq!(&input[at - 1..=at], b"\r\n");
         assert_eq!(at, input.len() - 4);
+    }
+
+    #[test]
+    fn find_lf_finds_the_first() {
+        let mut bytes = [b'a'; 40];
+        assert_eq!(find_lf(&bytes), None);
+        for at in (0..40).rev() {
+            bytes[at] = b'\n';
+            assert_eq!(find_lf(&bytes), Some(at));
+            assert_eq!(find_lf(&bytes[..at]), None);
+        }
+        // Bytes around LF's value do not count.
+        assert_eq!(find_lf(b"\x09\x0b\x8a\x0a"), Some(3));
+        assert_eq!(
+            find_lf(b"\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0a"),
+            Some(9)
+        );
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub(crate) struct Server<S> {
     /// This worker's counters, when metrics are on.
     pub counters: Option<&'static Counters>,
     /// `--root-path`, shared by every request.
-    pub root_path: Arc<str>,
+    pub root_path: &'static str,
     /// Every connection's head deadline.
     pub deadlines: Rc<Deadlines>,
 }
@@ -174,7 +174,7 @@ impl<S: Service> Server<S> {
         req.extensions_mut().insert(RequestInfo {
             client,
             scheme: forwarded.proto.map(String::into_boxed_str),
-            root_path: self.root_path.clone(),
+            root_path: self.root_path,
             body_timeout: self.config.header_timeout,
             id,
         });

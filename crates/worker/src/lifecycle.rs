@@ -182,7 +182,8 @@ async fn serve<S: Service>(
         counters: slot
             .filter(|_| config.metrics_path.is_some())
             .map(|c| &c.counters),
-        root_path: config.root_path.as_str().into(),
+        // Leaked once for the worker's life: each request's info points at it.
+        root_path: Box::leak(config.root_path.clone().into_boxed_str()),
         deadlines: Rc::new(crate::deadline::Deadlines::new(Server::<S>::head_wait(
             config,
         ))),
