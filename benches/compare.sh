@@ -7,9 +7,11 @@
 # writes an nginx config returning the same bodies. Starts each with 2
 # workers (or threads) on loopback, then, for ROUNDS rounds, runs the same
 # bounded wrk load (1 thread, 64 connections, DURATION) against / and /json
-# of each in turn. Prints, per server and path, the median req/s and the
-# median p50/p99 latency, the total RSS of each server's processes (idle and
-# after the load), and ferricorn's ratio to each. Then the WebSocket echo
+# of each in turn. Prints, per server and path, the median req/s, the
+# median p50/p99 latency, the server's median CPU time per request (user
+# and system, from /proc: steadier than req/s, which depends on how the
+# CPUs were shared with wrk), the total RSS of each server's processes
+# (idle and after the load), and ferricorn's ratio to each. Then the WebSocket echo
 # load (ws-load: 64 connections, a 32-byte text message and its echo, over
 # and over) against ferricorn's /ws/echo and the tokio-tungstenite server.
 #
@@ -52,6 +54,16 @@ tree_rss() {
     done
     echo "$rss $pss"
 }
+# User and system CPU time, in clock ticks, of a process and its children.
+tree_cpu() {
+    local user=0 sys=0 pid u s
+    for pid in $1 $(for p in /proc/[0-9]*; do
+        [ "$(awk '{print $4}' "$p/stat" 2>/dev/null)" = "$1" ] && basename "$p"; done); do
+        read -r u s < <(awk '{print $14, $15}' "/proc/$pid/stat" 2>/dev/null || echo "0 0")
+        user=$((user + u)) sys=$((sys + s))
+    done
+    echo "$user $sys"
+}
 processes() { echo $((1 + $(for p in /proc/[0-9]*; do
     [ "$(awk '{print $4}' "$p/stat" 2>/dev/null)" = "$1" ] && echo x; done | wc -l))); }
 
@@ -86,13 +98,19 @@ echo "ferricorn $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) 
 for round in $(seq "$ROUNDS"); do
     for s in "${SERVERS[@]}"; do
         for path in / /json; do
+            read -r user0 sys0 < <(tree_cpu "${PID[$s]}")
             out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:${PORT[$s]}$path")
+            read -r user1 sys1 < <(tree_cpu "${PID[$s]}")
+            n=$(awk '/requests in/ {print $1}' <<<"$out")
+            # The server's CPU time per request, in µs (user, system).
+            cpu=$(awk -v u=$((user1 - user0)) -v s=$((sys1 - sys0)) -v n="$n" -v hz="$(getconf CLK_TCK)" \
+                'BEGIN {printf "%.2f %.2f", u * 1e6 / hz / n, s * 1e6 / hz / n}')
             rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
             p50=$(ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
             p99=$(ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
             errors=$(awk '/Non-2xx|Socket errors/ {printf "%s ", $0}' <<<"$out")
-            echo "$s $path $rps $p50 $p99" >>"$RESULTS"
-            echo "  round $round $s $path: $rps req/s, p50 $p50 ms, p99 $p99 ms ${errors}" >&2
+            echo "$s $path $rps $p50 $p99 $cpu" >>"$RESULTS"
+            echo "  round $round $s $path: $rps req/s, p50 $p50 ms, p99 $p99 ms, CPU µs/request (user sys) $cpu ${errors}" >&2
         done
     done
 done
@@ -123,17 +141,18 @@ for line in open(sys.argv[1]):
     elif f[0] == "ws":
         ws.setdefault(f[1], []).append(tuple(float(x) for x in f[2:6]))
     else:
-        http.setdefault((f[0], f[1]), []).append(tuple(float(x) for x in f[2:5]))
+        http.setdefault((f[0], f[1]), []).append(tuple(float(x) for x in f[2:7]))
 med = lambda rows, i: statistics.median(r[i] for r in rows)
 servers = list(dict.fromkeys(s for s, _ in http))
 print()
-print(f"{'server':<18}{'path':<7}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}   ferricorn/this")
+print(f"{'server':<18}{'path':<7}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'user µs':>9}{'sys µs':>8}   ferricorn/this")
 for path in ("/", "/json"):
     ours = med(http[("ferricorn", path)], 0)
     for s in servers:
         rows = http[(s, path)]
         ratio = "" if s == "ferricorn" else f"{ours / med(rows, 0):.2f}x req/s"
-        print(f"{s:<18}{path:<7}{med(rows, 0):>10.0f}{med(rows, 1):>9.2f}{med(rows, 2):>9.2f}   {ratio}")
+        print(f"{s:<18}{path:<7}{med(rows, 0):>10.0f}{med(rows, 1):>9.2f}{med(rows, 2):>9.2f}"
+              f"{med(rows, 3):>9.2f}{med(rows, 4):>8.2f}   {ratio}")
 print()
 print(f"{'server':<18}{'processes':>10}{'idle RSS MiB':>14}{'idle PSS MiB':>14}{'loaded RSS MiB':>16}")
 for s in servers:
