@@ -5,19 +5,21 @@
 //! This is what hyper's `header_read_timeout` does, without a timer per
 //! request: a connection notes when its wait began (a store), and one task
 //! per worker sweeps the connections every [`TICK`], waking those whose
-//! time is up so that their next read fails.
+//! time is up so that their next read fails. With no connection open, the
+//! sweep sleeps until one opens.
 //!
 //! The same registry tells every connection when the worker stops (see
 //! [`Deadlines::stop_all`]): a flag each connection reads as it is polled,
 //! where a channel would cost a lock per poll.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::task::Context;
 use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// How often the deadlines are checked: their precision.
@@ -104,6 +106,12 @@ pub(crate) struct Deadlines {
     limit_ms: u64,
     common: Arc<Common>,
     conns: RefCell<Vec<Weak<Deadline>>>,
+    /// What the clock counts from.
+    start: Instant,
+    /// No connection is open: the sweep sleeps until one opens, so an idle
+    /// worker is not woken ten times a second.
+    idle: Cell<bool>,
+    resume: Notify,
 }
 
 impl Deadlines {
@@ -112,11 +120,27 @@ impl Deadlines {
             limit_ms: limit.as_millis().try_into().unwrap_or(u64::MAX),
             common: Arc::default(),
             conns: RefCell::new(Vec::new()),
+            start: Instant::now(),
+            idle: Cell::new(false),
+            resume: Notify::new(),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start
+            .elapsed()
+            .as_millis()
+            .try_into()
+            .unwrap_or(u64::MAX)
     }
 
     /// A new connection, already waiting for its first head.
     pub(crate) fn open(&self) -> Arc<Deadline> {
+        if self.idle.replace(false) {
+            // The clock stood still while the sweep slept.
+            self.common.clock.store(self.now_ms(), Relaxed);
+            self.resume.notify_one();
+        }
         let d = Arc::new(Deadline {
             since: AtomicU64::new(self.common.clock.load(Relaxed)),
             expired: AtomicBool::new(false),
@@ -139,14 +163,14 @@ impl Deadlines {
         }
     }
 
-    /// Advances the clock every [`TICK`] and expires the waits that ran out.
+    /// Advances the clock every [`TICK`] and expires the waits that ran
+    /// out; sleeps while no connection is open.
     pub(crate) async fn sweep(&self) {
-        let start = Instant::now();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let now = start.elapsed().as_millis() as u64;
+            let now = self.now_ms();
             self.common.clock.store(now, Relaxed);
             self.conns.borrow_mut().retain(|w| {
                 let Some(d) = w.upgrade() else { return false };
@@ -159,6 +183,11 @@ impl Deadlines {
                 }
                 true
             });
+            if self.conns.borrow().is_empty() {
+                self.idle.set(true);
+                self.resume.notified().await;
+                tick.reset();
+            }
         }
     }
 }
@@ -205,6 +234,38 @@ mod tests {
             assert!(!served.poll_expired(&mut cx));
             tokio::time::sleep(Duration::from_millis(250)).await;
             assert!(served.poll_expired(&mut cx));
+        });
+    }
+
+    #[test]
+    fn the_sweep_sleeps_while_no_connection_is_open() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async {
+            let all = std::rc::Rc::new(Deadlines::new(Duration::from_millis(300)));
+            let sweeper = all.clone();
+            tokio::task::spawn_local(async move { sweeper.sweep().await });
+            tokio::time::sleep(TICK).await;
+            assert!(all.idle.get(), "asleep with no connection");
+            let clock = all.common.clock.load(Relaxed);
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            assert_eq!(all.common.clock.load(Relaxed), clock, "not woken");
+            // A connection opened after the sleep has its full time.
+            let waiting = all.open();
+            assert!(!all.idle.get());
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(!waiting.poll_expired(&mut cx));
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            assert!(waiting.poll_expired(&mut cx));
+            // Once it closes, the sweep sleeps again.
+            drop(waiting);
+            tokio::time::sleep(TICK * 2).await;
+            assert!(all.idle.get());
         });
     }
 }
