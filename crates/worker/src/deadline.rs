@@ -25,6 +25,16 @@ use tokio::time::Instant;
 /// How often the deadlines are checked: their precision.
 pub(crate) const TICK: Duration = Duration::from_millis(100);
 
+/// The time a client has for each request head, from the moment the
+/// server waits for it. The wait between keep-alive requests counts, so the
+/// shorter of the two bounds applies.
+pub(crate) fn head_wait(config: &ferricorn_config::Config) -> Duration {
+    match config.keep_alive {
+        Some(k) => k.min(config.header_timeout),
+        None => config.header_timeout,
+    }
+}
+
 /// No wait under way.
 const NOT_WAITING: u64 = u64::MAX;
 
@@ -198,15 +208,19 @@ mod tests {
     use std::future::poll_fn;
     use std::task::Poll;
 
-    #[test]
-    fn a_wait_expires_and_wakes_a_head_does_not() {
+    /// Runs `test` on a local task set with tokio's clock paused.
+    fn on_paused_clock(test: impl std::future::Future<Output = ()>) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)
             .build()
             .expect("runtime");
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, async {
+        tokio::task::LocalSet::new().block_on(&rt, test);
+    }
+
+    #[test]
+    fn a_wait_expires_and_wakes_a_head_does_not() {
+        on_paused_clock(async {
             let all = std::rc::Rc::new(Deadlines::new(Duration::from_millis(300)));
             let (waiting, served, upgraded) = (all.open(), all.open(), all.open());
             let head = served.stop();
@@ -239,13 +253,7 @@ mod tests {
 
     #[test]
     fn the_sweep_sleeps_while_no_connection_is_open() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .expect("runtime");
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, async {
+        on_paused_clock(async {
             let all = std::rc::Rc::new(Deadlines::new(Duration::from_millis(300)));
             let sweeper = all.clone();
             tokio::task::spawn_local(async move { sweeper.sweep().await });

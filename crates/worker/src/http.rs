@@ -38,6 +38,7 @@ use crate::{RequestInfo, Service, limits};
 pub(crate) type Body<S> = Either<Full<Bytes>, <S as Service>::Body>;
 
 const SERVER_NAME: HeaderValue = HeaderValue::from_static("ferricorn");
+const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
 /// What every connection of one worker shares.
 pub(crate) struct Server<S> {
@@ -67,16 +68,6 @@ pub(crate) struct Server<S> {
 }
 
 impl<S: Service> Server<S> {
-    /// The time a client has for each request head, from the moment the
-    /// server waits for it. The wait between keep-alive requests counts,
-    /// so the shorter of the two bounds applies.
-    pub(crate) fn head_wait(config: &Config) -> std::time::Duration {
-        match config.keep_alive {
-            Some(k) => k.min(config.header_timeout),
-            None => config.header_timeout,
-        }
-    }
-
     /// hyper's HTTP/1.1 settings from the config. (The head deadline is
     /// ferricorn's own: see `deadline`.)
     pub(crate) fn http(config: &Config) -> http1::Builder {
@@ -349,10 +340,7 @@ fn text<B>(status: StatusCode, body: &str) -> Response<Either<Full<Bytes>, B>> {
     ))));
     *res.status_mut() = status;
     let headers = res.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    headers.insert(CONTENT_TYPE, TEXT_PLAIN);
     headers.insert(SERVER, SERVER_NAME);
     res
 }

@@ -184,7 +184,7 @@ async fn serve<S: Service>(
             .map(|c| &c.counters),
         // Leaked once for the worker's life: each request's info points at it.
         root_path: Box::leak(config.root_path.clone().into_boxed_str()),
-        deadlines: Rc::new(crate::deadline::Deadlines::new(Server::<S>::head_wait(
+        deadlines: Rc::new(crate::deadline::Deadlines::new(crate::deadline::head_wait(
             config,
         ))),
     });
