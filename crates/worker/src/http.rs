@@ -29,6 +29,7 @@ use tracing::{debug, error, warn};
 
 use crate::access::{self, Logged, Observe};
 use crate::deadline::{Deadline, Deadlines};
+use crate::fields::Fields;
 use crate::framing::Guarded;
 use crate::proxy;
 use crate::ws::{self, WebSocketUpgrade};
@@ -137,13 +138,19 @@ impl<S: Service> Server<S> {
         {
             slot.request_retire();
         }
+        let mut fields = Fields::scan(req.headers());
         // Who is asking, after trusted proxy headers, and the request's id.
-        let forwarded = proxy::read(req.headers(), peer, &self.config.forwarded_allow);
+        let forwarded = if fields.proxied {
+            proxy::read(req.headers(), peer, &self.config.forwarded_allow)
+        } else {
+            proxy::Forwarded::default()
+        };
         if let Some(host) = &forwarded.host {
             proxy::set_host(req.headers_mut(), host);
+            fields.host = true;
         }
         let client = forwarded.client.or(peer);
-        let id = access::request_id(req.headers());
+        let id = access::request_id(fields.request_id.take());
         let response_id = id.to_header();
         // One clock reading for the access log and the metrics, if either is on.
         let started = (self.access.is_some() || self.counters.is_some()).then(Instant::now);
@@ -169,7 +176,7 @@ impl<S: Service> Server<S> {
             body_timeout: self.config.header_timeout,
             id,
         });
-        let mut res = self.respond(req, conn.admin).await;
+        let mut res = self.respond(req, &fields, conn.admin).await;
         let headers = res.headers_mut();
         headers.entry(SERVER).or_insert(SERVER_NAME);
         headers.insert(&access::REQUEST_ID, response_id);
@@ -192,8 +199,13 @@ impl<S: Service> Server<S> {
 
     /// The limits, ferricorn's own endpoints, then the app. On the metrics
     /// address (`admin`) only ferricorn's own endpoints answer.
-    async fn respond(&self, req: Request<Incoming>, admin: bool) -> Response<Body<S>> {
-        if let Some(status) = limits::check(&req, &self.config.limits) {
+    async fn respond(
+        &self,
+        req: Request<Incoming>,
+        fields: &Fields,
+        admin: bool,
+    ) -> Response<Body<S>> {
+        if let Some(status) = limits::check(&req, fields, &self.config.limits) {
             let mut res = text(status, status.canonical_reason().unwrap_or("Bad Request"));
             res.headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
@@ -222,7 +234,7 @@ impl<S: Service> Server<S> {
         if admin {
             return text(StatusCode::NOT_FOUND, "Not Found\n");
         }
-        if self.app.handles_websockets() {
+        if fields.upgrade && self.app.handles_websockets() {
             match ws::check(&req) {
                 ws::Check::NotUpgrade => {}
                 ws::Check::Refuse(status, why) => {
@@ -238,7 +250,10 @@ impl<S: Service> Server<S> {
                 ws::Check::Upgrade(key) => {
                     let client = req.extensions().get::<RequestInfo>().and_then(|i| i.client);
                     let upgrade = WebSocketUpgrade::new(req, key, client, self.hub.clone());
-                    return match catch_panic(self.app.websocket(upgrade)).await {
+                    // Boxed: once per WebSocket, where inline it would
+                    // grow every request's future by its size.
+                    let accept = Box::pin(self.app.websocket(upgrade));
+                    return match catch_panic(accept).await {
                         Ok(res) => res.map(Either::Right),
                         Err(()) => {
                             error!(
@@ -261,10 +276,9 @@ impl<S: Service> Server<S> {
             return res;
         }
         let _in_flight = InFlight::new(&self.in_flight);
-        // Pinned here once: the layers around it hold a reference, not a
-        // copy of what can be a large future.
-        let call = self.app.call(req);
-        let mut call = pin!(call);
+        // Made where it is pinned, once: the layers around it hold a
+        // reference, not a copy of what can be a large future.
+        let mut call = pin!(self.app.call(req));
         let call = catch_panic(call.as_mut());
         let outcome = match self.config.request_timeout {
             Some(limit) => tokio::time::timeout(limit, call).await.ok(),

@@ -18,6 +18,7 @@
 //!   sweeping task per worker instead of a timer per request.
 //! - `framing`: a guard over the raw request bytes against bare LFs and
 //!   `Content-Length` with `Transfer-Encoding` (request smuggling).
+//! - `fields`: one walk over a request's header fields for the checks.
 //! - `limits`: the request-line and header-field limits.
 //! - `proxy`: trusted `X-Forwarded-*` and `Forwarded` headers, `--root-path`.
 //! - `proxy_protocol`: the PROXY protocol header (v1, v2) on TCP listeners.
@@ -29,6 +30,7 @@ pub mod access;
 mod context;
 mod deadline;
 mod exposition;
+mod fields;
 mod framing;
 mod http;
 mod lifecycle;

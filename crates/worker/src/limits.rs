@@ -7,14 +7,16 @@
 //! with `Transfer-Encoding`) is refused before hyper parses, by `framing`.
 
 use ferricorn_config::Limits;
-use http::header::HOST;
 use http::{Request, StatusCode, Version};
+
+use crate::fields::Fields;
 
 /// `"HTTP/1.1".len()`.
 const VERSION_LEN: usize = 8;
 
-/// The status to answer with when `req` breaks a limit, `None` if it is fine.
-pub(crate) fn check<B>(req: &Request<B>, limits: &Limits) -> Option<StatusCode> {
+/// The status to answer with when `req` (whose header fields are `fields`)
+/// breaks a limit, `None` if it is fine.
+pub(crate) fn check<B>(req: &Request<B>, fields: &Fields, limits: &Limits) -> Option<StatusCode> {
     if let Some(max) = limits.request_line {
         let uri = req.uri();
         let target = match (uri.scheme(), uri.path_and_query()) {
@@ -25,17 +27,14 @@ pub(crate) fn check<B>(req: &Request<B>, limits: &Limits) -> Option<StatusCode> 
             return Some(StatusCode::URI_TOO_LONG);
         }
     }
-    if req.version() == Version::HTTP_11 && !req.headers().contains_key(HOST) {
+    if req.version() == Version::HTTP_11 && !fields.host {
         return Some(StatusCode::BAD_REQUEST);
     }
-    if let Some(max) = limits.request_field_size {
-        let too_long = req
-            .headers()
-            .iter()
-            .any(|(name, value)| name.as_str().len() + 2 + value.len() > max);
-        if too_long {
-            return Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-        }
+    if limits
+        .request_field_size
+        .is_some_and(|max| fields.longest > max)
+    {
+        return Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     }
     None
 }
@@ -43,6 +42,10 @@ pub(crate) fn check<B>(req: &Request<B>, limits: &Limits) -> Option<StatusCode> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn check<B>(req: &Request<B>, limits: &Limits) -> Option<StatusCode> {
+        super::check(req, &Fields::scan(req.headers()), limits)
+    }
 
     fn limits(line: usize, field: usize) -> Limits {
         Limits {
