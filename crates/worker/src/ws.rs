@@ -15,6 +15,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,11 @@ use tokio_tungstenite::tungstenite::{self, Error as WsError, Message as WsMessag
 use tracing::debug;
 
 use crate::http::OpenConnection;
+
+/// What tungstenite reads at most per `read(2)`. It zeroes that much of its
+/// buffer before every read, including the last one that finds nothing
+/// (its default of 128 KiB made two 128 KiB memsets per echoed message).
+const READ_BUFFER: usize = 16 * 1024;
 
 /// How long the server waits for the client's close frame after its own.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -227,6 +233,7 @@ impl WebSocketUpgrade {
             };
             let _counted = hub.slot.map(OpenWebSocket::new);
             let config = WebSocketConfig::default()
+                .read_buffer_size(READ_BUFFER)
                 .max_message_size(Some(hub.settings.max_size))
                 .max_frame_size(Some(hub.settings.max_size));
             let stream = WebSocketStream::from_raw_socket(
@@ -372,6 +379,13 @@ async fn read(
     let mut pinged = false;
     // When the server sent its close frame or got the client's.
     let mut closing: Option<Instant> = None;
+    // Made once, not per message: each of these registers a waker or a
+    // timer when made. The timer is lazy: a message only moves the ping
+    // deadline later, so the timer keeps its old time, and when it fires
+    // early it is set again to the deadline as it stands then.
+    let mut stopped = pin!(stop.wait_for(|s| *s));
+    let mut app_closed = pin!(to_app.closed());
+    let mut timer = pin!(tokio::time::sleep_until(far_future()));
     loop {
         let ping_at = settings.ping_interval.map(|i| {
             let base = last_seen + i;
@@ -382,21 +396,33 @@ async fn read(
             }
         });
         let deadline = closing.map(|t| t + CLOSE_TIMEOUT).or(ping_at);
+        if let Some(d) = deadline
+            && timer.deadline() > d
+        {
+            timer.as_mut().reset(d);
+        }
         let app_gone = to_app.is_closed();
         let mut close_with = None;
         tokio::select! {
-            _ = stop.wait_for(|s| *s), if closing.is_none() => {
+            _ = &mut stopped, if closing.is_none() => {
                 close_with = Some(if hub.shared.header().is_draining() {
                     (1001, "going away")
                 } else {
                     (1012, "service restart")
                 });
             }
-            _ = to_app.closed(), if closing.is_none() && !app_gone => {
+            () = &mut app_closed, if closing.is_none() && !app_gone => {
                 // The app let go of the socket.
                 close_with = Some((1000, ""));
             }
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
+            () = &mut timer, if deadline.is_some() => {
+                if let Some(d) = deadline
+                    && Instant::now() < d
+                {
+                    // Early: the deadline moved since the timer was set.
+                    timer.as_mut().reset(d);
+                    continue;
+                }
                 if closing.is_some() {
                     return false;
                 }
