@@ -33,6 +33,10 @@ bench-access-log:
 bench-compare:
     bash benches/compare.sh
 
+# Instructions per request and per WebSocket message, under callgrind (needs valgrind).
+bench-instructions:
+    bash benches/instructions.sh
+
 # The cost of metrics, on against off.
 bench-metrics:
     bash benches/metrics.sh

@@ -13,7 +13,8 @@
 # CPUs were shared with wrk), the total RSS of each server's processes
 # (idle and after the load), and ferricorn's ratio to each. Then the WebSocket echo
 # load (ws-load: 64 connections, a 32-byte text message and its echo, over
-# and over) against ferricorn's /ws/echo and the tokio-tungstenite server.
+# and over) against ferricorn's /ws/echo and the tokio-tungstenite server,
+# and the memory each takes per idle WebSocket (benches/ws_idle.py).
 #
 #   benches/compare.sh              # or: just bench-compare
 #   ROUNDS=5 DURATION=10s benches/compare.sh
@@ -43,12 +44,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A process and its children.
+tree_pids() {
+    echo "$1" $(for p in /proc/[0-9]*; do
+        [ "$(awk '{print $4}' "$p/stat" 2>/dev/null)" = "$1" ] && basename "$p"; done)
+}
 # Total RSS and PSS (shared pages divided among the processes mapping
 # them) in KiB of a process and its children.
 tree_rss() {
     local rss=0 pss=0 pid
-    for pid in $1 $(for p in /proc/[0-9]*; do
-        [ "$(awk '{print $4}' "$p/stat" 2>/dev/null)" = "$1" ] && basename "$p"; done); do
+    for pid in $(tree_pids "$1"); do
         rss=$((rss + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)))
         pss=$((pss + $(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)))
     done
@@ -57,8 +62,7 @@ tree_rss() {
 # User and system CPU time, in clock ticks, of a process and its children.
 tree_cpu() {
     local user=0 sys=0 pid u s
-    for pid in $1 $(for p in /proc/[0-9]*; do
-        [ "$(awk '{print $4}' "$p/stat" 2>/dev/null)" = "$1" ] && basename "$p"; done); do
+    for pid in $(tree_pids "$1"); do
         read -r u s < <(awk '{print $14, $15}' "/proc/$pid/stat" 2>/dev/null || echo "0 0")
         user=$((user + u)) sys=$((sys + s))
     done
@@ -131,12 +135,25 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
+# Memory per idle WebSocket: IDLE_SOCKETS sockets opened and held, the
+# server's RSS (all its processes) before and after.
+IDLE_SOCKETS=${IDLE_SOCKETS:-300}
+for s in ferricorn tokio-tungstenite; do
+    port=${PORT[ferricorn]} path=/ws/echo pid=${PID[ferricorn]}
+    [ "$s" = ferricorn ] || port=${PORT[ws]} path=/ pid=${PID[ws]}
+    kib=$(python3 benches/ws_idle.py "$port" "$path" "$IDLE_SOCKETS" $(tree_pids "$pid"))
+    echo "  $s: $kib KiB of RSS per idle WebSocket ($IDLE_SOCKETS open)" >&2
+    echo "wsidle $s $kib" >>"$RESULTS"
+done
+
 python3 - "$RESULTS" <<'PY'
 import statistics, sys
-http, rss, ws = {}, {}, {}
+http, rss, ws, wsidle = {}, {}, {}, {}
 for line in open(sys.argv[1]):
     f = line.split()
-    if f[0] == "rss":
+    if f[0] == "wsidle":
+        wsidle[f[1]] = float(f[2])
+    elif f[0] == "rss":
         rss[f[1]] = tuple(int(x) for x in f[2:7])
     elif f[0] == "ws":
         ws.setdefault(f[1], []).append(tuple(float(x) for x in f[2:6]))
@@ -166,4 +183,6 @@ if ws:
     a, b = ws.get("ferricorn"), ws.get("tokio-tungstenite")
     if a and b:
         print(f"ferricorn/tokio-tungstenite: {med(a, 0) / med(b, 0):.2f}x msg/s")
+for s, kib in wsidle.items():
+    print(f"{s:<18}{kib:>10.1f} KiB RSS per idle WebSocket")
 PY

@@ -25,10 +25,11 @@ except OSError:
 PY
 }
 
-# wait_up PORT [PATH]: waits up to 10 s for `up`; fails (and so stops a
-# `set -e` script) if nothing answers.
+# wait_up PORT [PATH [TENTHS]]: waits up to TENTHS tenths of a second
+# (default 100: 10 s) for `up`; fails (and so stops a `set -e` script) if
+# nothing answers.
 wait_up() {
-    for _ in $(seq 100); do up "$1" "${2:-/}" && return 0; sleep 0.1; done
+    for _ in $(seq "${3:-100}"); do up "$1" "${2:-/}" && return 0; sleep 0.1; done
     echo "nothing answered 200 on port $1 ${2:-/}" >&2
     return 1
 }
