@@ -160,6 +160,31 @@ fn usr1_reopens_the_access_log() {
 }
 
 #[test]
+fn lines_written_in_batches_are_all_there_after_a_stop() {
+    // Lines are gathered and written once per turn of a worker's event
+    // loop; a stop, graceful (TERM) or quick (INT, connections dropped),
+    // still writes every one.
+    for signal in [Signal::SIGTERM, Signal::SIGINT] {
+        let dir = temp_dir("access-batch");
+        let log = dir.join("access.log");
+        let mut server =
+            Server::start(&["-w", "2", "--access-logfile", log.to_str().expect("utf-8")]);
+        let mut conns: Vec<_> = (0..4).map(|_| server.conn()).collect();
+        for i in 0..50 {
+            for (n, c) in conns.iter_mut().enumerate() {
+                assert_eq!(c.get(&format!("/json?n={n}&i={i}")).status, 200);
+            }
+        }
+        server.signal(signal);
+        assert!(server.wait_exit(Duration::from_secs(10)).success());
+        let text = read(&log);
+        let ours = text.lines().filter(|l| l.contains("GET /json?n=")).count();
+        assert_eq!(ours, 200, "{signal}: {ours} of 200 lines");
+        assert!(text.lines().all(|l| l.ends_with(r#" "-" "-""#)), "{signal}: a torn line");
+    }
+}
+
+#[test]
 fn a_bad_access_log_format_is_a_configuration_error() {
     let out = crate::support::command(&temp_dir("bad-format"))
         .args(["--access-logformat", "%(h)s %(nope)s"])

@@ -57,7 +57,7 @@ pub(crate) fn open_access(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes one access log line (it ends with a newline) in one `write`.
+/// Writes whole access log lines (each ends with a newline) in one `write`.
 pub(crate) fn access(line: &str) {
     let mut guard = ACCESS.lock().unwrap_or_else(|e| e.into_inner());
     let _ = match guard.as_mut() {

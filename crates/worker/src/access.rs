@@ -10,11 +10,12 @@
 //! `{name}i` a request header, `{name}o` a response header, each written as
 //! `%(atom)s`. With `--log-format json` each line is a JSON object instead.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ use ferricorn_shm::metrics::Counters;
 use http::header::{HeaderName, HeaderValue, REFERER, USER_AGENT};
 use http::{HeaderMap, Method, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
+use tokio::sync::Notify;
 
 use crate::deadline::Deadline;
 
@@ -95,6 +97,14 @@ impl Format {
             _ => None,
         })
     }
+
+    /// The response headers this format writes.
+    fn response_headers(&self) -> impl Iterator<Item = &HeaderName> {
+        self.atoms.iter().filter_map(|a| match a {
+            Atom::ResponseHeader(n) => Some(n),
+            _ => None,
+        })
+    }
 }
 
 fn atom(name: &str) -> Option<Atom> {
@@ -142,7 +152,7 @@ pub(crate) struct Record {
     referer: Option<HeaderValue>,
     headers: Vec<(HeaderName, Option<HeaderValue>)>,
     status: StatusCode,
-    response_headers: HeaderMap,
+    response_headers: Vec<(HeaderName, Option<HeaderValue>)>,
     worker: usize,
 }
 
@@ -177,96 +187,218 @@ impl Record {
                 .map(|n| (n.clone(), h.get(n).cloned()))
                 .collect(),
             status: StatusCode::OK,
-            response_headers: HeaderMap::new(),
+            response_headers: Vec::new(),
             worker,
         }
     }
 
-    /// Notes the response head.
-    pub(crate) fn respond(&mut self, status: StatusCode, headers: &HeaderMap) {
+    /// Notes the response head: its status and the headers `format` writes.
+    pub(crate) fn respond(&mut self, status: StatusCode, headers: &HeaderMap, format: &Format) {
         self.status = status;
-        self.response_headers = headers.clone();
+        self.response_headers = format
+            .response_headers()
+            .map(|n| (n.clone(), headers.get(n).cloned()))
+            .collect();
     }
 
-    fn line(&self, format: &Format, bytes: u64) -> String {
+    /// Writes the line, newline included, to `out`.
+    fn write(&self, out: &mut String, format: &Format, clock: &mut Clock, bytes: u64) {
         let elapsed = self.started.elapsed();
+        let now = SystemTime::now();
         if format.json {
-            return self.json(bytes, elapsed.as_secs_f64());
+            return self.json(out, clock, now, bytes, elapsed);
         }
-        let mut out = String::with_capacity(160);
-        let text = |v: &Option<HeaderValue>| {
-            v.as_ref()
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-                .to_owned()
-        };
+        fn text(v: Option<&HeaderValue>) -> &str {
+            v.and_then(|v| v.to_str().ok()).unwrap_or("-")
+        }
+        fn find<'a>(
+            list: &'a [(HeaderName, Option<HeaderValue>)],
+            n: &HeaderName,
+        ) -> Option<&'a HeaderValue> {
+            list.iter()
+                .find(|(k, _)| k == n)
+                .and_then(|(_, v)| v.as_ref())
+        }
         for atom in &format.atoms {
-            let _ = match atom {
-                Atom::Text(t) => out.write_str(t),
-                Atom::Client => out.write_str(
-                    &self
-                        .client
-                        .map_or_else(|| "-".to_owned(), |c| c.ip().to_string()),
-                ),
-                Atom::Dash => out.write_str("-"),
-                Atom::Time => write!(out, "[{}]", clf_time(SystemTime::now())),
+            match atom {
+                Atom::Text(t) => out.push_str(t),
+                Atom::Client => match self.client {
+                    Some(c) => push_ip(out, c.ip()),
+                    None => out.push('-'),
+                },
+                Atom::Dash => out.push('-'),
+                Atom::Time => {
+                    out.push('[');
+                    out.push_str(clock.at(now).clf);
+                    out.push(']');
+                }
                 Atom::RequestLine => {
-                    write!(out, "{} {} {:?}", self.method, self.target, self.version)
+                    out.push_str(self.method.as_str());
+                    out.push(' ');
+                    out.push_str(&self.target);
+                    out.push(' ');
+                    out.push_str(protocol(self.version));
                 }
-                Atom::Method => out.write_str(self.method.as_str()),
-                Atom::Path => out.write_str(&self.target[..self.path_len.min(self.target.len())]),
-                Atom::Query => out.write_str(self.target.split_once('?').map_or("", |(_, q)| q)),
-                Atom::Protocol => write!(out, "{:?}", self.version),
-                Atom::Status => write!(out, "{}", self.status.as_u16()),
-                Atom::Bytes => write!(out, "{bytes}"),
-                Atom::BytesOrDash if bytes == 0 => out.write_str("-"),
-                Atom::BytesOrDash => write!(out, "{bytes}"),
-                Atom::Referer => out.write_str(&text(&self.referer)),
-                Atom::UserAgent => out.write_str(&text(&self.user_agent)),
-                Atom::Seconds => write!(out, "{}", elapsed.as_secs()),
-                Atom::Millis => write!(out, "{}", elapsed.as_millis()),
-                Atom::Micros => write!(out, "{}", elapsed.as_micros()),
-                Atom::DecimalSeconds => write!(out, "{:.6}", elapsed.as_secs_f64()),
-                Atom::Pid => write!(out, "{}", std::process::id()),
-                Atom::RequestHeader(n) => out.write_str(&text(
-                    &self
-                        .headers
-                        .iter()
-                        .find(|(k, _)| k == n)
-                        .and_then(|(_, v)| v.clone()),
-                )),
-                Atom::ResponseHeader(n) => {
-                    out.write_str(&text(&self.response_headers.get(n).cloned()))
-                }
-            };
+                Atom::Method => out.push_str(self.method.as_str()),
+                Atom::Path => out.push_str(&self.target[..self.path_len.min(self.target.len())]),
+                Atom::Query => out.push_str(self.target.split_once('?').map_or("", |(_, q)| q)),
+                Atom::Protocol => out.push_str(protocol(self.version)),
+                Atom::Status => push_int(out, u64::from(self.status.as_u16())),
+                Atom::BytesOrDash if bytes == 0 => out.push('-'),
+                Atom::Bytes | Atom::BytesOrDash => push_int(out, bytes),
+                Atom::Referer => out.push_str(text(self.referer.as_ref())),
+                Atom::UserAgent => out.push_str(text(self.user_agent.as_ref())),
+                Atom::Seconds => push_int(out, elapsed.as_secs()),
+                Atom::Millis => push_int(out, elapsed.as_millis() as u64),
+                Atom::Micros => push_int(out, elapsed.as_micros() as u64),
+                Atom::DecimalSeconds => push_seconds(out, elapsed),
+                Atom::Pid => push_int(out, u64::from(std::process::id())),
+                Atom::RequestHeader(n) => out.push_str(text(find(&self.headers, n))),
+                Atom::ResponseHeader(n) => out.push_str(text(find(&self.response_headers, n))),
+            }
         }
         out.push('\n');
-        out
     }
 
-    fn json(&self, bytes: u64, seconds: f64) -> String {
-        let s = |v: &str| json_string(v);
-        let header = |v: &Option<HeaderValue>| {
-            v.as_ref()
-                .and_then(|v| v.to_str().ok())
-                .map_or("null".to_owned(), s)
+    fn json(
+        &self,
+        out: &mut String,
+        clock: &mut Clock,
+        now: SystemTime,
+        bytes: u64,
+        elapsed: Duration,
+    ) {
+        let header = |out: &mut String, v: &Option<HeaderValue>| match v
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(v) => push_json(out, v),
+            None => out.push_str("null"),
         };
         let (path, query) = self.target.split_once('?').unwrap_or((&self.target, ""));
-        format!(
-            "{{\"time\":{},\"client\":{},\"method\":{},\"path\":{},\"query\":{},\"status\":{},\"bytes\":{},\"duration\":{:.6},\"worker\":{},\"request_id\":{},\"user_agent\":{}}}\n",
-            s(&rfc3339(SystemTime::now())),
-            self.client
-                .map_or("null".to_owned(), |c| s(&c.ip().to_string())),
-            s(self.method.as_str()),
-            s(path),
-            s(query),
-            self.status.as_u16(),
-            bytes,
-            seconds,
-            self.worker,
-            s(self.request_id.to_str().unwrap_or("")),
-            header(&self.user_agent),
-        )
+        let at = clock.at(now);
+        out.push_str("{\"time\":\"");
+        out.push_str(at.iso);
+        out.push('.');
+        push_padded(out, u64::from(at.millis), 3);
+        out.push_str("Z\",\"client\":");
+        match self.client {
+            Some(c) => {
+                out.push('"');
+                push_ip(out, c.ip());
+                out.push('"');
+            }
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"method\":");
+        push_json(out, self.method.as_str());
+        out.push_str(",\"path\":");
+        push_json(out, path);
+        out.push_str(",\"query\":");
+        push_json(out, query);
+        out.push_str(",\"status\":");
+        push_int(out, u64::from(self.status.as_u16()));
+        out.push_str(",\"bytes\":");
+        push_int(out, bytes);
+        out.push_str(",\"duration\":");
+        push_seconds(out, elapsed);
+        out.push_str(",\"worker\":");
+        push_int(out, self.worker as u64);
+        out.push_str(",\"request_id\":");
+        push_json(out, self.request_id.to_str().unwrap_or(""));
+        out.push_str(",\"user_agent\":");
+        header(out, &self.user_agent);
+        out.push_str("}\n");
+    }
+}
+
+/// The protocol as a request line writes it.
+fn protocol(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// Writes an address as `Display` does, IPv4 without the formatting
+/// machinery.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_int(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// Writes `n` in decimal.
+fn push_int(out: &mut String, n: u64) {
+    push_padded(out, n, 1);
+}
+
+/// Writes `n` in decimal, with leading zeros to at least `width` digits.
+fn push_padded(out: &mut String, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut at = digits.len();
+    while n > 0 || digits.len() - at < width {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
+}
+
+/// Writes a duration as seconds with six decimals (to the nearest
+/// microsecond).
+fn push_seconds(out: &mut String, d: Duration) {
+    let micros = (d.as_nanos() + 500) / 1000;
+    push_int(out, (micros / 1_000_000) as u64);
+    out.push('.');
+    push_padded(out, (micros % 1_000_000) as u64, 6);
+}
+
+/// The time as the access log writes it, formatted once per second.
+#[derive(Debug, Default)]
+struct Clock {
+    second: Option<u64>,
+    /// `23/Nov/2026:02:52:09 +0000`
+    clf: String,
+    /// `2026-11-23T02:52:09`
+    iso: String,
+}
+
+/// One reading of a [`Clock`].
+struct At<'a> {
+    clf: &'a str,
+    iso: &'a str,
+    millis: u32,
+}
+
+impl Clock {
+    fn at(&mut self, t: SystemTime) -> At<'_> {
+        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        if self.second != Some(d.as_secs()) {
+            self.second = Some(d.as_secs());
+            self.clf = clf_time(t);
+            self.iso = iso_second(t);
+        }
+        At {
+            clf: &self.clf,
+            iso: &self.iso,
+            millis: d.subsec_millis(),
+        }
     }
 }
 
@@ -294,12 +426,122 @@ pub(crate) struct Observe {
 }
 
 /// Where access log lines go, and in what format.
+///
+/// Lines are gathered as responses finish and written together by a task
+/// of their own (`flushing`), which runs once the worker's other
+/// ready tasks have: one `write(2)` for all the lines of a turn of the
+/// event loop instead of one per line. Each write holds whole lines and at
+/// most `PIPE_BUF` bytes (unless one line is longer), so that on a pipe
+/// (`--access-logfile -` under Docker) the lines of several workers never
+/// interleave within a line. A worker flushes what it holds before it exits;
+/// a worker killed outright loses at most the lines of its last turn.
 #[derive(Debug)]
 pub struct Sink {
     /// The format.
     pub format: Format,
-    /// Writes one line.
-    pub write: fn(&str),
+    /// Writes whole lines, in one `write(2)`.
+    write: fn(&str),
+    /// Lines not yet written.
+    pending: RefCell<String>,
+    /// The time of day, formatted once a second.
+    clock: RefCell<Clock>,
+    /// Wakes the flushing task when the first line of a batch arrives.
+    ready: Notify,
+}
+
+/// The most one write holds (Linux's `PIPE_BUF`): writes up to this size
+/// to a pipe are atomic.
+const PIPE_BUF: usize = 4096;
+/// Lines held at most before they are written there and then.
+const PENDING_MAX: usize = 64 * 1024;
+
+impl Sink {
+    pub(crate) fn new(format: Format, write: fn(&str)) -> Self {
+        Self {
+            format,
+            write,
+            pending: RefCell::new(String::new()),
+            clock: RefCell::new(Clock::default()),
+            ready: Notify::new(),
+        }
+    }
+
+    /// Adds the line of `record` to the next batch.
+    fn log(&self, record: &Record, bytes: u64) {
+        let mut pending = self.pending.borrow_mut();
+        let first = pending.is_empty();
+        record.write(
+            &mut pending,
+            &self.format,
+            &mut self.clock.borrow_mut(),
+            bytes,
+        );
+        self.queued(pending, first);
+    }
+
+    /// Adds a line (ending with a newline) to the next batch.
+    #[cfg(test)]
+    fn push(&self, line: &str) {
+        let mut pending = self.pending.borrow_mut();
+        let first = pending.is_empty();
+        pending.push_str(line);
+        self.queued(pending, first);
+    }
+
+    /// Writes the batch now if it is large, else wakes the flushing task
+    /// when `first` is the batch's first line.
+    fn queued(&self, pending: std::cell::RefMut<'_, String>, first: bool) {
+        if pending.len() >= PENDING_MAX {
+            drop(pending);
+            self.flush();
+        } else if first {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Writes every pending line now.
+    pub(crate) fn flush(&self) {
+        let mut pending = self.pending.borrow_mut();
+        for chunk in chunks(&pending, PIPE_BUF) {
+            (self.write)(chunk);
+        }
+        pending.clear();
+    }
+
+    /// Writes each batch of lines once the tasks that made it have run.
+    pub(crate) async fn flushing(&self) {
+        loop {
+            self.ready.notified().await;
+            self.flush();
+        }
+    }
+}
+
+/// `lines` in pieces of whole lines, each at most `max` bytes unless a
+/// single line is longer.
+fn chunks(lines: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = lines;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let bytes = rest.as_bytes();
+        let end = if bytes.len() <= max {
+            bytes.len()
+        } else {
+            // After the last newline that fits, else after the first one.
+            let newline = |b: &u8| *b == b'\n';
+            bytes[..max]
+                .iter()
+                .rposition(newline)
+                .or_else(|| bytes.iter().position(newline))
+                .map_or(bytes.len(), |i| i + 1)
+        };
+        // `end` follows a newline or is the end: a char boundary.
+        let (chunk, after) = rest.split_at(end);
+        rest = after;
+        Some(chunk)
+    })
 }
 
 impl<B> Logged<B> {
@@ -328,7 +570,7 @@ impl<B> Drop for Logged<B> {
             o.counters.observe(o.method, o.status, o.started.elapsed());
         }
         if let Some((record, sink)) = self.log.take() {
-            (sink.write)(&record.line(&sink.format, self.bytes));
+            sink.log(&record, self.bytes);
         }
     }
 }
@@ -423,9 +665,8 @@ impl Id {
     }
 }
 
-/// A JSON string literal.
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
+/// Writes `s` as a JSON string literal.
+fn push_json(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -438,11 +679,10 @@ fn json_string(s: &str) -> String {
         }
     }
     out.push('"');
-    out
 }
 
 /// Year, month, day, hour, minute, second (UTC) of a time.
-fn civil(t: SystemTime) -> (i64, u32, u32, u64, u64, u64, u32) {
+fn civil(t: SystemTime) -> (i64, u32, u32, u64, u64, u64) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
@@ -456,15 +696,7 @@ fn civil(t: SystemTime) -> (i64, u32, u32, u64, u64, u64, u32) {
     let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
-    (
-        year,
-        month,
-        day,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis(),
-    )
+    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// `23/Nov/2026:02:52:09 +0000`
@@ -472,22 +704,90 @@ fn clf_time(t: SystemTime) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let (y, mo, d, h, mi, s, _) = civil(t);
+    let (y, mo, d, h, mi, s) = civil(t);
     format!(
         "{d:02}/{}/{y}:{h:02}:{mi:02}:{s:02} +0000",
         MONTHS[(mo - 1) as usize]
     )
 }
 
-/// `2026-11-23T02:52:09.123Z`
-fn rfc3339(t: SystemTime) -> String {
-    let (y, mo, d, h, mi, s, ms) = civil(t);
-    format!("{y}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+/// `2026-11-23T02:52:09`
+fn iso_second(t: SystemTime) -> String {
+    let (y, mo, d, h, mi, s) = civil(t);
+    format!("{y}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_are_written_in_whole_lines_of_at_most_pipe_buf() {
+        let line = |i: usize| format!("line {i} {}\n", "x".repeat(90));
+        let lines: String = (0..200).map(line).collect();
+        let parts: Vec<&str> = chunks(&lines, PIPE_BUF).collect();
+        assert!(parts.len() > 1);
+        assert_eq!(parts.concat(), lines);
+        for c in &parts {
+            assert!(c.len() <= PIPE_BUF && c.ends_with('\n'), "{}", c.len());
+        }
+        // A line longer than the limit goes alone, whole; then the rest.
+        let long = format!("{}\nshort\n", "é".repeat(PIPE_BUF));
+        let pieces: Vec<&str> = chunks(&long, PIPE_BUF).collect();
+        assert_eq!(pieces, [&long[..long.len() - 6], "short\n"]);
+        assert_eq!(chunks("", PIPE_BUF).count(), 0);
+    }
+
+    fn render(rec: &Record, format: &Format, bytes: u64) -> String {
+        let mut out = String::new();
+        rec.write(&mut out, format, &mut Clock::default(), bytes);
+        out
+    }
+
+    thread_local! {
+        static WRITTEN: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn collect(lines: &str) {
+        WRITTEN.with_borrow_mut(|w| w.push(lines.to_owned()));
+    }
+
+    #[test]
+    fn a_turn_of_lines_is_one_write_after_the_tasks_that_made_them() {
+        let format = Format::parse(DEFAULT_FORMAT, false).expect("format");
+        let sink: &'static Sink = Box::leak(Box::new(Sink::new(format, collect)));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async {
+            tokio::task::spawn_local(sink.flushing());
+            let tasks: Vec<_> = (0..3)
+                .map(|i| tokio::task::spawn_local(async move { sink.push(&format!("{i}\n")) }))
+                .collect();
+            for t in tasks {
+                t.await.expect("task");
+            }
+            tokio::task::yield_now().await;
+            // Woken by the first line, the flushing task ran after the
+            // other two tasks had added theirs.
+            assert_eq!(WRITTEN.with_borrow(Clone::clone), ["0\n1\n2\n"]);
+            sink.push("3\n");
+            assert_eq!(WRITTEN.with_borrow(Vec::len), 1, "not written by the push");
+            tokio::task::yield_now().await;
+            assert_eq!(WRITTEN.with_borrow(|w| w[1].clone()), "3\n");
+            // What is still pending when the worker ends is written by `flush`.
+            sink.push("4\n");
+            sink.flush();
+            assert_eq!(WRITTEN.with_borrow(|w| w[2].clone()), "4\n");
+            sink.flush();
+            assert_eq!(
+                WRITTEN.with_borrow(Vec::len),
+                3,
+                "nothing pending, nothing written"
+            );
+        });
+    }
 
     #[test]
     fn gunicorn_formats_parse_and_render() {
@@ -505,8 +805,8 @@ mod tests {
             0,
             Instant::now(),
         );
-        rec.respond(StatusCode::OK, &HeaderMap::new());
-        let line = rec.line(&f, 13);
+        rec.respond(StatusCode::OK, &HeaderMap::new(), &f);
+        let line = render(&rec, &f, 13);
         assert!(line.starts_with("203.0.113.9 - - ["), "{line}");
         assert!(
             line.ends_with("] \"GET /a/b?x=1 HTTP/1.1\" 200 13 \"-\" \"curl/8\"\n"),
@@ -528,8 +828,8 @@ mod tests {
             0,
             Instant::now(),
         );
-        rec.respond(StatusCode::NOT_FOUND, &out);
-        let line = rec.line(&f, 0);
+        rec.respond(StatusCode::NOT_FOUND, &out, &f);
+        let line = render(&rec, &f, 0);
         assert_eq!(
             line,
             format!(
@@ -555,8 +855,8 @@ mod tests {
             3,
             Instant::now(),
         );
-        rec.respond(StatusCode::CREATED, &HeaderMap::new());
-        let line = rec.line(&f, 5);
+        rec.respond(StatusCode::CREATED, &HeaderMap::new(), &f);
+        let line = render(&rec, &f, 5);
         let want = r#""method":"POST","path":"/p","query":"q=1","status":201,"bytes":5"#;
         assert!(line.contains(want), "{line}");
         let tail = r#""worker":3,"request_id":"abc","user_agent":"say \"hi\""}"#;
@@ -568,7 +868,38 @@ mod tests {
     fn dates_are_civil() {
         let t = UNIX_EPOCH + std::time::Duration::from_secs(1_795_402_329);
         assert_eq!(clf_time(t), "23/Nov/2026:02:52:09 +0000");
-        assert_eq!(rfc3339(t), "2026-11-23T02:52:09.000Z");
+        assert_eq!(iso_second(t), "2026-11-23T02:52:09");
+        // The clock formats a second once, and tells the milliseconds.
+        let mut clock = Clock::default();
+        let at = clock.at(t + Duration::from_millis(7));
+        assert_eq!(at.clf, clf_time(t));
+        assert_eq!((at.iso, at.millis), (iso_second(t).as_str(), 7));
+        let later = t + Duration::from_millis(1_020);
+        let at = clock.at(later);
+        assert_eq!((at.clf, at.millis), ("23/Nov/2026:02:52:10 +0000", 20));
+    }
+
+    #[test]
+    fn numbers_are_written_as_the_format_needs() {
+        let mut out = String::new();
+        push_int(&mut out, 0);
+        out.push(' ');
+        push_int(&mut out, u64::MAX);
+        out.push(' ');
+        push_padded(&mut out, 7, 3);
+        out.push(' ');
+        push_seconds(&mut out, Duration::from_nanos(12_345_678_901));
+        out.push(' ');
+        push_seconds(&mut out, Duration::from_nanos(1_500));
+        for ip in ["10.0.255.1", "0.0.0.0", "2001:db8::1", "::ffff:1.2.3.4"] {
+            out.push(' ');
+            push_ip(&mut out, ip.parse().expect("ip"));
+        }
+        assert_eq!(
+            out,
+            "0 18446744073709551615 007 12.345679 0.000002 \
+             10.0.255.1 0.0.0.0 2001:db8::1 ::ffff:1.2.3.4"
+        );
     }
 
     #[test]

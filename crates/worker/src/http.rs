@@ -184,7 +184,7 @@ impl<S: Service> Server<S> {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         let record = record.map(|(mut r, sink)| {
-            r.respond(res.status(), res.headers());
+            r.respond(res.status(), res.headers(), &sink.format);
             (r, sink)
         });
         if let Some(o) = &mut observe {

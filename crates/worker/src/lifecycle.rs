@@ -70,7 +70,8 @@ impl StopSignals {
 pub struct Hooks {
     /// Reopens the log files (SIGUSR1).
     pub reopen_logs: fn(),
-    /// Writes one access log line; `None` when the access log is off.
+    /// Writes whole access log lines (ending with newlines) in one
+    /// `write(2)`; `None` when the access log is off.
     pub access_log: Option<fn(&str)>,
 }
 
@@ -105,13 +106,25 @@ pub fn run<S: Service>(
             return EXIT_SETUP_FAILED;
         }
     };
+    let access = match access_sink(config, hooks) {
+        Ok(sink) => sink,
+        Err(e) => {
+            error!("access_logformat: {e}");
+            return EXIT_SETUP_FAILED;
+        }
+    };
     let ctx = Context {
         index,
         cell,
         pid: std::process::id(),
         shared,
     };
-    let code = LocalSet::new().block_on(&runtime, serve(config, ctx, listeners, hooks, make));
+    let serving = serve(config, ctx, listeners, hooks, access, make);
+    let code = LocalSet::new().block_on(&runtime, serving);
+    // The connections the LocalSet dropped have logged their last lines.
+    if let Some(sink) = access {
+        sink.flush();
+    }
     // Blocking tasks still running (a sleeping handler) must not hold the exit.
     runtime.shutdown_background();
     code
@@ -122,9 +135,13 @@ async fn serve<S: Service>(
     ctx: Context,
     listeners: Listeners,
     hooks: Hooks,
+    access: Option<&'static crate::access::Sink>,
     make: impl FnOnce(&Context) -> S,
 ) -> i32 {
     let slot = ctx.shared.cell(ctx.cell);
+    if let Some(sink) = access {
+        spawn_local(sink.flushing());
+    }
     let mut stop = match StopSignals::install() {
         Ok(s) => s,
         Err(e) => {
@@ -171,13 +188,7 @@ async fn serve<S: Service>(
         retire_at: retire_at(config),
         hub,
         in_flight: std::cell::Cell::new(0),
-        access: match access_sink(config, hooks) {
-            Ok(sink) => sink,
-            Err(e) => {
-                error!("access_logformat: {e}");
-                return EXIT_SETUP_FAILED;
-            }
-        },
+        access,
         index: ctx.index,
         counters: slot
             .filter(|_| config.metrics_path.is_some())
@@ -240,10 +251,9 @@ fn access_sink(
         .as_deref()
         .unwrap_or(crate::access::DEFAULT_FORMAT);
     let format = crate::access::Format::parse(format, config.log_json)?;
-    Ok(Some(Box::leak(Box::new(crate::access::Sink {
-        format,
-        write,
-    }))))
+    Ok(Some(Box::leak(Box::new(crate::access::Sink::new(
+        format, write,
+    )))))
 }
 
 /// Starts the accept loop of one inherited listener.
