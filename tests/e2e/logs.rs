@@ -180,7 +180,10 @@ fn lines_written_in_batches_are_all_there_after_a_stop() {
         let text = read(&log);
         let ours = text.lines().filter(|l| l.contains("GET /json?n=")).count();
         assert_eq!(ours, 200, "{signal}: {ours} of 200 lines");
-        assert!(text.lines().all(|l| l.ends_with(r#" "-" "-""#)), "{signal}: a torn line");
+        assert!(
+            text.lines().all(|l| l.ends_with(r#" "-" "-""#)),
+            "{signal}: a torn line"
+        );
     }
 }
 
