@@ -16,8 +16,14 @@
 # and over) against ferricorn's /ws/echo and the tokio-tungstenite server,
 # and the memory each takes per idle WebSocket (benches/ws_idle.py).
 #
+# SERVER_CPUS and LOAD_CPUS (CPU lists as taskset takes them) pin the
+# servers and the load generators apart, so that no worker waits behind
+# wrk for a CPU: on a host with a CPU per worker and more, that is the
+# comparison to make, latency above all.
+#
 #   benches/compare.sh              # or: just bench-compare
 #   ROUNDS=5 DURATION=10s benches/compare.sh
+#   WORKERS=1 SERVER_CPUS=1 LOAD_CPUS=0 benches/compare.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,11 +32,20 @@ DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 WORKERS=${WORKERS:-2}
+SERVER_CPUS=${SERVER_CPUS:-}
+LOAD_CPUS=${LOAD_CPUS:-}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 
 source benches/lib.sh
 need wrk wrk
 need nginx nginx-light
+[ -z "$SERVER_CPUS$LOAD_CPUS" ] || need taskset util-linux
+# pinned CPUS COMMAND...: runs COMMAND on those CPUs, or anywhere if none.
+pinned() {
+    local cpus=$1
+    shift
+    if [ -n "$cpus" ]; then exec taskset -c "$cpus" "$@"; else exec "$@"; fi
+}
 cargo build --release --quiet --bin ferricorn
 (cd benches/baselines && CARGO_TARGET_DIR="$TARGET" cargo build --release --quiet)
 BIN=$TARGET/release
@@ -72,9 +87,9 @@ processes() { echo $((1 + $(for p in /proc/[0-9]*; do
     [ "$(awk '{print $4}' "$p/stat" 2>/dev/null)" = "$1" ] && echo x; done | wc -l))); }
 
 declare -A PORT PID
-start() { # NAME COMMAND...
+start() { # NAME COMMAND...: on SERVER_CPUS
     local name=$1; shift
-    "$@" >"$WORK/$name.log" 2>&1 &
+    (pinned "$SERVER_CPUS" "$@") >"$WORK/$name.log" 2>&1 &
     PID[$name]=$!
     PIDS+=($!)
 }
@@ -87,7 +102,8 @@ PORT[hyper]=$(free_port)
 start hyper "$BIN/hyper" "127.0.0.1:${PORT[hyper]}" "$WORKERS"
 PORT[nginx]=$(free_port)
 mkdir -p "$WORK/nginx"
-sed "s|@PORT@|${PORT[nginx]}|; s|@DIR@|$WORK/nginx|g" benches/nginx.conf >"$WORK/nginx/nginx.conf"
+sed "s|@PORT@|${PORT[nginx]}|; s|@DIR@|$WORK/nginx|g; s|@WORKERS@|$WORKERS|" benches/nginx.conf \
+    >"$WORK/nginx/nginx.conf"
 start nginx nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log"
 SERVERS=(ferricorn actix-web hyper nginx)
 for s in "${SERVERS[@]}"; do wait_up "${PORT[$s]}" /; done
@@ -98,12 +114,15 @@ for s in "${SERVERS[@]}"; do IDLE[$s]=$(tree_rss "${PID[$s]}"); done
 ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f", v}' <<<"$1"; }
 RESULTS=$WORK/results
 : >"$RESULTS"
-echo "ferricorn $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) CPUs; each server $WORKERS workers/threads; wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds" >&2
+pinning=""
+[ -z "$SERVER_CPUS$LOAD_CPUS" ] || pinning="; servers on CPUs ${SERVER_CPUS:-any}, load on ${LOAD_CPUS:-any}"
+echo "ferricorn $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) CPUs; each server $WORKERS workers/threads; wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds$pinning" >&2
 for round in $(seq "$ROUNDS"); do
     for s in "${SERVERS[@]}"; do
         for path in / /json; do
             read -r user0 sys0 < <(tree_cpu "${PID[$s]}")
-            out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:${PORT[$s]}$path")
+            out=$(pinned "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
+                "http://127.0.0.1:${PORT[$s]}$path")
             read -r user1 sys1 < <(tree_cpu "${PID[$s]}")
             n=$(awk '/requests in/ {print $1}' <<<"$out")
             # The server's CPU time per request, in µs (user, system).
@@ -129,7 +148,7 @@ for round in $(seq "$ROUNDS"); do
     for s in ferricorn tokio-tungstenite; do
         url="ws://127.0.0.1:${PORT[ferricorn]}/ws/echo"
         [ "$s" = ferricorn ] || url="ws://127.0.0.1:${PORT[ws]}/"
-        out=$("$BIN/ws-load" "$url" "$CONNECTIONS" "$secs")
+        out=$(pinned "$LOAD_CPUS" "$BIN/ws-load" "$url" "$CONNECTIONS" "$secs")
         echo "  round $round $s ws: $out" >&2
         echo "ws $s $(awk '{print $2, $4, $6, $8}' <<<"$out" | sed 's/ms//g')" >>"$RESULTS"
     done
