@@ -7,14 +7,15 @@
 # writes an nginx config returning the same bodies. Starts each with 2
 # workers (or threads) on loopback, then, for ROUNDS rounds, runs the same
 # bounded wrk load (1 thread, 64 connections, DURATION) against / and /json
-# of each in turn. Prints, per server and path, the median req/s, the
-# median p50/p99 latency, the server's median CPU time per request (user
-# and system, from /proc: steadier than req/s, which depends on how the
-# CPUs were shared with wrk), the total RSS of each server's processes
-# (idle and after the load), and ferricorn's ratio to each. Then the WebSocket echo
-# load (ws-load: 64 connections, a 32-byte text message and its echo, over
-# and over) against ferricorn's /ws/echo and the tokio-tungstenite server,
-# and the memory each takes per idle WebSocket (benches/ws_idle.py).
+# of each in turn, each round starting with the next server. Prints, per
+# server and path, the median req/s, the median p50/p99 latency, the
+# server's median CPU time per request (user and system, from /proc:
+# steadier than req/s, which depends on how the CPUs were shared with wrk),
+# the total RSS of each server's processes (idle and after the load), and
+# ferricorn's ratio to each. Then the WebSocket echo load (ws-load: 64
+# connections, a 32-byte text message and its echo, over and over) against
+# ferricorn's /ws/echo and the tokio-tungstenite server, and the memory
+# each takes per idle WebSocket (benches/ws_idle.py).
 #
 # SERVER_CPUS and LOAD_CPUS (CPU lists as taskset takes them) pin the
 # servers and the load generators apart, so that no worker waits behind
@@ -117,8 +118,10 @@ RESULTS=$WORK/results
 pinning=""
 [ -z "$SERVER_CPUS$LOAD_CPUS" ] || pinning="; servers on CPUs ${SERVER_CPUS:-any}, load on ${LOAD_CPUS:-any}"
 echo "ferricorn $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) CPUs; each server $WORKERS workers/threads; wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds$pinning" >&2
+# Each round starts with the next server, so that none always runs first.
 for round in $(seq "$ROUNDS"); do
-    for s in "${SERVERS[@]}"; do
+    first=$(((round - 1) % ${#SERVERS[@]}))
+    for s in "${SERVERS[@]:first}" "${SERVERS[@]:0:first}"; do
         for path in / /json; do
             read -r user0 sys0 < <(tree_cpu "${PID[$s]}")
             out=$(pinned "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
@@ -145,7 +148,9 @@ start ws "$BIN/ws-echo" "127.0.0.1:${PORT[ws]}" "$WORKERS"
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/${PORT[ws]}") 2>/dev/null && break; sleep 0.1; done
 secs=${DURATION%s}
 for round in $(seq "$ROUNDS"); do
-    for s in ferricorn tokio-tungstenite; do
+    order=(ferricorn tokio-tungstenite)
+    [ $((round % 2)) = 1 ] || order=(tokio-tungstenite ferricorn)
+    for s in "${order[@]}"; do
         url="ws://127.0.0.1:${PORT[ferricorn]}/ws/echo"
         [ "$s" = ferricorn ] || url="ws://127.0.0.1:${PORT[ws]}/"
         out=$(pinned "$LOAD_CPUS" "$BIN/ws-load" "$url" "$CONNECTIONS" "$secs")
