@@ -84,8 +84,15 @@ tree_cpu() {
     done
     echo "$user $sys"
 }
-processes() { echo $((1 + $(for p in /proc/[0-9]*; do
-    [ "$(awk '{print $4}' "$p/stat" 2>/dev/null)" = "$1" ] && echo x; done | wc -l))); }
+processes() { tree_pids "$1" | wc -w; }
+# rotated ROUND NAME...: the names, starting with the ROUND-th (cyclically),
+# so that no server always runs first.
+rotated() {
+    local round=$1
+    shift
+    local names=("$@") first=$(((round - 1) % $#))
+    echo "${names[@]:first}" "${names[@]:0:first}"
+}
 
 declare -A PORT PID
 start() { # NAME COMMAND...: on SERVER_CPUS
@@ -118,10 +125,8 @@ RESULTS=$WORK/results
 pinning=""
 [ -z "$SERVER_CPUS$LOAD_CPUS" ] || pinning="; servers on CPUs ${SERVER_CPUS:-any}, load on ${LOAD_CPUS:-any}"
 echo "ferricorn $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) CPUs; each server $WORKERS workers/threads; wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds$pinning" >&2
-# Each round starts with the next server, so that none always runs first.
 for round in $(seq "$ROUNDS"); do
-    first=$(((round - 1) % ${#SERVERS[@]}))
-    for s in "${SERVERS[@]:first}" "${SERVERS[@]:0:first}"; do
+    for s in $(rotated "$round" "${SERVERS[@]}"); do
         for path in / /json; do
             read -r user0 sys0 < <(tree_cpu "${PID[$s]}")
             out=$(pinned "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
@@ -148,9 +153,7 @@ start ws "$BIN/ws-echo" "127.0.0.1:${PORT[ws]}" "$WORKERS"
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/${PORT[ws]}") 2>/dev/null && break; sleep 0.1; done
 secs=${DURATION%s}
 for round in $(seq "$ROUNDS"); do
-    order=(ferricorn tokio-tungstenite)
-    [ $((round % 2)) = 1 ] || order=(tokio-tungstenite ferricorn)
-    for s in "${order[@]}"; do
+    for s in $(rotated "$round" ferricorn tokio-tungstenite); do
         url="ws://127.0.0.1:${PORT[ferricorn]}/ws/echo"
         [ "$s" = ferricorn ] || url="ws://127.0.0.1:${PORT[ws]}/"
         out=$(pinned "$LOAD_CPUS" "$BIN/ws-load" "$url" "$CONNECTIONS" "$secs")

@@ -466,31 +466,13 @@ impl Sink {
         }
     }
 
-    /// Adds the line of `record` to the next batch.
-    fn log(&self, record: &Record, bytes: u64) {
+    /// Adds a line to the next batch: `line` writes it (newline included)
+    /// with the sink's clock. A large batch is written there and then;
+    /// the first line of a batch wakes the flushing task.
+    fn add(&self, line: impl FnOnce(&mut String, &mut Clock)) {
         let mut pending = self.pending.borrow_mut();
         let first = pending.is_empty();
-        record.write(
-            &mut pending,
-            &self.format,
-            &mut self.clock.borrow_mut(),
-            bytes,
-        );
-        self.queued(pending, first);
-    }
-
-    /// Adds a line (ending with a newline) to the next batch.
-    #[cfg(test)]
-    fn push(&self, line: &str) {
-        let mut pending = self.pending.borrow_mut();
-        let first = pending.is_empty();
-        pending.push_str(line);
-        self.queued(pending, first);
-    }
-
-    /// Writes the batch now if it is large, else wakes the flushing task
-    /// when `first` is the batch's first line.
-    fn queued(&self, pending: std::cell::RefMut<'_, String>, first: bool) {
+        line(&mut pending, &mut self.clock.borrow_mut());
         if pending.len() >= PENDING_MAX {
             drop(pending);
             self.flush();
@@ -570,7 +552,8 @@ impl<B> Drop for Logged<B> {
             o.counters.observe(o.method, o.status, o.started.elapsed());
         }
         if let Some((record, sink)) = self.log.take() {
-            sink.log(&record, self.bytes);
+            let bytes = self.bytes;
+            sink.add(|out, clock| record.write(out, &sink.format, clock, bytes));
         }
     }
 }
@@ -665,8 +648,8 @@ impl Id {
     }
 }
 
-/// Writes `s` as a JSON string literal.
-fn push_json(out: &mut String, s: &str) {
+/// Writes `s` as a JSON string literal (both logs' JSON lines use it).
+pub fn push_json(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -738,10 +721,26 @@ mod tests {
         assert_eq!(chunks("", PIPE_BUF).count(), 0);
     }
 
-    fn render(rec: &Record, format: &Format, bytes: u64) -> String {
+    /// The line `format` writes for `req`, answered with `status` and
+    /// `headers` and `bytes` of body; request id `id`, worker 3.
+    fn line_for(
+        req: &http::Request<()>,
+        client: Option<&str>,
+        id: &'static str,
+        format: &Format,
+        (status, headers, bytes): (StatusCode, &HeaderMap, u64),
+    ) -> String {
+        let client = client.map(|c| c.parse().expect("addr"));
+        let id = HeaderValue::from_static(id);
+        let mut rec = Record::new(req, client, id, format, 3, Instant::now());
+        rec.respond(status, headers, format);
         let mut out = String::new();
         rec.write(&mut out, format, &mut Clock::default(), bytes);
         out
+    }
+
+    fn push(sink: &Sink, line: &str) {
+        sink.add(|out, _| out.push_str(line));
     }
 
     thread_local! {
@@ -763,7 +762,7 @@ mod tests {
         local.block_on(&rt, async {
             tokio::task::spawn_local(sink.flushing());
             let tasks: Vec<_> = (0..3)
-                .map(|i| tokio::task::spawn_local(async move { sink.push(&format!("{i}\n")) }))
+                .map(|i| tokio::task::spawn_local(async move { push(sink, &format!("{i}\n")) }))
                 .collect();
             for t in tasks {
                 t.await.expect("task");
@@ -772,12 +771,12 @@ mod tests {
             // Woken by the first line, the flushing task ran after the
             // other two tasks had added theirs.
             assert_eq!(WRITTEN.with_borrow(Clone::clone), ["0\n1\n2\n"]);
-            sink.push("3\n");
+            push(sink, "3\n");
             assert_eq!(WRITTEN.with_borrow(Vec::len), 1, "not written by the push");
             tokio::task::yield_now().await;
             assert_eq!(WRITTEN.with_borrow(|w| w[1].clone()), "3\n");
             // What is still pending when the worker ends is written by `flush`.
-            sink.push("4\n");
+            push(sink, "4\n");
             sink.flush();
             assert_eq!(WRITTEN.with_borrow(|w| w[2].clone()), "4\n");
             sink.flush();
@@ -797,16 +796,14 @@ mod tests {
             .header("x-trace", "t1")
             .body(())
             .expect("request");
-        let mut rec = Record::new(
+        let none = HeaderMap::new();
+        let line = line_for(
             &req,
-            Some("203.0.113.9:4000".parse().expect("addr")),
-            HeaderValue::from_static("id1"),
+            Some("203.0.113.9:4000"),
+            "id1",
             &f,
-            0,
-            Instant::now(),
+            (StatusCode::OK, &none, 13),
         );
-        rec.respond(StatusCode::OK, &HeaderMap::new(), &f);
-        let line = render(&rec, &f, 13);
         assert!(line.starts_with("203.0.113.9 - - ["), "{line}");
         assert!(
             line.ends_with("] \"GET /a/b?x=1 HTTP/1.1\" 200 13 \"-\" \"curl/8\"\n"),
@@ -820,16 +817,7 @@ mod tests {
         .expect("atoms");
         let mut out = HeaderMap::new();
         out.insert("x-out", "o1".parse().expect("value"));
-        let mut rec = Record::new(
-            &req,
-            None,
-            HeaderValue::from_static("id1"),
-            &f,
-            0,
-            Instant::now(),
-        );
-        rec.respond(StatusCode::NOT_FOUND, &out, &f);
-        let line = render(&rec, &f, 0);
+        let line = line_for(&req, None, "id1", &f, (StatusCode::NOT_FOUND, &out, 0));
         assert_eq!(
             line,
             format!(
@@ -847,16 +835,8 @@ mod tests {
             .header("user-agent", "say \"hi\"")
             .body(())
             .expect("request");
-        let mut rec = Record::new(
-            &req,
-            None,
-            HeaderValue::from_static("abc"),
-            &f,
-            3,
-            Instant::now(),
-        );
-        rec.respond(StatusCode::CREATED, &HeaderMap::new(), &f);
-        let line = render(&rec, &f, 5);
+        let none = HeaderMap::new();
+        let line = line_for(&req, None, "abc", &f, (StatusCode::CREATED, &none, 5));
         let want = r#""method":"POST","path":"/p","query":"q=1","status":201,"bytes":5"#;
         assert!(line.contains(want), "{line}");
         let tail = r#""worker":3,"request_id":"abc","user_agent":"say \"hi\""}"#;
