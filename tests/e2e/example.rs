@@ -30,6 +30,13 @@ fn an_axum_router_runs_under_ferricorn() {
     let res = server.get("/");
     assert_eq!((res.status, res.text().as_str()), (200, "Hello from axum"));
     assert!(server.get("/worker").text().starts_with("axum in worker "));
+    let who = server.get("/whoami");
+    let id = who.header("x-request-id").expect("request id").to_owned();
+    assert_eq!(
+        who.text(),
+        format!("127.0.0.1 http {id}"),
+        "RequestInfo in extensions"
+    );
     assert_eq!(server.get("/nope").status, 404, "axum's own 404");
     assert_eq!(server.get("/healthz").status, 200, "ferricorn's endpoint");
     server.signal(Signal::SIGTERM);

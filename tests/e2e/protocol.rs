@@ -265,11 +265,11 @@ fn slow_clients_are_dropped_and_do_not_starve_others() {
 fn forwarded_headers_are_trusted_only_from_allowed_peers() {
     let trusting = Server::start(&["-w", "1", "--root-path", "/api"]);
     let mut c = trusting.conn();
-    c.send(b"GET /whoami HTTP/1.1\r\nHost: internal\r\nX-Forwarded-For: 203.0.113.9, 127.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n\r\n");
+    c.send(b"GET /whoami HTTP/1.1\r\nHost: internal\r\nX-Forwarded-For: 203.0.113.9, 127.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\nX-Request-Id: req-7\r\n\r\n");
     let seen = c.read_response(false).expect("whoami").text();
     assert_eq!(
         seen,
-        r#"{"client":"203.0.113.9:0","scheme":"https","host":"example.com","root_path":"/api"}"#
+        r#"{"client":"203.0.113.9:0","scheme":"https","host":"example.com","root_path":"/api","id":"req-7"}"#
     );
     c.send(b"GET /whoami HTTP/1.1\r\nHost: internal\r\nForwarded: for=\"[2001:db8::7]:4711\";proto=https\r\n\r\n");
     let seen = c.read_response(false).expect("whoami").text();

@@ -6,12 +6,13 @@
 //! ```sh
 //! cargo run --example axum -- -w 2 -b 127.0.0.1:8000
 //! curl localhost:8000/             # from axum
+//! curl localhost:8000/whoami       # what ferricorn knows of the request
 //! curl localhost:8000/healthz      # from ferricorn
 //! ```
 
-use axum::Router;
 use axum::routing::get;
-use ferricorn::{Context, HyperApp};
+use axum::{Extension, Router};
+use ferricorn::{Context, HyperApp, RequestInfo};
 use hyper_util::service::TowerToHyperService;
 
 fn main() -> std::process::ExitCode {
@@ -23,6 +24,14 @@ fn main() -> std::process::ExitCode {
             .route(
                 "/worker",
                 get(move || async move { format!("axum in worker {index}") }),
+            )
+            // ferricorn puts each request's info in its extensions.
+            .route(
+                "/whoami",
+                get(|Extension(info): Extension<RequestInfo>| async move {
+                    let client = info.client().map_or("unix".into(), |a| a.ip().to_string());
+                    format!("{client} {} {}", info.scheme(), info.id())
+                }),
             );
         HyperApp(TowerToHyperService::new(router))
     })

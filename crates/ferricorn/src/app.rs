@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use ferricorn_worker::{Service, WebSocketUpgrade};
+use ferricorn_worker::{RequestInfo, Service, WebSocketUpgrade};
 use tracing::error;
 
 use crate::{Body, BoxError};
@@ -63,7 +63,9 @@ pub trait App: 'static {
 
 /// Serves any hyper [`Service`](hyper::service::Service) (and so, through
 /// `hyper_util::service::TowerToHyperService`, any tower service such as an
-/// axum `Router`) as an [`App`]. See `examples/axum.rs`.
+/// axum `Router`) as an [`App`]. See `examples/axum.rs`. Each request's
+/// [`RequestInfo`] is also in its extensions (axum:
+/// `Extension<RequestInfo>`).
 #[derive(Debug, Clone)]
 pub struct HyperApp<S>(pub S);
 
@@ -80,7 +82,11 @@ where
         false
     }
 
-    async fn call(&self, req: Request) -> Response {
+    async fn call(&self, mut req: Request) -> Response {
+        // Extractors such as axum's `Extension` look in the extensions.
+        if let Some(info) = req.body().info().cloned() {
+            req.extensions_mut().insert(info);
+        }
         match self.0.call(req).await {
             Ok(res) => res.map(Body::new),
             Err(e) => {
@@ -106,12 +112,9 @@ impl<A: App> Service for Served<A> {
     fn call(
         &self,
         req: http::Request<hyper::body::Incoming>,
+        info: RequestInfo,
     ) -> impl Future<Output = http::Response<Body>> {
-        let idle = req
-            .extensions()
-            .get::<ferricorn_worker::RequestInfo>()
-            .map(ferricorn_worker::RequestInfo::body_timeout);
-        self.0.call(req.map(|b| Body::incoming(b, idle)))
+        self.0.call(req.map(|b| Body::incoming(b, info)))
     }
 
     fn websocket(&self, upgrade: WebSocketUpgrade) -> impl Future<Output = http::Response<Body>> {

@@ -4,7 +4,6 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
@@ -12,13 +11,14 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use tokio::sync::mpsc;
 
-use crate::BoxError;
+use crate::{BoxError, RequestInfo};
 
 /// A streaming HTTP body.
 ///
-/// A request's body arrives as the client sends it; a response's body can be
-/// bytes ([`From`]), a stream fed through [`Body::channel`], or any
-/// [`http_body::Body`] ([`Body::new`]).
+/// A request's body arrives as the client sends it, and carries what
+/// ferricorn knows of the request beyond its head ([`Body::info`]); a
+/// response's body can be bytes ([`From`]), a stream fed through
+/// [`Body::channel`], or any [`http_body::Body`] ([`Body::new`]).
 pub struct Body(Inner);
 
 enum Inner {
@@ -52,13 +52,30 @@ impl Body {
         (BodySender(tx), Self(Inner::Channel(rx)))
     }
 
-    /// A request's body as it arrives; `idle` bounds the wait for each chunk.
-    pub(crate) fn incoming(body: hyper::body::Incoming, idle: Option<Duration>) -> Self {
+    /// A request's body as it arrives; the info's body timeout bounds the
+    /// wait for each chunk.
+    pub(crate) fn incoming(body: hyper::body::Incoming, info: RequestInfo) -> Self {
         Self(Inner::Incoming(Incoming {
             body,
-            idle,
+            info: Box::new(info),
             timer: None,
         }))
+    }
+
+    /// What ferricorn knows of the request this body came with: client
+    /// address after trusted proxies, scheme, root path, request id.
+    /// `None` on a body the app made.
+    ///
+    /// ```
+    /// # async fn handler(req: ferricorn::Request) {
+    /// let client = req.body().info().and_then(|info| info.client());
+    /// # }
+    /// ```
+    pub fn info(&self) -> Option<&RequestInfo> {
+        match &self.0 {
+            Inner::Incoming(b) => Some(&b.info),
+            _ => None,
+        }
     }
 
     /// Reads the whole body into memory, refusing more than `limit` bytes.
@@ -157,10 +174,12 @@ impl http_body::Body for Body {
     }
 }
 
-/// A request body with a bound on the wait for each chunk.
+/// A request body with a bound on the wait for each chunk, and its
+/// request's info.
 struct Incoming {
     body: hyper::body::Incoming,
-    idle: Option<Duration>,
+    /// Boxed: every body, the responses' too, would otherwise be as large.
+    info: Box<RequestInfo>,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
@@ -172,9 +191,7 @@ impl Incoming {
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
-                let Some(idle) = self.idle else {
-                    return Poll::Pending;
-                };
+                let idle = self.info.body_timeout();
                 let timer = self
                     .timer
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));

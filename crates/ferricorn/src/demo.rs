@@ -276,20 +276,20 @@ async fn echo(req: Request) -> Response {
 
 /// What the app sees of the client, after trusted proxy headers.
 fn whoami(req: &Request) -> Response {
-    let ext = req.extensions();
-    let info = ext.get::<crate::RequestInfo>();
+    let info = req.body().info();
     let client = info
         .and_then(crate::RequestInfo::client)
         .map_or_else(|| "unix".to_owned(), |a| a.to_string());
     let scheme = info.map_or("http", crate::RequestInfo::scheme);
     let root = info.map_or("", crate::RequestInfo::root_path);
+    let id = info.map_or("", crate::RequestInfo::id);
     let host = req
         .headers()
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     json(format!(
-        r#"{{"client":{client:?},"scheme":{scheme:?},"host":{host:?},"root_path":{root:?}}}"#
+        r#"{{"client":{client:?},"scheme":{scheme:?},"host":{host:?},"root_path":{root:?},"id":{id:?}}}"#
     ))
 }
 

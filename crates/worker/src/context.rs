@@ -55,8 +55,11 @@ impl Context {
     }
 }
 
-/// What ferricorn knows of a request beyond its head, in the request's
-/// extensions: `req.extensions().get::<RequestInfo>()`.
+/// What ferricorn knows of a request beyond its head: the client and
+/// scheme after trusted proxy headers, the root path, the request id.
+/// ferricorn hands it to the app with each request, without allocating:
+/// apps find it on the request's body (`req.body().info()`), services
+/// served through `HyperApp` also in the request's extensions.
 #[derive(Debug, Clone)]
 pub struct RequestInfo {
     pub(crate) client: Option<SocketAddr>,
@@ -64,7 +67,7 @@ pub struct RequestInfo {
     pub(crate) scheme: Option<Box<str>>,
     pub(crate) root_path: &'static str,
     pub(crate) body_timeout: Duration,
-    pub(crate) id: crate::access::Id,
+    pub(crate) id: http::HeaderValue,
 }
 
 impl RequestInfo {
@@ -96,6 +99,6 @@ impl RequestInfo {
     /// The request's id: the client's `X-Request-Id` if it is a sane token,
     /// else a new one. The response carries it back.
     pub fn id(&self) -> &str {
-        self.id.as_str()
+        self.id.to_str().unwrap_or("")
     }
 }

@@ -18,7 +18,6 @@ use ferricorn_shm::metrics::{Counters, at, method_index};
 use ferricorn_shm::{Cell as ShmCell, Shared};
 use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue, SERVER};
 use http::{Request, Response, StatusCode};
-use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -34,9 +33,6 @@ use crate::framing::Guarded;
 use crate::proxy;
 use crate::ws::{self, WebSocketUpgrade};
 use crate::{RequestInfo, Service, limits};
-
-/// The response body: ferricorn's own short answers, or the app's body.
-pub(crate) type Body<S> = Either<Full<Bytes>, <S as Service>::Body>;
 
 const SERVER_NAME: HeaderValue = HeaderValue::from_static("ferricorn");
 const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
@@ -66,6 +62,8 @@ pub(crate) struct Server<S> {
     pub root_path: &'static str,
     /// Every connection's head deadline.
     pub deadlines: Rc<Deadlines>,
+    /// Makes the request ids.
+    pub ids: access::Ids,
 }
 
 impl<S: Service> Server<S> {
@@ -130,7 +128,7 @@ impl<S: Service> Server<S> {
         self: Rc<Self>,
         mut req: Request<Incoming>,
         conn: Rc<Connection>,
-    ) -> Result<Response<Logged<Body<S>>>, Infallible> {
+    ) -> Result<Response<Logged<S::Body>>, Infallible> {
         let head = conn.deadline.stop();
         let peer = conn.peer;
         if let Some(slot) = self.slot
@@ -150,14 +148,12 @@ impl<S: Service> Server<S> {
             fields.host = true;
         }
         let client = forwarded.client.or(peer);
-        let id = access::request_id(fields.request_id.take());
-        let response_id = id.to_header();
+        let id = self.ids.id(fields.request_id.take());
         // One clock reading for the access log and the metrics, if either is on.
         let started = (self.access.is_some() || self.counters.is_some()).then(Instant::now);
         let record = self.access.zip(started).map(|(sink, started)| {
             let (format, index) = (&sink.format, self.index);
-            let id = response_id.clone();
-            let record = access::Record::new(&req, client, id, format, index, started);
+            let record = access::Record::new(&req, client, id.clone(), format, index, started);
             (Box::new(record), sink)
         });
         let mut observe = self
@@ -169,17 +165,17 @@ impl<S: Service> Server<S> {
                 status: 0,
                 started,
             });
-        req.extensions_mut().insert(RequestInfo {
+        let info = RequestInfo {
             client,
             scheme: forwarded.proto.map(String::into_boxed_str),
             root_path: self.root_path,
             body_timeout: self.config.header_timeout,
-            id,
-        });
-        let mut res = self.respond(req, &fields, conn.admin).await;
+            id: id.clone(),
+        };
+        let mut res = self.respond(req, info, &fields, conn.admin).await;
         let headers = res.headers_mut();
         headers.entry(SERVER).or_insert(SERVER_NAME);
-        headers.insert(&access::REQUEST_ID, response_id);
+        headers.insert(&access::REQUEST_ID, id);
         if conn.closing.get() {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
@@ -202,9 +198,10 @@ impl<S: Service> Server<S> {
     async fn respond(
         &self,
         req: Request<Incoming>,
+        info: RequestInfo,
         fields: &Fields,
         admin: bool,
-    ) -> Response<Body<S>> {
+    ) -> Response<S::Body> {
         if let Some(status) = limits::check(&req, fields, &self.config.limits) {
             let mut res = text(status, status.canonical_reason().unwrap_or("Bad Request"));
             res.headers_mut()
@@ -248,13 +245,12 @@ impl<S: Service> Server<S> {
                     return res;
                 }
                 ws::Check::Upgrade(key) => {
-                    let client = req.extensions().get::<RequestInfo>().and_then(|i| i.client);
-                    let upgrade = WebSocketUpgrade::new(req, key, client, self.hub.clone());
+                    let upgrade = WebSocketUpgrade::new(req, key, info, self.hub.clone());
                     // Boxed: once per WebSocket, where inline it would
                     // grow every request's future by its size.
                     let accept = Box::pin(self.app.websocket(upgrade));
                     return match catch_panic(accept).await {
-                        Ok(res) => res.map(Either::Right),
+                        Ok(res) => res,
                         Err(()) => {
                             error!(
                                 "the app panicked while handling a WebSocket upgrade; answered 500"
@@ -278,14 +274,14 @@ impl<S: Service> Server<S> {
         let _in_flight = InFlight::new(&self.in_flight);
         // Made where it is pinned, once: the layers around it hold a
         // reference, not a copy of what can be a large future.
-        let mut call = pin!(self.app.call(req));
+        let mut call = pin!(self.app.call(req, info));
         let call = catch_panic(call.as_mut());
         let outcome = match self.config.request_timeout {
             Some(limit) => tokio::time::timeout(limit, call).await.ok(),
             None => Some(call.await),
         };
         match outcome {
-            Some(Ok(res)) => res.map(Either::Right),
+            Some(Ok(res)) => res,
             Some(Err(())) => {
                 error!("the app panicked while handling a request; answered 500");
                 text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
@@ -348,10 +344,8 @@ impl Drop for OpenConnection {
 }
 
 /// A short plain-text response.
-fn text<B>(status: StatusCode, body: &str) -> Response<Either<Full<Bytes>, B>> {
-    let mut res = Response::new(Either::Left(Full::new(Bytes::copy_from_slice(
-        body.as_bytes(),
-    ))));
+fn text<B: From<Bytes>>(status: StatusCode, body: &str) -> Response<B> {
+    let mut res = Response::new(B::from(Bytes::copy_from_slice(body.as_bytes())));
     *res.status_mut() = status;
     let headers = res.headers_mut();
     headers.insert(CONTENT_TYPE, TEXT_PLAIN);

@@ -7,7 +7,7 @@
 //! - [`Service`]: what the worker needs from an app.
 //! - [`Context`]: what an app knows about its worker, and where it
 //!   registers its own metrics ([`Counter`], [`Gauge`], [`Histogram`]).
-//! - [`RequestInfo`]: what ferricorn knows of a request, in its extensions.
+//! - [`RequestInfo`]: what ferricorn knows of a request beyond its head.
 //! - `accept`: the accept loops and the `--worker-connections` cap.
 //! - [`access`]: the access log and request ids.
 //! - `http`: one connection with hyper's HTTP/1.1, the request limits, and
@@ -69,16 +69,22 @@ pub enum Error {
 /// What the worker needs from an app. One value is built per worker, after
 /// the fork; none of its futures need be `Send`.
 pub trait Service: 'static {
-    /// The response body.
-    type Body: http_body::Body<Data = bytes::Bytes, Error: Into<BoxError>> + Unpin + 'static;
+    /// The response body; ferricorn's own short answers are made `From`
+    /// their bytes.
+    type Body: http_body::Body<Data = bytes::Bytes, Error: Into<BoxError>>
+        + From<bytes::Bytes>
+        + Unpin
+        + 'static;
 
     /// Lifespan startup: runs before the worker accepts; an error aborts the boot.
     fn startup(&self) -> impl Future<Output = Result<(), BoxError>>;
 
-    /// Handles one request.
+    /// Handles one request; `info` is what ferricorn knows of it beyond
+    /// its head.
     fn call(
         &self,
         req: ::http::Request<hyper::body::Incoming>,
+        info: RequestInfo,
     ) -> impl Future<Output = ::http::Response<Self::Body>>;
 
     /// Handles a WebSocket upgrade request: accept it or answer it.

@@ -198,6 +198,7 @@ async fn serve<S: Service>(
         deadlines: Rc::new(crate::deadline::Deadlines::new(crate::deadline::head_wait(
             config,
         ))),
+        ids: crate::access::Ids::new(),
     });
     let deadlines = server.deadlines.clone();
     spawn_local(async move { deadlines.sweep().await });

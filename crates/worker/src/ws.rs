@@ -40,6 +40,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{self, Error as WsError, Message as WsMessage};
 use tracing::debug;
 
+use crate::RequestInfo;
 use crate::http::OpenConnection;
 
 /// What tungstenite reads at most per `read(2)`. It zeroes that much of its
@@ -129,7 +130,7 @@ pub struct WebSocketUpgrade {
     parts: http::request::Parts,
     key: HeaderValue,
     on_upgrade: OnUpgrade,
-    client: Option<SocketAddr>,
+    info: RequestInfo,
     protocol: Option<String>,
     headers: HeaderMap,
     hub: Rc<Hub>,
@@ -139,7 +140,7 @@ impl WebSocketUpgrade {
     pub(crate) fn new(
         mut req: Request<hyper::body::Incoming>,
         key: HeaderValue,
-        client: Option<SocketAddr>,
+        info: RequestInfo,
         hub: Rc<Hub>,
     ) -> Self {
         let on_upgrade = hyper::upgrade::on(&mut req);
@@ -148,7 +149,7 @@ impl WebSocketUpgrade {
             parts,
             key,
             on_upgrade,
-            client,
+            info,
             protocol: None,
             headers: HeaderMap::new(),
             hub,
@@ -160,9 +161,14 @@ impl WebSocketUpgrade {
         &self.parts
     }
 
-    /// The client's address; `None` on a unix socket.
+    /// The client's address, as [`RequestInfo::client`].
     pub fn client(&self) -> Option<SocketAddr> {
-        self.client
+        self.info.client
+    }
+
+    /// What ferricorn knows of the upgrade request beyond its head.
+    pub fn info(&self) -> &RequestInfo {
+        &self.info
     }
 
     /// The subprotocols the client offered, in its order of preference.
