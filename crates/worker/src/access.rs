@@ -22,7 +22,7 @@ use std::sync::Arc;
 use bytes::{Buf, BytesMut};
 use ferricorn_shm::metrics::Counters;
 use http::header::{HeaderName, HeaderValue, REFERER, USER_AGENT};
-use http::{HeaderMap, Method, StatusCode, Version};
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::Notify;
 
@@ -65,6 +65,10 @@ enum Atom {
 pub struct Format {
     atoms: Vec<Atom>,
     json: bool,
+    /// The request headers the atoms name, kept until the line is written.
+    request_headers: Vec<HeaderName>,
+    /// The response headers the atoms name.
+    response_headers: Vec<HeaderName>,
 }
 
 impl Format {
@@ -87,22 +91,22 @@ impl Format {
         if !rest.is_empty() {
             atoms.push(Atom::Text(rest.to_owned()));
         }
-        Ok(Self { atoms, json })
-    }
-
-    /// The request headers this format needs kept until the line is written.
-    fn request_headers(&self) -> impl Iterator<Item = &HeaderName> {
-        self.atoms.iter().filter_map(|a| match a {
+        let named = |pick: fn(&Atom) -> Option<&HeaderName>| {
+            atoms.iter().filter_map(pick).cloned().collect::<Vec<_>>()
+        };
+        let request_headers = named(|a| match a {
             Atom::RequestHeader(n) => Some(n),
             _ => None,
-        })
-    }
-
-    /// The response headers this format writes.
-    fn response_headers(&self) -> impl Iterator<Item = &HeaderName> {
-        self.atoms.iter().filter_map(|a| match a {
+        });
+        let response_headers = named(|a| match a {
             Atom::ResponseHeader(n) => Some(n),
             _ => None,
+        });
+        Ok(Self {
+            atoms,
+            json,
+            request_headers,
+            response_headers,
         })
     }
 }
@@ -143,8 +147,8 @@ fn atom(name: &str) -> Option<Atom> {
 pub(crate) struct Record {
     started: Instant,
     method: Method,
-    target: String,
-    path_len: usize,
+    /// Shares the request's bytes: no copy of the target.
+    uri: Uri,
     version: Version,
     client: Option<SocketAddr>,
     request_id: HeaderValue,
@@ -167,23 +171,18 @@ impl Record {
         started: Instant,
     ) -> Self {
         let h = req.headers();
-        let target = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
         Self {
             started,
             method: req.method().clone(),
-            path_len: req.uri().path().len(),
-            target,
+            uri: req.uri().clone(),
             version: req.version(),
             client,
             request_id,
             user_agent: h.get(USER_AGENT).cloned(),
             referer: h.get(REFERER).cloned(),
             headers: format
-                .request_headers()
+                .request_headers
+                .iter()
                 .map(|n| (n.clone(), h.get(n).cloned()))
                 .collect(),
             status: StatusCode::OK,
@@ -196,9 +195,15 @@ impl Record {
     pub(crate) fn respond(&mut self, status: StatusCode, headers: &HeaderMap, format: &Format) {
         self.status = status;
         self.response_headers = format
-            .response_headers()
+            .response_headers
+            .iter()
             .map(|n| (n.clone(), headers.get(n).cloned()))
             .collect();
+    }
+
+    /// The request target as the request line had it.
+    fn target(&self) -> &str {
+        self.uri.path_and_query().map_or("/", |p| p.as_str())
     }
 
     /// Writes the line, newline included, to `out`.
@@ -235,13 +240,13 @@ impl Record {
                 Atom::RequestLine => {
                     out.push_str(self.method.as_str());
                     out.push(' ');
-                    out.push_str(&self.target);
+                    out.push_str(self.target());
                     out.push(' ');
                     out.push_str(protocol(self.version));
                 }
                 Atom::Method => out.push_str(self.method.as_str()),
-                Atom::Path => out.push_str(&self.target[..self.path_len.min(self.target.len())]),
-                Atom::Query => out.push_str(self.target.split_once('?').map_or("", |(_, q)| q)),
+                Atom::Path => out.push_str(self.uri.path()),
+                Atom::Query => out.push_str(self.uri.query().unwrap_or("")),
                 Atom::Protocol => out.push_str(protocol(self.version)),
                 Atom::Status => push_int(out, u64::from(self.status.as_u16())),
                 Atom::BytesOrDash if bytes == 0 => out.push('-'),
@@ -275,7 +280,7 @@ impl Record {
             Some(v) => push_json(out, v),
             None => out.push_str("null"),
         };
-        let (path, query) = self.target.split_once('?').unwrap_or((&self.target, ""));
+        let (path, query) = (self.uri.path(), self.uri.query().unwrap_or(""));
         let at = clock.at(now);
         out.push_str("{\"time\":\"");
         out.push_str(at.iso);
@@ -896,6 +901,20 @@ mod tests {
             "0 18446744073709551615 007 12.345679 0.000002 \
              10.0.255.1 0.0.0.0 2001:db8::1 ::ffff:1.2.3.4"
         );
+    }
+
+    #[test]
+    fn ipv4_is_written_as_display_writes_it() {
+        for octet in 0..=255u8 {
+            for ip in [
+                std::net::Ipv4Addr::new(octet, 0, 9, 255),
+                std::net::Ipv4Addr::new(1, octet, 10, octet),
+            ] {
+                let mut out = String::new();
+                push_ip(&mut out, IpAddr::V4(ip));
+                assert_eq!(out, ip.to_string());
+            }
+        }
     }
 
     #[test]
