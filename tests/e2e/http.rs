@@ -109,6 +109,28 @@ fn keep_alive_and_pipelining() {
 }
 
 #[test]
+fn a_client_that_shuts_down_its_sending_side_still_gets_its_responses() {
+    let server = Server::start(&["-w", "1"]);
+    let mut c = server.conn();
+    // The end of the client's stream arrives while the first handler runs.
+    c.send(
+        b"GET /blocking?ms=300 HTTP/1.1\r\nHost: t\r\n\r\nGET /json HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    c.stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shut down the sending side");
+    assert_eq!(c.read_response(false).expect("first response").status, 200);
+    assert_eq!(
+        c.read_response(false).expect("second response").text(),
+        r#"{"message":"Hello, World!"}"#
+    );
+    assert!(
+        c.closed_within(Duration::from_secs(5)),
+        "left open after EOF"
+    );
+}
+
+#[test]
 fn request_limits_answer_414_431_400_and_close() {
     let server = Server::start(&["-w", "1", "--limit-request-fields", "20"]);
     let cases: Vec<(Vec<u8>, u16)> = vec![

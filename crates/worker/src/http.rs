@@ -69,10 +69,19 @@ pub(crate) struct Server<S> {
 impl<S: Service> Server<S> {
     /// hyper's HTTP/1.1 settings from the config. (The head deadline is
     /// ferricorn's own: see `deadline`.)
+    ///
+    /// Half-closed connections are allowed: a client may end its sending
+    /// side after its request and still get the response. It also keeps
+    /// hyper from reading the socket for an EOF while a handler runs, a
+    /// read that costs a new 8 KiB read buffer per request (the old one is
+    /// still held by the request's head). As under Uvicorn, a handler whose
+    /// client has gone runs to its end (or to `--request-timeout`) before
+    /// the connection closes.
     pub(crate) fn http(config: &Config) -> http1::Builder {
         let mut b = http1::Builder::new();
         let max_head = config.limits.max_head();
-        b.keep_alive(config.keep_alive.is_some())
+        b.half_close(true)
+            .keep_alive(config.keep_alive.is_some())
             .max_headers(config.limits.request_fields)
             .max_header_size(max_head)
             .max_buf_size(max_head.max(8192));
