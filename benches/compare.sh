@@ -8,11 +8,12 @@
 # workers (or threads) on loopback, then, for ROUNDS rounds, runs the same
 # bounded wrk load (1 thread, 64 connections, DURATION) against / and /json
 # of each in turn, each round starting with the next server. Prints, per
-# server and path, the median req/s, the median p50/p99 latency, the
-# server's median CPU time per request (user and system, from /proc:
-# steadier than req/s, which depends on how the CPUs were shared with wrk),
-# the total RSS of each server's processes (idle and after the load), and
-# ferricorn's ratio to each. Then the WebSocket echo load (ws-load: 64
+# server and path, the median req/s and the lowest and highest round's,
+# the median p50/p99 latency, the server's median CPU time per request
+# (user and system as /proc splits them at each clock tick; their sum is
+# steadier than req/s, which depends on how the CPUs were shared with
+# wrk), the total RSS of each server's processes (idle and after the
+# load), and ferricorn's ratio to each. Then the WebSocket echo load (ws-load: 64
 # connections, a 32-byte text message and its echo, over and over) against
 # ferricorn's /ws/echo and the tokio-tungstenite server, and the memory
 # each takes per idle WebSocket (benches/ws_idle.py).
@@ -189,13 +190,16 @@ for line in open(sys.argv[1]):
 med = lambda rows, i: statistics.median(r[i] for r in rows)
 servers = list(dict.fromkeys(s for s, _ in http))
 print()
-print(f"{'server':<18}{'path':<7}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'user µs':>9}{'sys µs':>8}   ferricorn/this")
+print(f"{'server':<18}{'path':<7}{'req/s':>10}{'rounds (k req/s)':>18}{'p50 ms':>9}{'p99 ms':>9}"
+      f"{'user µs':>9}{'sys µs':>8}   ferricorn/this")
 for path in ("/", "/json"):
     ours = med(http[("ferricorn", path)], 0)
     for s in servers:
         rows = http[(s, path)]
         ratio = "" if s == "ferricorn" else f"{ours / med(rows, 0):.2f}x req/s"
-        print(f"{s:<18}{path:<7}{med(rows, 0):>10.0f}{med(rows, 1):>9.2f}{med(rows, 2):>9.2f}"
+        # The spread of the rounds: how far one run's medians can be trusted.
+        spread = f"{min(r[0] for r in rows) / 1000:.1f}-{max(r[0] for r in rows) / 1000:.1f}"
+        print(f"{s:<18}{path:<7}{med(rows, 0):>10.0f}{spread:>18}{med(rows, 1):>9.2f}{med(rows, 2):>9.2f}"
               f"{med(rows, 3):>9.2f}{med(rows, 4):>8.2f}   {ratio}")
 print()
 print(f"{'server':<18}{'processes':>10}{'idle RSS MiB':>14}{'idle PSS MiB':>14}{'loaded RSS MiB':>16}")
