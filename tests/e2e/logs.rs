@@ -55,6 +55,25 @@ fn the_access_log_writes_gunicorn_lines_and_request_ids() {
     );
 }
 
+/// A handler whose client leaves runs to its end (as under Uvicorn; the
+/// worker does not watch the socket while a handler runs), so its request
+/// is logged like any other.
+#[test]
+fn a_request_whose_client_left_still_runs_and_is_logged() {
+    let dir = temp_dir("access-gone");
+    let log = dir.join("access.log");
+    let server = Server::start(&["-w", "1", "--access-logfile", log.to_str().expect("utf-8")]);
+    let mut c = server.conn();
+    c.send(b"GET /blocking?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n");
+    drop(c);
+    assert!(
+        wait_until(Duration::from_secs(5), || read(&log)
+            .contains(r#""GET /blocking?ms=300 HTTP/1.1" 200"#)),
+        "{}",
+        read(&log)
+    );
+}
+
 #[test]
 fn json_logs_and_custom_formats() {
     let dir = temp_dir("access-json");
