@@ -1,7 +1,7 @@
 //! The access log (Gunicorn format and JSON), request ids, JSON error lines,
 //! and USR1 reopening the access log.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -12,11 +12,18 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
+/// A server started with `args` that writes its access log to a fresh
+/// file in the temporary directory `name`; and that file's path.
+fn logging_access(name: &str, args: &[&str]) -> (Server, PathBuf) {
+    let log = temp_dir(name).join("access.log");
+    let mut all = args.to_vec();
+    all.extend(["--access-logfile", log.to_str().expect("utf-8")]);
+    (Server::start(&all), log)
+}
+
 #[test]
 fn the_access_log_writes_gunicorn_lines_and_request_ids() {
-    let dir = temp_dir("access-text");
-    let log = dir.join("access.log");
-    let server = Server::start(&["-w", "1", "--access-logfile", log.to_str().expect("utf-8")]);
+    let (server, log) = logging_access("access-text", &["-w", "1"]);
     let mut c = server.conn();
     c.send(
         b"GET /json?a=1 HTTP/1.1\r\nHost: t\r\nUser-Agent: probe/1\r\nReferer: http://r/\r\n\r\n",
@@ -60,9 +67,7 @@ fn the_access_log_writes_gunicorn_lines_and_request_ids() {
 /// is logged like any other.
 #[test]
 fn a_request_whose_client_left_still_runs_and_is_logged() {
-    let dir = temp_dir("access-gone");
-    let log = dir.join("access.log");
-    let server = Server::start(&["-w", "1", "--access-logfile", log.to_str().expect("utf-8")]);
+    let (server, log) = logging_access("access-gone", &["-w", "1"]);
     let mut c = server.conn();
     c.send(b"GET /blocking?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n");
     drop(c);
@@ -76,16 +81,7 @@ fn a_request_whose_client_left_still_runs_and_is_logged() {
 
 #[test]
 fn json_logs_and_custom_formats() {
-    let dir = temp_dir("access-json");
-    let log = dir.join("access.log");
-    let server = Server::start(&[
-        "-w",
-        "1",
-        "--log-format",
-        "json",
-        "--access-logfile",
-        log.to_str().expect("utf-8"),
-    ]);
+    let (server, log) = logging_access("access-json", &["-w", "1", "--log-format", "json"]);
     let mut c = server.conn();
     c.send(
         b"POST /echo?x=1 HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nX-Request-Id: r-1\r\n\r\nabcd",
@@ -124,16 +120,15 @@ fn json_logs_and_custom_formats() {
         "{errors}"
     );
 
-    let dir = temp_dir("access-custom");
-    let log = dir.join("access.log");
-    let server = Server::start(&[
-        "-w",
-        "1",
-        "--access-logfile",
-        log.to_str().expect("utf-8"),
-        "--access-logformat",
-        "%(m)s %(U)s q=%(q)s %(s)s %({x-in}i)s %({content-type}o)s pid=%(p)s",
-    ]);
+    let (server, log) = logging_access(
+        "access-custom",
+        &[
+            "-w",
+            "1",
+            "--access-logformat",
+            "%(m)s %(U)s q=%(q)s %(s)s %({x-in}i)s %({content-type}o)s pid=%(p)s",
+        ],
+    );
     let mut c = server.conn();
     c.send(b"GET /json?y=2 HTTP/1.1\r\nHost: t\r\nX-In: hi\r\n\r\n");
     c.read_response(false).expect("json");
@@ -152,9 +147,8 @@ fn json_logs_and_custom_formats() {
 
 #[test]
 fn usr1_reopens_the_access_log() {
-    let dir = temp_dir("access-usr1");
-    let (log, rotated) = (dir.join("access.log"), dir.join("access.log.1"));
-    let server = Server::start(&["-w", "2", "--access-logfile", log.to_str().expect("utf-8")]);
+    let (server, log) = logging_access("access-usr1", &["-w", "2"]);
+    let rotated = log.with_file_name("access.log.1");
     assert_eq!(server.get("/").status, 200);
     assert!(wait_until(Duration::from_secs(5), || !read(&log).is_empty()));
     std::fs::rename(&log, &rotated).expect("rotate");
@@ -184,10 +178,7 @@ fn lines_written_in_batches_are_all_there_after_a_stop() {
     // loop; a stop, graceful (TERM) or quick (INT, connections dropped),
     // still writes every one.
     for signal in [Signal::SIGTERM, Signal::SIGINT] {
-        let dir = temp_dir("access-batch");
-        let log = dir.join("access.log");
-        let mut server =
-            Server::start(&["-w", "2", "--access-logfile", log.to_str().expect("utf-8")]);
+        let (mut server, log) = logging_access("access-batch", &["-w", "2"]);
         let mut conns: Vec<_> = (0..4).map(|_| server.conn()).collect();
         for i in 0..50 {
             for (n, c) in conns.iter_mut().enumerate() {

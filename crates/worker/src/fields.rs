@@ -5,7 +5,9 @@
 //! name once costs less than four lookups.
 
 use http::HeaderMap;
-use http::header::{FORWARDED, HOST, HeaderValue, UPGRADE};
+use http::header::{HOST, HeaderValue, UPGRADE};
+
+use crate::{access, proxy};
 
 /// What the walk found.
 #[derive(Debug, Default)]
@@ -31,14 +33,10 @@ impl Fields {
                 f.host = true;
             } else if *name == UPGRADE {
                 f.upgrade = true;
-            } else if *name == FORWARDED {
+            } else if proxy::is_proxy_header(name) {
                 f.proxied = true;
-            } else if let Some(rest) = name.as_str().strip_prefix("x-") {
-                match rest {
-                    "forwarded-for" | "forwarded-proto" | "forwarded-host" => f.proxied = true,
-                    "request-id" if f.request_id.is_none() => f.request_id = Some(value.clone()),
-                    _ => {}
-                }
+            } else if *name == access::REQUEST_ID && f.request_id.is_none() {
+                f.request_id = Some(value.clone());
             }
         }
         f

@@ -17,6 +17,14 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// Whether `name` is one of the proxy headers read here.
+pub(crate) fn is_proxy_header(name: &HeaderName) -> bool {
+    *name == FORWARDED
+        || *name == X_FORWARDED_FOR
+        || *name == X_FORWARDED_PROTO
+        || *name == X_FORWARDED_HOST
+}
+
 /// What the proxy headers say about the client.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Forwarded {
