@@ -29,7 +29,7 @@ autobahn:
 bench-access-log:
     bash benches/access-log.sh
 
-# ferricorn beside actix-web, hyper, nginx and tokio-tungstenite (installs wrk and nginx if missing).
+# ferricorn beside actix-web, hyper (multi-thread, and one runtime per thread), nginx and tokio-tungstenite (installs wrk and nginx if missing).
 bench-compare:
     bash benches/compare.sh
 

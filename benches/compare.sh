@@ -2,7 +2,10 @@
 # ferricorn beside the servers its users would otherwise pick, on this box.
 #
 # Builds ferricorn and the baselines in benches/baselines (a plain actix-web
-# server and a plain hyper multi-thread server with the same routes, a plain
+# server and a plain hyper multi-thread server with the same routes, the
+# same hyper server in ferricorn's process model (hyper-reuseport: one
+# current-thread runtime and one SO_REUSEPORT listener per thread, each
+# connection served by the thread that accepted it), a plain
 # tokio-tungstenite echo server, and the ws-load client) in release, and
 # writes an nginx config returning the same bodies. Starts each with 2
 # workers (or threads) on loopback, then, for ROUNDS rounds, runs the same
@@ -109,12 +112,14 @@ PORT[actix-web]=$(free_port)
 start actix-web "$BIN/actix" "127.0.0.1:${PORT[actix-web]}" "$WORKERS"
 PORT[hyper]=$(free_port)
 start hyper "$BIN/hyper" "127.0.0.1:${PORT[hyper]}" "$WORKERS"
+PORT[hyper-reuseport]=$(free_port)
+start hyper-reuseport "$BIN/hyper-reuseport" "127.0.0.1:${PORT[hyper-reuseport]}" "$WORKERS"
 PORT[nginx]=$(free_port)
 mkdir -p "$WORK/nginx"
 sed "s|@PORT@|${PORT[nginx]}|; s|@DIR@|$WORK/nginx|g; s|@WORKERS@|$WORKERS|" benches/nginx.conf \
     >"$WORK/nginx/nginx.conf"
 start nginx nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log"
-SERVERS=(ferricorn actix-web hyper nginx)
+SERVERS=(ferricorn actix-web hyper hyper-reuseport nginx)
 for s in "${SERVERS[@]}"; do wait_up "${PORT[$s]}" /; done
 sleep 1
 declare -A IDLE

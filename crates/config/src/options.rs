@@ -13,6 +13,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct Options {
     /// Address to listen on: HOST:PORT, [V6]:PORT or unix:PATH; repeat for several [default: 127.0.0.1:8000]
+    // `[V6]` is help text for `--help`, not a link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(short, long, value_name = "ADDR")]
     #[serde(
         default,
