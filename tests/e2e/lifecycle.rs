@@ -361,6 +361,38 @@ fn max_worker_memory_replaces_workers_without_losing_requests() {
 }
 
 #[test]
+fn max_worker_memory_below_a_fresh_worker_backs_off_instead_of_forking_without_end() {
+    // Every fresh worker is over 1 MiB: the second replacement in a row
+    // waits 200 ms, the third 400 ms, each next one twice as long.
+    let server = Server::start(&["-w", "1", "--max-worker-memory", "1"]);
+    server.wait_log("3 workers in a row", Duration::from_secs(10));
+    let log = server.log();
+    let before: Vec<&str> = log
+        .lines()
+        .take_while(|l| !l.contains("3 workers in a row"))
+        .collect();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("3 workers in a row"))
+        .expect("the warning");
+    assert!(
+        warning.contains("max-worker-memory (1 MiB)") && warning.ends_with("next one in 400ms"),
+        "{warning}"
+    );
+    assert!(
+        before.iter().any(|l| l.ends_with("next one in 200ms")),
+        "{log}"
+    );
+    // The first worker and two replacements; without the backoff, hundreds.
+    let booted = before
+        .iter()
+        .filter(|l| l.contains("booting worker"))
+        .count();
+    assert_eq!(booted, 3, "{log}");
+    assert_eq!(server.get("/").status, 200);
+}
+
+#[test]
 fn usr1_reopens_the_error_log_in_the_supervisor_and_every_worker() {
     let dir = crate::support::temp_dir("usr1");
     let log = dir.join("error.log");

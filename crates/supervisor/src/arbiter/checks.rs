@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use ferricorn_shm::CellState;
 use nix::sys::signal::{Signal, kill};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
-use super::{ABORT_GRACE, Arbiter, MEMORY_STRIKES, Reason, Role};
+use super::{ABORT_GRACE, Arbiter, CRASH_WINDOW, MEMORY_STRIKES, Reason, Role, backoff};
 use crate::Host;
 
 impl<H: Host> Arbiter<H> {
@@ -72,7 +72,16 @@ impl<H: Host> Arbiter<H> {
             }
             if let Some(limit) = self.config.max_worker_memory {
                 let rss = ferricorn_shm::procfs::rss(w.pid.as_raw()).unwrap_or(0);
-                w.memory_strikes = if rss > limit { w.memory_strikes + 1 } else { 0 };
+                let young = w.spawned.elapsed() < CRASH_WINDOW;
+                let slot = &mut self.slots[w.index];
+                if rss > limit {
+                    w.memory_strikes += 1;
+                } else {
+                    w.memory_strikes = 0;
+                    if !young {
+                        slot.memory_churn = 0;
+                    }
+                }
                 if w.memory_strikes == MEMORY_STRIKES {
                     info!(
                         "worker {} (pid {}) uses {} MiB, over max-worker-memory",
@@ -80,12 +89,27 @@ impl<H: Host> Arbiter<H> {
                         w.pid,
                         rss >> 20
                     );
+                    slot.memory_churn = if young { slot.memory_churn + 1 } else { 0 };
                     replace.push((w.index, Reason::Memory));
                 }
             }
         }
         for (index, reason) in replace {
-            self.replace(index, reason);
+            let churn = self.slots[index].memory_churn;
+            let delay = backoff(churn);
+            if reason == Reason::Memory && !delay.is_zero() {
+                let limit = self.config.max_worker_memory.unwrap_or(0) >> 20;
+                warn!(
+                    "worker {index} went over max-worker-memory ({limit} MiB) within \
+                     {CRASH_WINDOW:?} of its boot, {churn} workers in a row: a fresh worker \
+                     may need more than the limit; replacing it, next one in {delay:?}"
+                );
+                let slot = &mut self.slots[index];
+                slot.due = Some(Instant::now() + delay);
+                slot.pending = Some(reason);
+            } else {
+                self.replace(index, reason);
+            }
         }
     }
 }

@@ -38,6 +38,17 @@ const CRASH_WINDOW: Duration = Duration::from_secs(5);
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// The longest backoff delay.
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// The wait before a slot's next worker after `n` failures in a row: none
+/// after the first, then `BACKOFF_BASE` × 2^(n-1), at most `BACKOFF_CAP`.
+fn backoff(n: u32) -> Duration {
+    match n {
+        0 | 1 => Duration::ZERO,
+        n => BACKOFF_BASE
+            .saturating_mul(1 << (n - 1).min(20))
+            .min(BACKOFF_CAP),
+    }
+}
 /// How long workers get to exit on a quick stop before SIGKILL.
 const QUICK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time after graceful-timeout for the workers' lifespan shutdown.
@@ -147,6 +158,10 @@ struct Worker {
 struct Slot {
     /// Boot crashes in a row.
     crashes: u32,
+    /// Workers in a row replaced for max-worker-memory within
+    /// `CRASH_WINDOW` of their fork: a fresh worker needs more than the
+    /// limit, and replacing it at once would fork without end.
+    memory_churn: u32,
     /// When to fork the slot's next worker, if it waits for one.
     due: Option<Instant>,
     /// A replacement to retry at `due`.

@@ -2,7 +2,7 @@
 //! current worker, which drains only once its successor is ready; reload
 //! and scaling are expressed as replacements and retirements.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ferricorn_config::MAX_WORKERS;
 use ferricorn_shm::CellState;
@@ -10,7 +10,7 @@ use ferricorn_shm::metrics::Exit;
 use nix::sys::signal::{Signal, kill};
 use tracing::{error, info, warn};
 
-use super::{Arbiter, BACKOFF_BASE, BACKOFF_CAP, CRASH_WINDOW, Reason, Role, Worker};
+use super::{Arbiter, CRASH_WINDOW, Reason, Role, Worker, backoff};
 use crate::{Host, Spawn, process};
 
 impl<H: Host> Arbiter<H> {
@@ -82,7 +82,11 @@ impl<H: Host> Arbiter<H> {
             if let Some(reason) = slot.pending
                 && has(|r| *r == Role::Current)
             {
-                if !has(|r| matches!(r, Role::Successor(_))) {
+                if has(|r| matches!(r, Role::Successor(_))) {
+                    // Another replacement is already under way.
+                    self.slots[index].due = None;
+                    self.slots[index].pending = None;
+                } else {
                     self.spawn(index, Role::Successor(reason));
                 }
                 continue;
@@ -202,12 +206,7 @@ impl<H: Host> Arbiter<H> {
     pub(super) fn schedule(&mut self, index: usize, crashed: bool, pending: Option<Reason>) {
         let slot = &mut self.slots[index];
         slot.crashes = if crashed { slot.crashes + 1 } else { 0 };
-        let delay = match slot.crashes {
-            0 | 1 => Duration::ZERO,
-            n => BACKOFF_BASE
-                .saturating_mul(1 << (n - 1).min(20))
-                .min(BACKOFF_CAP),
-        };
+        let delay = backoff(slot.crashes);
         if !delay.is_zero() {
             warn!(
                 "worker {index} died {} times in a row within {:?} of boot; restarting it in {:?}",
