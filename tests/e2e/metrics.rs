@@ -17,12 +17,12 @@ use crate::websocket::connect;
 type Sample = (String, Vec<(String, String)>, f64);
 
 /// A scrape, parsed and checked against the text format's rules.
-struct Scrape {
+pub(crate) struct Scrape {
     samples: Vec<Sample>,
 }
 
 impl Scrape {
-    fn from_port(port: u16) -> Self {
+    pub(crate) fn from_port(port: u16) -> Self {
         let res = Conn::open(port).get("/metrics");
         assert_eq!(res.status, 200, "{}", res.text());
         assert_eq!(
@@ -38,7 +38,7 @@ impl Scrape {
     }
 
     /// The sum of the samples of `name` whose labels include `with`.
-    fn sum(&self, name: &str, with: &[(&str, &str)]) -> f64 {
+    pub(crate) fn sum(&self, name: &str, with: &[(&str, &str)]) -> f64 {
         self.samples
             .iter()
             .filter(|(n, labels, _)| {
@@ -52,7 +52,7 @@ impl Scrape {
     }
 
     /// The one sample of `name` whose labels are exactly `labels`.
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         self.samples
             .iter()
             .find(|(n, l, _)| {

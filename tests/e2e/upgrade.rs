@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use crate::metrics::Scrape;
 use crate::support::{BIN, Load, Server, wait_until};
 
 /// A copy of the binary in its own directory, so a test can replace it.
@@ -34,6 +35,7 @@ fn usr2_upgrades_in_place_without_losing_a_request() {
     let (supervisor, before) = (server.pid(), server.workers());
     let load = Load::start(server.port, 4, 2);
     assert!(load.wait_for_ok(300, Duration::from_secs(10)));
+    let served = Scrape::from_port(server.port).sum("ferricorn_http_requests_total", &[]);
     server.signal(Signal::SIGUSR2);
     server.wait_log("upgrade: executing", Duration::from_secs(15));
     server.wait_log("upgrade complete", Duration::from_secs(15));
@@ -61,6 +63,20 @@ fn usr2_upgrades_in_place_without_losing_a_request() {
         2,
         "two images: {log}"
     );
+    // The metrics carry on across the exec: both slots restarted once, both
+    // old workers counted as exits for the upgrade, no count gone back.
+    let counted = wait_until(Duration::from_secs(10), || {
+        Scrape::from_port(server.port).get("ferricorn_worker_exits_total", &[("reason", "upgrade")])
+            == Some(2.0)
+    });
+    let after = Scrape::from_port(server.port);
+    assert!(
+        counted,
+        "exits for the upgrade: {:?}",
+        after.get("ferricorn_worker_exits_total", &[("reason", "upgrade")])
+    );
+    assert_eq!(after.sum("ferricorn_worker_restarts_total", &[]), 2.0);
+    assert!(after.sum("ferricorn_http_requests_total", &[]) > served);
 }
 
 #[test]

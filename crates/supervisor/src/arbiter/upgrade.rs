@@ -24,6 +24,11 @@ impl<H: Host> Arbiter<H> {
         for w in self.workers.iter_mut().filter(|w| w.role == Role::Previous) {
             w.role = Role::Retiring(Exit::Upgrade);
             let _ = kill(w.pid, Signal::SIGTERM);
+            // Its slot has a worker of this image now: a restart of the slot,
+            // as when a successor takes over.
+            if w.index < self.desired {
+                self.shared.count_restart(w.index);
+            }
             n += 1;
         }
         info!("upgrade complete: {n} workers of the previous binary draining");
