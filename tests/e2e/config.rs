@@ -256,6 +256,12 @@ fn check_config_and_bad_values_exit_2_with_one_line() {
             "invalid value for `graceful_timeout` (from cli): -1 is not a number of seconds",
         ),
         (
+            &["--timeout", "0.5"],
+            &[],
+            None,
+            "invalid value for `timeout` (from cli): 0.5 s is under 2 s",
+        ),
+        (
             &["-c", "missing.toml"],
             &[],
             None,

@@ -58,7 +58,7 @@ pub struct Options {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub graceful_timeout: Option<f64>,
 
-    /// Seconds without a heartbeat after which a worker counts as hung; 0 turns it off [default: 30]
+    /// Seconds without a heartbeat after which a worker counts as hung, at least 2; 0 turns it off [default: 30]
     #[arg(short, long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<f64>,

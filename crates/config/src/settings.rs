@@ -345,7 +345,7 @@ impl Config {
                 .filter(|d| !d.is_zero()),
             header_timeout: positive("header_timeout", o.header_timeout.unwrap_or(10.0))?,
             graceful_timeout: secs("graceful_timeout", o.graceful_timeout.unwrap_or(30.0))?,
-            timeout: Some(secs("timeout", o.timeout.unwrap_or(30.0))?).filter(|d| !d.is_zero()),
+            timeout: hang_timeout(o.timeout.unwrap_or(30.0))?,
             boot_timeout: Some(secs("boot_timeout", o.boot_timeout.unwrap_or(30.0))?)
                 .filter(|d| !d.is_zero()),
             shutdown_delay: secs("shutdown_delay", o.shutdown_delay.unwrap_or(0.0))?,
@@ -532,6 +532,28 @@ fn secs(key: &'static str, s: f64) -> Check<Duration> {
         ));
     }
     Ok(Duration::from_secs_f64(s))
+}
+
+/// Workers write their heartbeat once a second, so a timeout under
+/// [`MIN_TIMEOUT`] would find every worker hung.
+const MIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `timeout`: 0 turns it off; otherwise at least [`MIN_TIMEOUT`].
+fn hang_timeout(s: f64) -> Check<Option<Duration>> {
+    let d = secs("timeout", s)?;
+    if d.is_zero() {
+        return Ok(None);
+    }
+    if d < MIN_TIMEOUT {
+        return Err(invalid(
+            "timeout",
+            format!(
+                "{s} s is under {} s, and workers beat once a second (0 turns it off)",
+                MIN_TIMEOUT.as_secs()
+            ),
+        ));
+    }
+    Ok(Some(d))
 }
 
 fn positive(key: &'static str, s: f64) -> Check<Duration> {
@@ -763,6 +785,21 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(Config::resolve(&bad, cpus()).expect_err("bad").key, "umask");
+    }
+
+    #[test]
+    fn a_timeout_under_the_heartbeat_interval_is_refused() {
+        let with = |t: f64| Options {
+            timeout: Some(t),
+            ..Default::default()
+        };
+        for t in [0.0001, 1.0, 1.99] {
+            let e = Config::resolve(&with(t), cpus()).expect_err("too short");
+            assert_eq!(e.key, "timeout");
+            assert!(e.message.contains("under 2 s"), "{}", e.message);
+        }
+        let c = Config::resolve(&with(2.0), cpus()).expect("valid");
+        assert_eq!(c.timeout, Some(Duration::from_secs(2)));
     }
 
     #[test]

@@ -348,7 +348,14 @@ fn retire_at(config: &Config) -> Option<u64> {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^= x >> 31;
-    Some(limit + x % (jitter + 1))
+    Some(jittered(limit, jitter, x))
+}
+
+/// `limit` plus the random `x`'s share of 0..=`jitter`. Saturates: no value
+/// of either setting overflows.
+fn jittered(limit: u64, jitter: u64, x: u64) -> u64 {
+    let share = jitter.checked_add(1).map_or(x, |span| x % span);
+    limit.saturating_add(share)
 }
 
 /// Reopens the log files on each SIGUSR1 the supervisor forwards.
@@ -365,5 +372,24 @@ async fn heartbeat(slot: &'static Cell) {
     loop {
         tick.tick().await;
         slot.beat();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jittered;
+
+    #[test]
+    fn the_jitter_spreads_within_its_range_and_never_overflows() {
+        for x in [0, 1, 20, 21, 12_345, u64::MAX] {
+            assert!((200..=220).contains(&jittered(200, 20, x)), "{x}");
+            assert_eq!(jittered(200, 0, x), 200);
+        }
+        assert_eq!(jittered(200, 20, 21), 200);
+        assert_eq!(jittered(200, 20, 20), 220);
+        // Settings at their largest: the worker still boots.
+        assert_eq!(jittered(u64::MAX, u64::MAX, 7), u64::MAX);
+        assert_eq!(jittered(1, u64::MAX, u64::MAX), u64::MAX);
+        assert_eq!(jittered(u64::MAX - 1, 5, 5), u64::MAX);
     }
 }
