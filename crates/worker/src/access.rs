@@ -75,21 +75,31 @@ impl Format {
     /// Parses a Gunicorn format; unknown atoms are an error naming them.
     pub fn parse(format: &str, json: bool) -> Result<Self, String> {
         let mut atoms = Vec::new();
+        let mut text = String::new();
         let mut rest = format;
-        while let Some(start) = rest.find("%(") {
-            if start > 0 {
-                atoms.push(Atom::Text(rest[..start].to_owned()));
+        while let Some(at) = rest.find('%') {
+            text.push_str(&rest[..at]);
+            let after = &rest[at + 1..];
+            if let Some(inner) = after.strip_prefix('(') {
+                let end = inner
+                    .find(")s")
+                    .ok_or_else(|| format!("unclosed atom in `{format}`"))?;
+                let name = &inner[..end];
+                if !text.is_empty() {
+                    atoms.push(Atom::Text(std::mem::take(&mut text)));
+                }
+                atoms.push(atom(name).ok_or_else(|| format!("unknown atom `%({name})s`"))?);
+                rest = &inner[end + 2..];
+            } else {
+                // `%%` is one `%`, as Python's `%` formatting (Gunicorn's)
+                // writes it; a lone `%` is kept as it is.
+                text.push('%');
+                rest = after.strip_prefix('%').unwrap_or(after);
             }
-            let after = &rest[start + 2..];
-            let end = after
-                .find(")s")
-                .ok_or_else(|| format!("unclosed atom in `{format}`"))?;
-            let name = &after[..end];
-            atoms.push(atom(name).ok_or_else(|| format!("unknown atom `%({name})s`"))?);
-            rest = &after[end + 2..];
         }
-        if !rest.is_empty() {
-            atoms.push(Atom::Text(rest.to_owned()));
+        text.push_str(rest);
+        if !text.is_empty() {
+            atoms.push(Atom::Text(text));
         }
         let named = |pick: fn(&Atom) -> Option<&HeaderName>| {
             atoms.iter().filter_map(pick).cloned().collect::<Vec<_>>()
@@ -847,6 +857,10 @@ mod tests {
             )
         );
         assert!(Format::parse("%(zz)s", false).is_err());
+        // Python's `%%` is a `%`; a lone `%` stays.
+        let f = Format::parse("100%% %(s)s 5% %%%(m)s%%", false).expect("percent signs");
+        let line = line_for(&req, None, "id1", &f, (StatusCode::OK, &none, 0));
+        assert_eq!(line, "100% 200 5% %GET%\n");
     }
 
     #[test]
