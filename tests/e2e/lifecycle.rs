@@ -32,13 +32,7 @@ fn hup_reload_with_a_new_worker_count_loses_no_request() {
     std::fs::write(server.dir.join("ferricorn.toml"), "workers = 3\n").expect("rewrite config");
     server.signal(Signal::SIGHUP);
     server.wait_log("reload complete", Duration::from_secs(15));
-    let replaced = wait_until(Duration::from_secs(15), || {
-        let now = server.workers();
-        now.len() == 3 && now.iter().all(|p| !before.contains(p))
-    });
-    let seen = load.ok_so_far();
-    assert!(load.wait_for_ok(seen + 300, Duration::from_secs(10)));
-    let tally = load.stop();
+    let (replaced, tally) = load.stop_once_replaced(&server, &before, 3);
     assert!(
         replaced,
         "workers after reload: {:?} (before {before:?})",

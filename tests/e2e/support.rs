@@ -511,6 +511,19 @@ impl Load {
         wait_until(limit, || self.ok_so_far() >= n)
     }
 
+    /// Waits (15 s at most) until `server` has `n` workers, none of them
+    /// in `before`, then for 300 more requests to succeed, and stops: whether
+    /// every worker was replaced, and the tally.
+    pub fn stop_once_replaced(self, server: &Server, before: &[i32], n: usize) -> (bool, Tally) {
+        let replaced = wait_until(Duration::from_secs(15), || {
+            let now = server.workers();
+            now.len() == n && now.iter().all(|p| !before.contains(p))
+        });
+        let seen = self.ok_so_far();
+        assert!(self.wait_for_ok(seen + 300, Duration::from_secs(10)));
+        (replaced, self.stop())
+    }
+
     pub fn stop(self) -> Tally {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut total = Tally::default();

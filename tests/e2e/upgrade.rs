@@ -39,13 +39,7 @@ fn usr2_upgrades_in_place_without_losing_a_request() {
     server.signal(Signal::SIGUSR2);
     server.wait_log("upgrade: executing", Duration::from_secs(15));
     server.wait_log("upgrade complete", Duration::from_secs(15));
-    let replaced = wait_until(Duration::from_secs(15), || {
-        let now = server.workers();
-        now.len() == 2 && now.iter().all(|p| !before.contains(p))
-    });
-    let seen = load.ok_so_far();
-    assert!(load.wait_for_ok(seen + 300, Duration::from_secs(10)));
-    let tally = load.stop();
+    let (replaced, tally) = load.stop_once_replaced(&server, &before, 2);
     assert!(
         replaced,
         "workers after the upgrade: {:?} (before {before:?})",
