@@ -21,7 +21,10 @@ use std::path::{Path, PathBuf};
 pub use cpus::Cpus;
 pub use layers::first_line;
 pub use options::Options;
-pub use settings::{Bind, Config, IpNet, Limits, LogLevel, MAX_WORKERS, ProxyProtocol, WebSocket};
+pub use settings::{
+    Bind, Config, HEARTBEAT_INTERVAL, IpNet, Limits, LogLevel, MAX_WORKERS, ProxyProtocol,
+    WebSocket,
+};
 
 /// Why the settings could not be loaded. Each renders as one line that names
 /// the setting or file and the layer the bad value came from.

@@ -534,9 +534,11 @@ fn secs(key: &'static str, s: f64) -> Check<Duration> {
     Ok(Duration::from_secs_f64(s))
 }
 
-/// Workers write their heartbeat once a second, so a timeout under
-/// [`MIN_TIMEOUT`] would find every worker hung.
-const MIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a worker writes its heartbeat.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A timeout under two heartbeats would find every worker hung.
+const MIN_TIMEOUT: Duration = Duration::from_secs(2 * HEARTBEAT_INTERVAL.as_secs());
 
 /// `timeout`: 0 turns it off; otherwise at least [`MIN_TIMEOUT`].
 fn hang_timeout(s: f64) -> Check<Option<Duration>> {
@@ -548,8 +550,9 @@ fn hang_timeout(s: f64) -> Check<Option<Duration>> {
         return Err(invalid(
             "timeout",
             format!(
-                "{s} s is under {} s, and workers beat once a second (0 turns it off)",
-                MIN_TIMEOUT.as_secs()
+                "{s} s is under {} s, and workers beat every {} s (0 turns it off)",
+                MIN_TIMEOUT.as_secs(),
+                HEARTBEAT_INTERVAL.as_secs()
             ),
         ));
     }

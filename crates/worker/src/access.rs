@@ -655,8 +655,8 @@ impl Ids {
     }
 }
 
-/// splitmix64's finalizer: spreads a count over all 64 bits.
-fn mix(mut x: u64) -> u64 {
+/// splitmix64's finalizer: spreads a count (or a seed) over all 64 bits.
+pub(crate) fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)

@@ -339,15 +339,12 @@ fn retire_at(config: &Config) -> Option<u64> {
     if jitter == 0 {
         return Some(limit);
     }
-    // Random enough for spreading restarts: the clock's nanoseconds mixed
-    // with the pid (SplitMix64's finaliser).
+    // Random enough for spreading restarts: the clock's nanoseconds and
+    // the pid, mixed.
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos() as u64);
-    let mut x = nanos ^ ((std::process::id() as u64) << 32);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^= x >> 31;
+    let x = crate::access::mix(nanos ^ ((std::process::id() as u64) << 32));
     Some(jittered(limit, jitter, x))
 }
 
@@ -366,9 +363,10 @@ async fn reopen_on(mut usr1: Signal, reopen_logs: fn()) {
     }
 }
 
-/// Writes the cell's heartbeat once a second while the event loop runs.
+/// Writes the cell's heartbeat every `HEARTBEAT_INTERVAL` while the event
+/// loop runs.
 async fn heartbeat(slot: &'static Cell) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(ferricorn_config::HEARTBEAT_INTERVAL);
     loop {
         tick.tick().await;
         slot.beat();

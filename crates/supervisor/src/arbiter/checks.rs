@@ -96,8 +96,12 @@ impl<H: Host> Arbiter<H> {
         }
         for (index, reason) in replace {
             let churn = self.slots[index].memory_churn;
-            let delay = backoff(churn);
-            if reason == Reason::Memory && !delay.is_zero() {
+            let delay = if reason == Reason::Memory {
+                backoff(churn)
+            } else {
+                Duration::ZERO
+            };
+            if !delay.is_zero() {
                 let limit = self.config.max_worker_memory.unwrap_or(0) >> 20;
                 warn!(
                     "worker {index} went over max-worker-memory ({limit} MiB) within \
