@@ -422,6 +422,33 @@ fn metrics_bind_keeps_metrics_off_the_app_port() {
     assert_eq!(off.get("/metrics").status, 404);
 }
 
+#[test]
+fn readyz_is_503_while_a_slot_has_no_ready_worker() {
+    // A replacement worker takes 1.5 s to finish its startup.
+    let server = Server::start_with(&["-w", "2"], &[("FERRICORN_DEMO_STARTUP_DELAY_MS", "1500")]);
+    // Ask on a connection held by one worker; kill the other.
+    let mut conn = server.conn();
+    let text = conn.get("/worker").text();
+    let pid: i32 = text["{\"pid\":".len()..]
+        .split(',')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {text}"));
+    let victim = server
+        .workers()
+        .into_iter()
+        .find(|&w| w != pid)
+        .expect("another worker");
+    kill(Pid::from_raw(victim), Signal::SIGKILL).expect("kill");
+    let not_ready = wait_until(Duration::from_secs(1), || {
+        let res = conn.get("/readyz");
+        res.status == 503 && res.text() == "1 of 2 workers ready"
+    });
+    assert!(not_ready, "/readyz stayed ready with a slot booting");
+    // Ready again once the replacement has started.
+    server.wait_ready();
+}
+
 fn healthcheck(args: &[&str]) -> (Option<i32>, String) {
     healthcheck_with(&[], args, &[])
 }
