@@ -74,7 +74,7 @@ fn probe(server: &Server, raw: &[u8]) -> (Vec<u16>, bool) {
     let text = String::from_utf8_lossy(&data);
     let statuses = text
         .split("\r\n")
-        .filter(|l| l.starts_with("HTTP/1.1 "))
+        .filter(|l| l.starts_with("HTTP/1."))
         .filter_map(|l| l.split(' ').nth(1)?.parse().ok())
         .collect();
     (statuses, closed)
@@ -175,6 +175,31 @@ fn malformed_and_ambiguous_requests_are_refused_and_never_smuggled() {
             400,
         ),
         (
+            "two Host fields",
+            format!("GET / HTTP/1.1\r\nHost: t\r\nHost: t\r\n\r\n{smuggled}"),
+            400,
+        ),
+        (
+            "two Host fields in HTTP/1.0",
+            format!("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n{smuggled}"),
+            400,
+        ),
+        (
+            "Host with a path",
+            format!("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n{smuggled}"),
+            400,
+        ),
+        (
+            "Host with a bad port",
+            format!("GET / HTTP/1.1\r\nHost: a:8o\r\n\r\n{smuggled}"),
+            400,
+        ),
+        (
+            "Host with user info",
+            format!("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n{smuggled}"),
+            400,
+        ),
+        (
             "request line too long",
             format!(
                 "GET /{} HTTP/1.1\r\nHost: t\r\n\r\n{smuggled}",
@@ -204,6 +229,13 @@ fn malformed_and_ambiguous_requests_are_refused_and_never_smuggled() {
             assert_eq!(statuses, [want], "{name}: answered {statuses:?}");
         }
         assert!(closed, "{name}: connection left open");
+    }
+    // Valid hosts are served.
+    for host in ["example.com:8080", "[::1]:8000", "127.0.0.1", ""] {
+        let mut c = server.conn();
+        c.send(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+        let res = c.read_response(false).expect("response");
+        assert_eq!(res.status, 200, "Host: {host:?}");
     }
     // The server is unharmed.
     assert_eq!(server.get("/").status, 200);

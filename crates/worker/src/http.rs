@@ -154,7 +154,9 @@ impl<S: Service> Server<S> {
         };
         if let Some(host) = &forwarded.host {
             proxy::set_host(req.headers_mut(), host);
-            fields.host = true;
+            // The Host rule holds for the forwarded host too.
+            fields.hosts = fields.hosts.max(1);
+            fields.host_valid &= crate::fields::is_host(host.as_bytes());
         }
         let client = forwarded.client.or(peer);
         let id = self.ids.id(fields.request_id.take());

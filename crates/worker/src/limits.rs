@@ -1,7 +1,9 @@
 //! Request checks hyper does not make by itself: the request line
 //! (`--limit-request-line`, answered 414), each header field
-//! (`--limit-request-field-size`, answered 431), and an HTTP/1.1 request
-//! without `Host` (answered 400, as RFC 9112 section 3.2 requires). The field
+//! (`--limit-request-field-size`, answered 431), and the `Host` rule of RFC
+//! 9112 section 3.2: an HTTP/1.1 request without `Host`, any request with
+//! more than one, or one whose value is not a valid `host[:port]`, is
+//! answered 400. The field
 //! count and the head's total size are hyper's own `max_headers` and
 //! `max_header_size`; ambiguous framing (bare LFs, `Content-Length` twice or
 //! with `Transfer-Encoding`) is refused before hyper parses, by `framing`.
@@ -27,7 +29,12 @@ pub(crate) fn check<B>(req: &Request<B>, fields: &Fields, limits: &Limits) -> Op
             return Some(StatusCode::URI_TOO_LONG);
         }
     }
-    if req.version() == Version::HTTP_11 && !fields.host {
+    let hosts_ok = match fields.hosts {
+        0 => req.version() != Version::HTTP_11,
+        1 => fields.host_valid,
+        _ => false,
+    };
+    if !hosts_ok {
         return Some(StatusCode::BAD_REQUEST);
     }
     if limits
@@ -70,6 +77,26 @@ mod tests {
             .body(())
             .expect("request");
         assert_eq!(check(&old, &l), None, "HTTP/1.0 needs no Host");
+    }
+
+    #[test]
+    fn two_hosts_or_a_bad_host_are_refused_in_any_version() {
+        let l = limits(1000, 1000);
+        for version in [Version::HTTP_10, Version::HTTP_11] {
+            let two = Request::get("/")
+                .version(version)
+                .header("host", "a")
+                .header("host", "a")
+                .body(())
+                .expect("request");
+            assert_eq!(check(&two, &l), Some(StatusCode::BAD_REQUEST));
+            let bad = Request::get("/")
+                .version(version)
+                .header("host", "a/b")
+                .body(())
+                .expect("request");
+            assert_eq!(check(&bad, &l), Some(StatusCode::BAD_REQUEST));
+        }
     }
 
     #[test]
