@@ -36,7 +36,7 @@ fn demo_routes_and_standard_headers() {
     let pid = server.workers()[0];
     assert!(
         res.text()
-            .starts_with(&format!(r#"{{"pid":{pid},"index":0,"requests":"#)),
+            .starts_with(&format!(r#"{{"pid":{pid},"slot":0,"requests":"#)),
         "{}",
         res.text()
     );

@@ -446,13 +446,13 @@ fn a_burst_of_connections_spreads_across_workers() {
     let mut per_worker = std::collections::HashMap::new();
     for c in &mut conns {
         let body = c.get("/worker").text();
-        let index = body
-            .split("\"index\":")
+        let slot = body
+            .split("\"slot\":")
             .nth(1)
             .and_then(|r| r.split(',').next())
-            .expect("index")
+            .expect("slot")
             .to_owned();
-        *per_worker.entry(index).or_insert(0) += 1;
+        *per_worker.entry(slot).or_insert(0) += 1;
     }
     let counts: Vec<i32> = per_worker.values().copied().collect();
     assert_eq!(

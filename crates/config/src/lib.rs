@@ -10,6 +10,7 @@
 //!
 //! This is the only crate that knows figment.
 
+pub mod access_format;
 pub mod cpus;
 pub mod layers;
 mod options;
@@ -18,6 +19,7 @@ mod settings;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+pub use access_format::{AccessLogFormat, Atom, DEFAULT_ACCESS_LOG_FORMAT};
 pub use cpus::Cpus;
 pub use layers::first_line;
 pub use options::Options;

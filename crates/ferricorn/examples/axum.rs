@@ -18,12 +18,12 @@ use hyper_util::service::TowerToHyperService;
 fn main() -> std::process::ExitCode {
     // Called in each worker after the fork: the router is built per worker.
     ferricorn::run(|ctx: &Context| {
-        let index = ctx.index();
+        let slot = ctx.slot();
         let router = Router::new()
             .route("/", get(|| async { "Hello from axum" }))
             .route(
                 "/worker",
-                get(move || async move { format!("axum in worker {index}") }),
+                get(move || async move { format!("axum in worker {slot}") }),
             )
             // ferricorn puts each request's info in its extensions.
             .route(

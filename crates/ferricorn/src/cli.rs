@@ -94,7 +94,7 @@ pub(crate) fn main<A: App>(factory: impl Fn(&Context) -> A) -> Result<(), u8> {
         return Ok(());
     }
     if let Some(format) = &loaded.config.access_logformat
-        && let Err(e) = ferricorn_worker::access::Format::parse(format, false)
+        && let Err(e) = format.parse::<ferricorn_config::AccessLogFormat>()
     {
         eprintln!("ferricorn: error: invalid value for `access_logformat`: {e}");
         return Err(EXIT_CONFIG);
@@ -257,7 +257,7 @@ struct Runner<'a, F> {
 
 impl<A: App, F: Fn(&Context) -> A> Host for Runner<'_, F> {
     fn worker(&mut self, spawn: Spawn<'_>) -> i32 {
-        logging::set_worker(spawn.index);
+        logging::set_worker(spawn.slot);
         let mut inherited = ferricorn_worker::Listeners::default();
         let mut failed = None;
         for (i, l) in self.listeners.iter().enumerate() {
@@ -271,7 +271,7 @@ impl<A: App, F: Fn(&Context) -> A> Host for Runner<'_, F> {
             None => ferricorn_worker::run(
                 spawn.config,
                 self.shared,
-                (spawn.index, spawn.cell),
+                (spawn.slot, spawn.cell_id),
                 inherited,
                 ferricorn_worker::Hooks {
                     reopen_logs: logging::reopen,

@@ -7,7 +7,7 @@
 //! | `POST /echo`          | the request body streamed back, same content type   |
 //! | `GET /stream?n=N`     | N lines, chunked, each flushed as it is produced    |
 //! | `GET /blocking?ms=N`  | sleeps N ms on the blocking pool, names its thread  |
-//! | `GET /worker`         | `{"pid":…,"index":…,"requests":…}` of this worker   |
+//! | `GET /worker`         | `{"pid":…,"slot":…,"requests":…}` of this worker   |
 //! | `GET /whoami`         | the client address, scheme, host and root path the app sees |
 //! | `GET /ws/echo`        | WebSocket: echoes every text and binary message     |
 //! | `GET /ws/sink`        | WebSocket: accepts and never reads (back-pressure)  |
@@ -150,7 +150,7 @@ impl App for Demo {
     }
 
     async fn shutdown(&self) {
-        tracing::info!("demo app: lifespan shutdown in worker {}", self.ctx.index());
+        tracing::info!("demo app: lifespan shutdown in worker {}", self.ctx.slot());
     }
 
     async fn call(&self, req: Request) -> Response {
@@ -179,9 +179,9 @@ impl App for Demo {
             }
             ("/whoami", true) => whoami(&req),
             ("/worker", true) => json(format!(
-                r#"{{"pid":{},"index":{},"requests":{}}}"#,
+                r#"{{"pid":{},"slot":{},"requests":{}}}"#,
                 self.ctx.pid(),
-                self.ctx.index(),
+                self.ctx.slot(),
                 self.ctx.requests()
             )),
             ("/" | "/json" | "/stream" | "/blocking" | "/worker" | "/whoami", false) => {

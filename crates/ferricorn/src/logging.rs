@@ -23,7 +23,7 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-/// The worker index of this process; `usize::MAX` in the supervisor.
+/// The slot of this worker process; `usize::MAX` in the supervisor.
 static WORKER: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 /// The open log file and its path; `None` writes to stderr.
@@ -125,9 +125,9 @@ pub(crate) fn init(level: LogLevel, json: bool) {
         .try_init();
 }
 
-/// Marks this process as the worker in slot `index`; called after the fork.
-pub(crate) fn set_worker(index: usize) {
-    WORKER.store(index, Relaxed);
+/// Marks this process as the worker in `slot`; called after the fork.
+pub(crate) fn set_worker(slot: usize) {
+    WORKER.store(slot, Relaxed);
 }
 
 struct Format;
@@ -156,7 +156,7 @@ where
         write!(w, " [{}] [{level}] ", std::process::id())?;
         match WORKER.load(Relaxed) {
             usize::MAX => w.write_str("[supervisor] ")?,
-            index => write!(w, "[worker {index}] ")?,
+            slot => write!(w, "[worker {slot}] ")?,
         }
         ctx.field_format().format_fields(w.by_ref(), event)?;
         writeln!(w)
@@ -182,7 +182,7 @@ where
     let level = event.metadata().level().as_str().to_ascii_lowercase();
     let worker = match WORKER.load(Relaxed) {
         usize::MAX => "null".to_owned(),
-        index => index.to_string(),
+        slot => slot.to_string(),
     };
     writeln!(
         w,

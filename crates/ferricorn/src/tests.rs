@@ -108,7 +108,7 @@ fn bodies_report_their_size_and_stream_through_channels() {
 #[test]
 fn exit_codes_agree_with_the_supervisor() {
     let boot = ferricorn_supervisor::Error::BootFailed {
-        index: 0,
+        slot: 0,
         message: String::new(),
     };
     assert_eq!(boot.exit_code(), crate::EXIT_APP_STARTUP);

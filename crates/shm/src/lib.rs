@@ -8,10 +8,14 @@
 //!
 //! - [`Shared`]: a `Copy` handle to the region, valid for the whole process.
 //! - [`Header`]: server-wide state (desired worker count, draining flag).
-//! - [`Cell`]: one per worker process: its slot index, pid, [`CellState`],
+//! - [`WorkerCell`]: one per worker process: its slot, pid, [`CellState`],
 //!   heartbeat, counters, and its boot error. There are more cells than slots
 //!   because a slot's replacement boots while the worker it replaces still
 //!   serves.
+//!
+//! Words: a **slot** is a worker's place, numbered 0 to workers - 1, which
+//! a replacement takes over; a **cell** is the record of one worker
+//! process, found by its **cell id**.
 //!
 //! - [`metrics`]: the counters behind `/metrics`, per cell and per slot, and
 //!   the table of the app's own series.
@@ -95,8 +99,8 @@ impl CellState {
 /// own counters do not contend.
 #[derive(Debug)]
 #[repr(C, align(64))]
-pub struct Cell {
-    index: AtomicU32,
+pub struct WorkerCell {
+    slot: AtomicU32,
     pid: AtomicI32,
     state: AtomicU32,
     retire: AtomicU32,
@@ -118,7 +122,7 @@ struct Region {
     /// The counters of each slot's exited workers.
     totals: [Counters; MAX_SLOTS],
     app: AppTable,
-    cells: [Cell; MAX_CELLS],
+    cells: [WorkerCell; MAX_CELLS],
 }
 
 /// A handle to the shared region. Cheap to copy; valid until the process exits.
@@ -197,27 +201,27 @@ impl Shared {
     }
 
     /// The cell with id `id`; `None` past [`MAX_CELLS`].
-    pub fn cell(&self, id: usize) -> Option<&'static Cell> {
+    pub fn cell(&self, id: usize) -> Option<&'static WorkerCell> {
         self.region.cells.get(id)
     }
 
     /// The cells that have ever been used.
-    fn used(&self) -> &'static [Cell] {
+    fn used(&self) -> &'static [WorkerCell] {
         let n = (self.region.header.cells_used.load(Relaxed) as usize).min(MAX_CELLS);
         &self.region.cells[..n]
     }
 
-    /// Claims an empty cell for a worker about to be forked into slot
-    /// `index`, and resets it. Called by the supervisor before the fork, so
+    /// Claims an empty cell for a worker about to be forked into `slot`,
+    /// and resets it; returns its id. Called by the supervisor before the fork, so
     /// the child's own updates cannot be overwritten. `None` when all are taken.
-    pub fn claim(&self, index: usize) -> Option<usize> {
+    pub fn claim(&self, slot: usize) -> Option<usize> {
         let id = self
             .region
             .cells
             .iter()
             .position(|c| c.state() == CellState::Empty && c.pid() == 0)?;
         let cell = &self.region.cells[id];
-        cell.index.store(index as u32, Relaxed);
+        cell.slot.store(slot as u32, Relaxed);
         cell.error.set("");
         cell.requests.store(0, Relaxed);
         cell.connections.store(0, Relaxed);
@@ -241,7 +245,7 @@ impl Shared {
         let seq = &self.region.header.fold_seq;
         seq.fetch_add(1, Relaxed);
         fence(Release);
-        if let Some(totals) = self.region.totals.get(cell.index()) {
+        if let Some(totals) = self.region.totals.get(cell.slot()) {
             cell.counters.fold_into(totals);
         }
         self.region.app.fold(&cell.app);
@@ -269,15 +273,15 @@ impl Shared {
         read(self)
     }
 
-    /// Adds the counters of slot `index`'s exited workers into `into`.
-    pub fn slot_totals(&self, index: usize, into: &mut Snapshot) {
-        if let Some(t) = self.region.totals.get(index) {
+    /// Adds the counters of `slot`'s exited workers into `into`.
+    pub fn slot_totals(&self, slot: usize, into: &mut Snapshot) {
+        if let Some(t) = self.region.totals.get(slot) {
             t.sum_into(into);
         }
     }
 
     /// The cells that have ever been used, with their ids.
-    pub fn cells(&self) -> impl Iterator<Item = (usize, &'static Cell)> {
+    pub fn cells(&self) -> impl Iterator<Item = (usize, &'static WorkerCell)> {
         self.used().iter().enumerate()
     }
 
@@ -297,29 +301,28 @@ impl Shared {
         &self.region.app.retired[offset.min(APP_VALUES - 1)]
     }
 
-    /// Counts a replacement of the worker in slot `index`.
-    pub fn count_restart(&self, index: usize) {
-        if let Some(r) = self.region.restarts.get(index) {
+    /// Counts a replacement of the worker in `slot`.
+    pub fn count_restart(&self, slot: usize) {
+        if let Some(r) = self.region.restarts.get(slot) {
             r.fetch_add(1, Relaxed);
         }
     }
 
-    /// How many times the worker in slot `index` has been replaced.
-    pub fn restarts(&self, index: usize) -> u64 {
+    /// How many times the worker in `slot` has been replaced.
+    pub fn restarts(&self, slot: usize) -> u64 {
         self.region
             .restarts
-            .get(index)
+            .get(slot)
             .map_or(0, |r| r.load(Relaxed))
     }
 
     /// The fewest open connections of any ready worker other than the one
     /// in cell `me`; `None` when there is no other.
-    pub fn least_connections_besides(&self, me: usize) -> Option<u32> {
+    pub fn least_connections_besides(&self, me: &WorkerCell) -> Option<u32> {
         self.used()
             .iter()
-            .enumerate()
-            .filter(|(id, c)| *id != me && c.state() == CellState::Ready)
-            .map(|(_, c)| c.connections())
+            .filter(|c| !std::ptr::eq(*c, me) && c.state() == CellState::Ready)
+            .map(WorkerCell::connections)
             .min()
     }
 
@@ -333,9 +336,9 @@ impl Shared {
         let desired = (header.desired() as usize).min(MAX_SLOTS);
         let mut ready = [0u64; MAX_SLOTS / 64];
         for cell in self.used() {
-            let index = cell.index();
-            if cell.state() == CellState::Ready && index < desired {
-                ready[index / 64] |= 1 << (index % 64);
+            let slot = cell.slot();
+            if cell.state() == CellState::Ready && slot < desired {
+                ready[slot / 64] |= 1 << (slot % 64);
             }
         }
         let ready = ready.iter().map(|w| w.count_ones() as usize).sum();
@@ -391,16 +394,16 @@ impl Header {
     }
 }
 
-impl Cell {
+impl WorkerCell {
     /// Empties the cell after its worker was reaped.
     pub fn clear(&self) {
         self.state.store(CellState::Empty as u32, Relaxed);
         self.pid.store(0, Relaxed);
     }
 
-    /// The slot index of the cell's worker.
-    pub fn index(&self) -> usize {
-        self.index.load(Relaxed) as usize
+    /// The slot of the cell's worker.
+    pub fn slot(&self) -> usize {
+        self.slot.load(Relaxed) as usize
     }
 
     /// The pid of the cell's worker: 0 when empty, -1 while being forked.
@@ -534,8 +537,8 @@ pub fn now_ms() -> u64 {
 mod tests {
     use super::*;
 
-    fn ready_in(shared: &Shared, index: usize) -> &'static Cell {
-        let id = shared.claim(index).expect("free cell");
+    fn ready_in(shared: &Shared, slot: usize) -> &'static WorkerCell {
+        let id = shared.claim(slot).expect("free cell");
         let cell = shared.cell(id).expect("cell");
         cell.set_pid(100 + id as i32);
         cell.set_state(CellState::Ready);
@@ -566,7 +569,7 @@ mod tests {
     #[test]
     fn least_connections_skips_self_and_workers_not_ready() {
         let shared = Shared::new().expect("memfd");
-        let a = shared.claim(0).expect("cell");
+        let a = shared.cell(shared.claim(0).expect("id")).expect("cell");
         assert_eq!(shared.least_connections_besides(a), None);
         let b = ready_in(&shared, 1);
         b.count_connection(true);
@@ -589,7 +592,7 @@ mod tests {
         cell.clear();
         assert_eq!(shared.claim(5), Some(first));
         assert_eq!(
-            (cell.index(), cell.requests(), cell.take_retire()),
+            (cell.slot(), cell.requests(), cell.take_retire()),
             (5, 0, false)
         );
     }
@@ -625,7 +628,7 @@ mod tests {
         let sum = |s: &Shared| {
             let mut t = [0; at::LEN];
             s.slot_totals(1, &mut t);
-            for (_, c) in s.cells().filter(|(_, c)| c.index() == 1 && c.pid() != 0) {
+            for (_, c) in s.cells().filter(|(_, c)| c.slot() == 1 && c.pid() != 0) {
                 c.counters.sum_into(&mut t);
             }
             t[at::SENT_BYTES]

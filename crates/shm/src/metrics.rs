@@ -258,7 +258,7 @@ impl AppKind {
 /// One registered app series.
 #[derive(Debug)]
 #[repr(C)]
-pub(crate) struct AppSlot {
+pub(crate) struct AppEntry {
     /// 0 free, 1 published.
     state: AtomicU32,
     kind: AtomicU32,
@@ -279,7 +279,7 @@ pub(crate) struct AppTable {
     /// The first value not yet given to a series.
     next_value: AtomicU32,
     used: AtomicU32,
-    slots: [AppSlot; APP_SERIES],
+    entries: [AppEntry; APP_SERIES],
     /// Counter and histogram values of workers that exited.
     pub(crate) retired: [AtomicU64; APP_VALUES],
 }
@@ -344,17 +344,17 @@ impl AppTable {
         if used >= APP_SERIES || offset + values > APP_VALUES {
             return Err(RegisterError::Full);
         }
-        let slot = &self.slots[used];
-        slot.kind.store(new.kind as u32, Relaxed);
-        slot.offset.store(offset as u32, Relaxed);
-        slot.buckets.store(new.bounds.len() as u32, Relaxed);
-        slot.name.set(&new.name);
-        slot.labels.set(&new.labels);
-        slot.help.set(&new.help);
-        for (b, v) in slot.bounds.iter().zip(&new.bounds) {
+        let entry = &self.entries[used];
+        entry.kind.store(new.kind as u32, Relaxed);
+        entry.offset.store(offset as u32, Relaxed);
+        entry.buckets.store(new.bounds.len() as u32, Relaxed);
+        entry.name.set(&new.name);
+        entry.labels.set(&new.labels);
+        entry.help.set(&new.help);
+        for (b, v) in entry.bounds.iter().zip(&new.bounds) {
             b.store(v.to_bits(), Relaxed);
         }
-        slot.state.store(1, std::sync::atomic::Ordering::Release);
+        entry.state.store(1, std::sync::atomic::Ordering::Release);
         self.next_value.store((offset + values) as u32, Relaxed);
         self.used
             .store(used as u32 + 1, std::sync::atomic::Ordering::Release);
@@ -381,9 +381,9 @@ impl AppTable {
             .collect()
     }
 
-    fn published(&self) -> impl Iterator<Item = &AppSlot> {
+    fn published(&self) -> impl Iterator<Item = &AppEntry> {
         let used = (self.used.load(std::sync::atomic::Ordering::Acquire) as usize).min(APP_SERIES);
-        self.slots[..used]
+        self.entries[..used]
             .iter()
             .filter(|s| s.state.load(std::sync::atomic::Ordering::Acquire) == 1)
     }

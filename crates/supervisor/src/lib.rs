@@ -46,10 +46,10 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A worker's app failed its lifespan startup.
-    #[error("worker {index} failed to boot: {message}")]
+    #[error("worker {slot} failed to boot: {message}")]
     BootFailed {
         /// The worker's slot.
-        index: usize,
+        slot: usize,
         /// The app's error.
         message: String,
     },
@@ -92,9 +92,9 @@ pub trait Host {
 #[derive(Debug, Clone, Copy)]
 pub struct Spawn<'a> {
     /// Its slot, from 0 to workers - 1.
-    pub index: usize,
+    pub slot: usize,
     /// Its cell in the shared memory.
-    pub cell: usize,
+    pub cell_id: usize,
     /// The settings it runs with.
     pub config: &'a Config,
 }

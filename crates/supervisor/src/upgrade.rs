@@ -34,7 +34,7 @@ pub struct Handoff {
     pub listeners: Vec<RawFd>,
     /// The shared memory's memfd.
     pub shm: RawFd,
-    /// The running workers: pid, slot index, cell.
+    /// The running workers: pid, slot, cell id.
     pub workers: Vec<(i32, usize, usize)>,
 }
 

@@ -14,10 +14,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::rc::Rc;
+
+use ferricorn_config::ProxyProtocol;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
+use tokio::task::spawn_local;
 use tracing::{debug, error};
+
+use crate::counted::OpenConnection;
+use crate::http::{Server, Settings};
+use crate::proxy_protocol::Refused;
+use crate::{Listener, Service};
 
 /// One step of the wait of a worker ahead of its peers.
 const DEFER_STEP: Duration = Duration::from_millis(1);
@@ -42,8 +51,8 @@ pub(crate) trait Accept {
     async fn preamble(
         _io: &mut Self::Io,
         peer: Option<SocketAddr>,
-        _config: &ferricorn_config::Config,
-    ) -> Result<Option<SocketAddr>, crate::proxy_protocol::Refused> {
+        _settings: &Settings,
+    ) -> Result<Option<SocketAddr>, Refused> {
         Ok(peer)
     }
 }
@@ -59,16 +68,16 @@ impl Accept for TcpListener {
     async fn preamble(
         io: &mut TcpStream,
         peer: Option<SocketAddr>,
-        config: &ferricorn_config::Config,
-    ) -> Result<Option<SocketAddr>, crate::proxy_protocol::Refused> {
-        let (Some(peer), mode) = (peer, config.proxy_protocol) else {
+        settings: &Settings,
+    ) -> Result<Option<SocketAddr>, Refused> {
+        let (mode, allow, timeout) = &settings.proxy_protocol;
+        let Some(peer) = peer else {
             return Ok(peer);
         };
-        if mode == ferricorn_config::ProxyProtocol::Off {
+        if *mode == ProxyProtocol::Off {
             return Ok(Some(peer));
         }
-        let (allow, timeout) = (&config.proxy_allow_from, config.header_timeout);
-        crate::proxy_protocol::accept(io, peer, mode, allow, timeout)
+        crate::proxy_protocol::accept(io, peer, *mode, allow, *timeout)
             .await
             .map(Some)
     }
@@ -80,6 +89,60 @@ impl Accept for UnixListener {
         let (stream, _) = UnixListener::accept(self).await?;
         Ok((stream, None))
     }
+}
+
+/// Starts the accept loop of one inherited listener. On the metrics
+/// address (`admin`), connections are not counted, balanced, nor asked for
+/// a PROXY header.
+pub(crate) fn start<S: Service>(
+    listener: Listener,
+    server: &Rc<Server<S>>,
+    permits: &Arc<Semaphore>,
+    stop: &watch::Receiver<bool>,
+    admin: bool,
+) -> io::Result<()> {
+    match listener {
+        Listener::Tcp(l) => spawn(TcpListener::from_std(l)?, server, permits, stop, admin),
+        Listener::Unix(l) => spawn(UnixListener::from_std(l)?, server, permits, stop, admin),
+    }
+    Ok(())
+}
+
+fn spawn<L: Accept + 'static, S: Service>(
+    listener: L,
+    server: &Rc<Server<S>>,
+    permits: &Arc<Semaphore>,
+    stop: &watch::Receiver<bool>,
+    admin: bool,
+) {
+    let server = server.clone();
+    let (shared, me) = (server.ctx().shared, server.ctx().cell);
+    let balance = move || match shared.least_connections_besides(me) {
+        Some(least) if !admin => is_ahead(me.connections(), least),
+        _ => false,
+    };
+    spawn_local(accept_loop(
+        listener,
+        permits.clone(),
+        stop.clone(),
+        balance,
+        move |mut io, peer, permit| {
+            let open = (permit, (!admin).then(|| OpenConnection::accepted(me)));
+            let server = server.clone();
+            spawn_local(async move {
+                // A PROXY header comes from the app's load balancer, not
+                // from whatever scrapes the metrics address.
+                let preamble = match admin {
+                    true => Ok(peer),
+                    false => L::preamble(&mut io, peer, server.settings()).await,
+                };
+                match preamble {
+                    Ok(client) => server.serve(io, client, open, admin).await,
+                    Err(e) => debug!("connection from {peer:?} refused: {e}"),
+                }
+            });
+        },
+    ));
 }
 
 /// Errors that concern one connection only: the next accept may succeed.
@@ -96,7 +159,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 
 /// Accepts until `stop` turns true, handing each connection and its permit
 /// to `serve`.
-pub(crate) async fn accept_loop<L, F>(
+async fn accept_loop<L, F>(
     listener: L,
     permits: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,

@@ -3,14 +3,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ferricorn_shm::Shared;
+use ferricorn_shm::{Shared, WorkerCell};
 
-/// The worker an app instance runs in: its slot index, the worker count, its
-/// pid, and its blocking pool. Cheap to clone.
+/// The worker an app instance runs in: its slot, the worker count, its pid,
+/// and its blocking pool. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Context {
-    pub(crate) index: usize,
-    pub(crate) cell: usize,
+    pub(crate) slot: usize,
+    /// The worker's cell in the shared memory.
+    pub(crate) cell: &'static WorkerCell,
     pub(crate) pid: u32,
     pub(crate) shared: Shared,
 }
@@ -18,8 +19,8 @@ pub struct Context {
 impl Context {
     /// The worker's slot, from 0 to `workers() - 1`. A replacement worker
     /// takes the slot of the one it replaces.
-    pub fn index(&self) -> usize {
-        self.index
+    pub fn slot(&self) -> usize {
+        self.slot
     }
 
     /// The number of worker slots the server keeps filled.
@@ -34,12 +35,12 @@ impl Context {
 
     /// How many times this worker's slot has had its worker replaced.
     pub fn restarts(&self) -> u64 {
-        self.shared.restarts(self.index)
+        self.shared.restarts(self.slot)
     }
 
     /// Requests this worker has served so far.
     pub fn requests(&self) -> u64 {
-        self.shared.cell(self.cell).map_or(0, |c| c.requests())
+        self.cell.requests()
     }
 
     /// Runs `f` on the worker's blocking pool (`--threads` threads), so the

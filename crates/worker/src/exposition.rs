@@ -14,7 +14,7 @@ use ferricorn_shm::{CellState, MAX_SLOTS, Shared};
 
 /// One worker process, as read from its cell.
 struct Process {
-    index: usize,
+    slot: usize,
     pid: i32,
     heartbeat_age_ms: u64,
     requests: u64,
@@ -35,11 +35,11 @@ struct View {
 fn read(shared: &Shared, series: &[ferricorn_shm::metrics::AppSeries]) -> View {
     let mut per_slot: Vec<Option<(Snapshot, u64, u64)>> = vec![None; MAX_SLOTS];
     let desired = (shared.header().desired() as usize).min(MAX_SLOTS);
-    for (index, slot) in per_slot.iter_mut().enumerate() {
+    for (slot, sums) in per_slot.iter_mut().enumerate() {
         let mut totals = [0; at::LEN];
-        shared.slot_totals(index, &mut totals);
-        if index < desired || totals.iter().any(|v| *v != 0) {
-            *slot = Some((totals, 0, 0));
+        shared.slot_totals(slot, &mut totals);
+        if slot < desired || totals.iter().any(|v| *v != 0) {
+            *sums = Some((totals, 0, 0));
         }
     }
     let mut processes = Vec::new();
@@ -58,16 +58,16 @@ fn read(shared: &Shared, series: &[ferricorn_shm::metrics::AppSeries]) -> View {
         .collect();
     for (_, cell) in shared.cells() {
         let pid = cell.pid();
-        if pid <= 0 || cell.index() >= MAX_SLOTS {
+        let slot = cell.slot();
+        if pid <= 0 || slot >= MAX_SLOTS {
             continue;
         }
-        let index = cell.index();
-        let slot = per_slot[index].get_or_insert(([0; at::LEN], 0, 0));
-        cell.counters.sum_into(&mut slot.0);
-        slot.1 += u64::from(cell.connections());
-        slot.2 += u64::from(cell.websockets());
+        let sums = per_slot[slot].get_or_insert(([0; at::LEN], 0, 0));
+        cell.counters.sum_into(&mut sums.0);
+        sums.1 += u64::from(cell.connections());
+        sums.2 += u64::from(cell.websockets());
         processes.push(Process {
-            index,
+            slot,
             pid,
             heartbeat_age_ms: cell.heartbeat_age_ms(),
             requests: cell.requests(),
@@ -88,9 +88,9 @@ fn read(shared: &Shared, series: &[ferricorn_shm::metrics::AppSeries]) -> View {
         }
     }
     let (mut slots, mut open) = (Vec::new(), Vec::new());
-    for (index, s) in per_slot.into_iter().enumerate() {
+    for (slot, s) in per_slot.into_iter().enumerate() {
         if let Some((counters, conns, ws)) = s {
-            slots.push((index, counters));
+            slots.push((slot, counters));
             open.push((conns, ws));
         }
     }
@@ -155,7 +155,7 @@ pub(crate) fn render(shared: Shared) -> String {
         .processes
         .iter()
         .map(|p| {
-            let labels = format!("worker=\"{}\",pid=\"{}\"", p.index, p.pid);
+            let labels = format!("worker=\"{}\",pid=\"{}\"", p.slot, p.pid);
             (labels, p, procfs::usage(p.pid))
         })
         .collect();

@@ -8,35 +8,37 @@
 //! - [`Context`]: what an app knows about its worker, and where it
 //!   registers its own metrics ([`Counter`], [`Gauge`], [`Histogram`]).
 //! - [`RequestInfo`]: what ferricorn knows of a request beyond its head.
-//! - `accept`: the accept loops and the `--worker-connections` cap.
-//! - [`access`]: the access log and request ids.
-//! - `http`: one connection with hyper's HTTP/1.1, the request limits, and
-//!   the `/healthz`, `/readyz` and `/metrics` endpoints.
-//! - `exposition`: the Prometheus text of `/metrics`.
-//! - `metrics`: the app's own metrics.
+//! - `lifecycle`: heartbeat, stop signals, startup and drain.
+//! - `accept`: the accept loops, the `--worker-connections` cap and the
+//!   balance between workers.
+//! - `proxy_protocol`: the PROXY protocol header (v1, v2) on TCP listeners.
+//! - `http`: one connection with hyper's HTTP/1.1 and each request on it:
+//!   the limits, the `Host` rule, the smuggling guard, trusted proxy
+//!   headers, ferricorn's own endpoints, the app, and what happens when a
+//!   response is done.
+//! - `ws`: WebSocket upgrades and the tasks that drive each socket.
+//! - [`access`]: the access log.
+//! - `ids`: request ids.
+//! - `counted`: guards that count open connections, WebSockets and
+//!   requests in flight while they live.
 //! - `deadline`: the time a client has to send each request head, one
 //!   sweeping task per worker instead of a timer per request.
-//! - `framing`: a guard over the raw request bytes against bare LFs and
-//!   `Content-Length` with `Transfer-Encoding` (request smuggling).
-//! - `fields`: one walk over a request's header fields for the checks.
-//! - `limits`: the request-line and header-field limits.
-//! - `proxy`: trusted `X-Forwarded-*` and `Forwarded` headers, `--root-path`.
-//! - `proxy_protocol`: the PROXY protocol header (v1, v2) on TCP listeners.
-//! - `ws`: WebSocket upgrades and the tasks that drive each socket.
-//! - `lifecycle`: heartbeat, stop signals, startup and drain.
+//! - `exposition`: the Prometheus text of `/metrics`.
+//! - `metrics`: the app's own metrics.
+//!
+//! Words: a worker's **slot** is its place (0 to workers - 1), which its
+//! replacement takes over; its **cell** is its record in the shared memory.
 
 mod accept;
 pub mod access;
 mod context;
+mod counted;
 mod deadline;
 mod exposition;
-mod fields;
-mod framing;
 mod http;
+mod ids;
 mod lifecycle;
-mod limits;
 mod metrics;
-mod proxy;
 mod proxy_protocol;
 mod ws;
 

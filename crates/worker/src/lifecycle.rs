@@ -4,15 +4,16 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferricorn_config::Config;
-use ferricorn_shm::{Cell, CellState, EXIT_BOOT_FAILED, Shared};
+use ferricorn_config::access_format::FormatError;
+use ferricorn_config::{AccessLogFormat, Config};
+use ferricorn_shm::{CellState, EXIT_BOOT_FAILED, Shared, WorkerCell};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{LocalSet, spawn_local};
 use tracing::{error, info, warn};
 
-use crate::accept::{Accept, accept_loop};
-use crate::http::Server;
+use crate::access::Sink;
+use crate::http::{Server, Settings};
 use crate::{Context, Listener, Service};
 
 /// Exit code of a worker that could not set itself up.
@@ -89,11 +90,15 @@ pub struct Listeners {
 pub fn run<S: Service>(
     config: &Config,
     shared: Shared,
-    (index, cell): (usize, usize),
+    (slot, cell_id): (usize, usize),
     listeners: Listeners,
     hooks: Hooks,
     make: impl FnOnce(&Context) -> S,
 ) -> i32 {
+    let Some(cell) = shared.cell(cell_id) else {
+        error!("worker {slot}: no cell {cell_id} in the shared memory");
+        return EXIT_SETUP_FAILED;
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(config.threads)
@@ -114,7 +119,7 @@ pub fn run<S: Service>(
         }
     };
     let ctx = Context {
-        index,
+        slot,
         cell,
         pid: std::process::id(),
         shared,
@@ -135,10 +140,10 @@ async fn serve<S: Service>(
     ctx: Context,
     listeners: Listeners,
     hooks: Hooks,
-    access: Option<&'static crate::access::Sink>,
+    access: Option<&'static Sink>,
     make: impl FnOnce(&Context) -> S,
 ) -> i32 {
-    let slot = ctx.shared.cell(ctx.cell);
+    let (cell, slot) = (ctx.cell, ctx.slot);
     if let Some(sink) = access {
         spawn_local(sink.flushing());
     }
@@ -149,9 +154,7 @@ async fn serve<S: Service>(
             return EXIT_SETUP_FAILED;
         }
     };
-    if let Some(slot) = slot {
-        spawn_local(heartbeat(slot));
-    }
+    spawn_local(heartbeat(cell));
     match signal(SignalKind::user_defined1()) {
         Ok(usr1) => drop(spawn_local(reopen_on(usr1, hooks.reopen_logs))),
         Err(e) => warn!("cannot watch SIGUSR1: {e}"),
@@ -164,57 +167,33 @@ async fn serve<S: Service>(
     if let Err(e) = started {
         let message = e.to_string();
         error!("app startup failed: {message}");
-        if let Some(slot) = slot {
-            slot.set_error(&message);
-        }
+        cell.set_error(&message);
         return EXIT_BOOT_FAILED;
     }
     let permits = Arc::new(Semaphore::new(config.worker_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let hub = Rc::new(crate::ws::Hub {
         permits: permits.clone(),
-        slot,
+        cell,
         shared: ctx.shared,
         stop: stop_rx.clone(),
         settings: config.ws,
     });
-    let server = Rc::new(Server {
-        http: Server::<S>::http(config),
-        app,
-        config: config.clone(),
-        shared: ctx.shared,
-        cell: ctx.cell,
-        slot,
-        retire_at: retire_at(config),
-        hub,
-        in_flight: std::cell::Cell::new(0),
-        access,
-        index: ctx.index,
-        counters: slot
-            .filter(|_| config.metrics_path.is_some())
-            .map(|c| &c.counters),
-        // Leaked once for the worker's life: each request's info points at it.
-        root_path: Box::leak(config.root_path.clone().into_boxed_str()),
-        deadlines: Rc::new(crate::deadline::Deadlines::new(crate::deadline::head_wait(
-            config,
-        ))),
-        ids: crate::access::Ids::new(),
-    });
-    let deadlines = server.deadlines.clone();
+    let settings = Settings::of(config, retire_at(config));
+    let server = Rc::new(Server::new(app, (config, settings), ctx, hub, access));
+    let deadlines = server.deadlines().clone();
     spawn_local(async move { deadlines.sweep().await });
     let admin_permits = Arc::new(Semaphore::new(ADMIN_CONNECTIONS));
     let all = listeners.app.into_iter().map(|l| (l, false));
     for (listener, admin) in all.chain(listeners.admin.map(|l| (l, true))) {
         let permits = if admin { &admin_permits } else { &permits };
-        if let Err(e) = listen(listener, &server, permits, &stop_rx, admin) {
+        if let Err(e) = crate::accept::start(listener, &server, permits, &stop_rx, admin) {
             error!("cannot use an inherited listener: {e}");
             return EXIT_SETUP_FAILED;
         }
     }
-    if let Some(slot) = slot {
-        slot.set_state(CellState::Ready);
-    }
-    info!("worker {} ready", ctx.index);
+    cell.set_state(CellState::Ready);
+    info!("worker {slot} ready");
     // Waited for in a task of its own: the future passed to the runtime is
     // polled at every wake-up of any task, so it must be cheap to poll.
     let (stopped, how) = tokio::sync::oneshot::channel();
@@ -222,98 +201,32 @@ async fn serve<S: Service>(
         let _ = stopped.send(stop.recv().await);
     });
     let how = how.await.unwrap_or(Stop::Quick);
-    if let Some(slot) = slot {
-        slot.set_state(CellState::Draining);
-    }
+    cell.set_state(CellState::Draining);
     let _ = stop_tx.send(true);
-    server.deadlines.stop_all();
+    server.deadlines().stop_all();
     // Let the accept loops see the stop and hand back the permits they hold.
     tokio::task::yield_now().await;
     if how == Stop::Quick {
-        info!("worker {} stopping now", ctx.index);
+        info!("worker {slot} stopping now");
         return 0;
     }
     drain(&permits, config.worker_connections, config.graceful_timeout).await;
-    server.app.shutdown().await;
-    info!("worker {} stopped", ctx.index);
+    server.app().shutdown().await;
+    info!("worker {slot} stopped");
     0
 }
 
 /// The access log sink, leaked once for the worker's life.
-fn access_sink(
-    config: &Config,
-    hooks: Hooks,
-) -> Result<Option<&'static crate::access::Sink>, String> {
+fn access_sink(config: &Config, hooks: Hooks) -> Result<Option<&'static Sink>, FormatError> {
     let Some(write) = hooks.access_log else {
         return Ok(None);
     };
-    let format = config
-        .access_logformat
-        .as_deref()
-        .unwrap_or(crate::access::DEFAULT_FORMAT);
-    let format = crate::access::Format::parse(format, config.log_json)?;
-    Ok(Some(Box::leak(Box::new(crate::access::Sink::new(
-        format, write,
-    )))))
-}
-
-/// Starts the accept loop of one inherited listener.
-fn listen<S: Service>(
-    listener: Listener,
-    server: &Rc<Server<S>>,
-    permits: &Arc<Semaphore>,
-    stop: &watch::Receiver<bool>,
-    admin: bool,
-) -> std::io::Result<()> {
-    match listener {
-        Listener::Tcp(l) => {
-            let l = tokio::net::TcpListener::from_std(l)?;
-            spawn(l, server, permits, stop, admin);
-        }
-        Listener::Unix(l) => {
-            let l = tokio::net::UnixListener::from_std(l)?;
-            spawn(l, server, permits, stop, admin);
-        }
-    }
-    Ok(())
-}
-
-fn spawn<L: Accept + 'static, S: Service>(
-    listener: L,
-    server: &Rc<Server<S>>,
-    permits: &Arc<Semaphore>,
-    stop: &watch::Receiver<bool>,
-    admin: bool,
-) {
-    let server = server.clone();
-    let (shared, cell) = (server.shared, server.cell);
-    let balance = move || match (shared.cell(cell), shared.least_connections_besides(cell)) {
-        (Some(me), Some(least)) if !admin => crate::accept::is_ahead(me.connections(), least),
-        _ => false,
+    let format = match config.access_logformat.as_deref() {
+        Some(format) => format.parse()?,
+        None => AccessLogFormat::default(),
     };
-    spawn_local(accept_loop(
-        listener,
-        permits.clone(),
-        stop.clone(),
-        balance,
-        move |mut io, peer, permit| {
-            let counted = server.slot.filter(|_| !admin);
-            let open = (permit, counted.map(crate::http::OpenConnection::accepted));
-            let server = server.clone();
-            spawn_local(async move {
-                // A PROXY header comes from the app's load balancer, not
-                // from whatever scrapes the metrics address.
-                let preamble = match admin {
-                    true => Ok(peer),
-                    false => L::preamble(&mut io, peer, &server.config).await,
-                };
-                match preamble {
-                    Ok(client) => server.serve(io, client, open, admin).await,
-                    Err(e) => tracing::debug!("connection from {peer:?} refused: {e}"),
-                }
-            });
-        },
-    ));
+    let sink = Sink::new(format, config.log_json, write);
+    Ok(Some(Box::leak(Box::new(sink))))
 }
 
 /// Waits until every connection has closed (all permits are back) or the
@@ -344,7 +257,7 @@ fn retire_at(config: &Config) -> Option<u64> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos() as u64);
-    let x = crate::access::mix(nanos ^ ((std::process::id() as u64) << 32));
+    let x = crate::ids::mix(nanos ^ ((std::process::id() as u64) << 32));
     Some(jittered(limit, jitter, x))
 }
 
@@ -365,11 +278,11 @@ async fn reopen_on(mut usr1: Signal, reopen_logs: fn()) {
 
 /// Writes the cell's heartbeat every `HEARTBEAT_INTERVAL` while the event
 /// loop runs.
-async fn heartbeat(slot: &'static Cell) {
+async fn heartbeat(cell: &'static WorkerCell) {
     let mut tick = tokio::time::interval(ferricorn_config::HEARTBEAT_INTERVAL);
     loop {
         tick.tick().await;
-        slot.beat();
+        cell.beat();
     }
 }
 

@@ -213,11 +213,7 @@ impl Context {
                 RegisterError::Full => "the metrics table is full".into(),
             })
         })?;
-        let cell = self
-            .shared
-            .cell(self.cell)
-            .ok_or_else(|| invalid("this worker has no cell in the shared memory".into()))?;
-        Ok(&cell.app[offset..offset + kind.values(bounds.len())])
+        Ok(&self.cell.app[offset..offset + kind.values(bounds.len())])
     }
 }
 
@@ -244,10 +240,10 @@ mod tests {
 
     fn context() -> Context {
         let shared = Shared::new().expect("memfd");
-        let cell = shared.claim(0).expect("cell");
+        let id = shared.claim(0).expect("cell");
         Context {
-            index: 0,
-            cell,
+            slot: 0,
+            cell: shared.cell(id).expect("cell"),
             pid: 1,
             shared,
         }

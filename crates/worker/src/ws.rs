@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferricorn_shm::metrics::at;
-use ferricorn_shm::{Cell as ShmCell, Shared};
+use ferricorn_shm::{Shared, WorkerCell};
 use futures_util::{SinkExt, StreamExt};
 use http::header::{
     CONNECTION, HeaderMap, HeaderName, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
@@ -41,7 +41,7 @@ use tokio_tungstenite::tungstenite::{self, Error as WsError, Message as WsMessag
 use tracing::debug;
 
 use crate::RequestInfo;
-use crate::http::OpenConnection;
+use crate::counted::{OpenConnection, OpenWebSocket};
 
 /// What tungstenite reads at most per `read(2)`. It zeroes that much of its
 /// buffer before every read, including the last one that finds nothing
@@ -72,7 +72,7 @@ pub struct Closed;
 #[derive(Debug)]
 pub(crate) struct Hub {
     pub permits: Arc<Semaphore>,
-    pub slot: Option<&'static ShmCell>,
+    pub cell: &'static WorkerCell,
     pub shared: Shared,
     pub stop: watch::Receiver<bool>,
     pub settings: ferricorn_config::WebSocket,
@@ -232,12 +232,12 @@ impl WebSocketUpgrade {
             let Ok(_permit) = hub.permits.clone().acquire_owned().await else {
                 return;
             };
-            let _open = hub.slot.map(OpenConnection::new);
+            let _open = OpenConnection::new(hub.cell);
             let upgraded = match on_upgrade.await {
                 Ok(u) => u,
                 Err(e) => return debug!("WebSocket upgrade failed: {e}"),
             };
-            let _counted = hub.slot.map(OpenWebSocket::new);
+            let _counted = OpenWebSocket::new(hub.cell);
             let config = WebSocketConfig::default()
                 .read_buffer_size(READ_BUFFER)
                 .max_message_size(Some(hub.settings.max_size))
@@ -274,8 +274,8 @@ impl WebSocket {
         let out = match message {
             Message::Text(t) => Out::Frame(WsMessage::text(t)),
             Message::Binary(b) => Out::Frame(WsMessage::Binary(b)),
-            Message::Close(None) => Out::Close(1000, String::new()),
-            Message::Close(Some((code, reason))) => Out::Close(code, reason),
+            Message::Close(None) => Out::Close(CloseCode::Normal, String::new()),
+            Message::Close(Some((code, reason))) => Out::Close(CloseCode::from(code), reason),
         };
         self.outgoing.send(out).await.map_err(|_| Closed)
     }
@@ -290,23 +290,7 @@ impl WebSocket {
 #[derive(Debug)]
 enum Out {
     Frame(WsMessage),
-    Close(u16, String),
-}
-
-/// Counts a WebSocket open in the worker's cell while it lives.
-struct OpenWebSocket(&'static ShmCell);
-
-impl OpenWebSocket {
-    fn new(cell: &'static ShmCell) -> Self {
-        cell.count_websocket(true);
-        Self(cell)
-    }
-}
-
-impl Drop for OpenWebSocket {
-    fn drop(&mut self) {
-        self.0.count_websocket(false);
-    }
+    Close(CloseCode, String),
 }
 
 type Stream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -327,7 +311,7 @@ where
         protocol,
     };
     let app = spawn_local(handler(socket));
-    let writer = spawn_local(write(sink, outgoing, hub.slot));
+    let writer = spawn_local(write(sink, outgoing, hub.cell));
     let sent_close = read(&mut source, &out, &to_app, hub).await;
     drop((out, to_app));
     if sent_close {
@@ -343,21 +327,19 @@ where
 async fn write(
     mut sink: futures_util::stream::SplitSink<Stream, WsMessage>,
     mut outgoing: mpsc::Receiver<Out>,
-    slot: Option<&'static ShmCell>,
+    cell: &'static WorkerCell,
 ) {
     while let Some(out) = outgoing.recv().await {
         let (frame, last) = match out {
             Out::Frame(f) => {
-                if let Some(slot) = slot
-                    && matches!(f, WsMessage::Text(_) | WsMessage::Binary(_))
-                {
-                    slot.counters.add(at::WS_SENT, 1);
+                if matches!(f, WsMessage::Text(_) | WsMessage::Binary(_)) {
+                    cell.counters.add(at::WS_SENT, 1);
                 }
                 (f, false)
             }
             Out::Close(code, reason) => {
                 let frame = CloseFrame {
-                    code: CloseCode::from(code),
+                    code,
                     reason: reason.into(),
                 };
                 (WsMessage::Close(Some(frame)), true)
@@ -412,14 +394,14 @@ async fn read(
         tokio::select! {
             _ = &mut stopped, if closing.is_none() => {
                 close_with = Some(if hub.shared.header().is_draining() {
-                    (1001, "going away")
+                    (CloseCode::Away, "going away")
                 } else {
-                    (1012, "service restart")
+                    (CloseCode::Restart, "service restart")
                 });
             }
             () = &mut app_closed, if closing.is_none() && !app_gone => {
                 // The app let go of the socket.
-                close_with = Some((1000, ""));
+                close_with = Some((CloseCode::Normal, ""));
             }
             () = &mut timer, if deadline.is_some() => {
                 if let Some(d) = deadline
@@ -433,7 +415,7 @@ async fn read(
                     return false;
                 }
                 if pinged {
-                    close_with = Some((1011, "keepalive ping timeout"));
+                    close_with = Some((CloseCode::Error, "keepalive ping timeout"));
                 } else {
                     pinged = true;
                     let _ = out.send(Out::Frame(WsMessage::Ping(Bytes::new()))).await;
@@ -443,10 +425,8 @@ async fn read(
                 let Some((frame, permit)) = frame else { return false };
                 last_seen = Instant::now();
                 pinged = false;
-                if let (Some(slot), Ok(f)) = (hub.slot, &frame)
-                    && matches!(f, WsMessage::Text(_) | WsMessage::Binary(_))
-                {
-                    slot.counters.add(at::WS_RECEIVED, 1);
+                if let Ok(WsMessage::Text(_) | WsMessage::Binary(_)) = &frame {
+                    hub.cell.counters.add(at::WS_RECEIVED, 1);
                 }
                 match frame {
                     Ok(WsMessage::Text(t)) => deliver(permit, Message::Text(t.to_string())),
@@ -462,9 +442,9 @@ async fn read(
                         // After a read error the stream is done: close with
                         // the matching code and stop reading.
                         let code = match e {
-                            WsError::Capacity(_) => (1009, "message too big"),
-                            WsError::Utf8(_) => (1007, "invalid UTF-8"),
-                            WsError::Protocol(_) => (1002, "protocol error"),
+                            WsError::Capacity(_) => (CloseCode::Size, "message too big"),
+                            WsError::Utf8(_) => (CloseCode::Invalid, "invalid UTF-8"),
+                            WsError::Protocol(_) => (CloseCode::Protocol, "protocol error"),
                             e => {
                                 debug!("WebSocket closed: {e}");
                                 return false;

@@ -15,7 +15,7 @@ impl<H: Host> Arbiter<H> {
     pub(super) fn check_liveness(&mut self) {
         let now = Instant::now();
         for w in &mut self.workers {
-            let Some(cell) = self.shared.cell(w.cell) else {
+            let Some(cell) = self.shared.cell(w.cell_id) else {
                 continue;
             };
             if w.killed {
@@ -35,7 +35,7 @@ impl<H: Host> Arbiter<H> {
                     {
                         error!(
                             "worker {} (pid {}) did not finish startup within {limit:?}; killing it",
-                            w.index, w.pid
+                            w.slot, w.pid
                         );
                         let _ = kill(w.pid, Signal::SIGKILL);
                         w.killed = true;
@@ -46,7 +46,7 @@ impl<H: Host> Arbiter<H> {
                     if self.config.timeout.is_some_and(|t| age > t) {
                         error!(
                             "WORKER TIMEOUT (pid:{}): worker {} sent no heartbeat for {age:?}",
-                            w.pid, w.index
+                            w.pid, w.slot
                         );
                         let _ = kill(w.pid, Signal::SIGABRT);
                         // A stopped process acts on SIGABRT only once continued.
@@ -66,36 +66,36 @@ impl<H: Host> Arbiter<H> {
             if w.role != Role::Current {
                 continue;
             }
-            if self.shared.cell(w.cell).is_some_and(|c| c.take_retire()) {
-                replace.push((w.index, Reason::MaxRequests));
+            if self.shared.cell(w.cell_id).is_some_and(|c| c.take_retire()) {
+                replace.push((w.slot, Reason::MaxRequests));
                 continue;
             }
             if let Some(limit) = self.config.max_worker_memory {
                 let rss = ferricorn_shm::procfs::rss(w.pid.as_raw()).unwrap_or(0);
                 let young = w.spawned.elapsed() < CRASH_WINDOW;
-                let slot = &mut self.slots[w.index];
+                let state = &mut self.slots[w.slot];
                 if rss > limit {
                     w.memory_strikes += 1;
                 } else {
                     w.memory_strikes = 0;
                     if !young {
-                        slot.memory_churn = 0;
+                        state.memory_churn = 0;
                     }
                 }
                 if w.memory_strikes == MEMORY_STRIKES {
                     info!(
                         "worker {} (pid {}) uses {} MiB, over max-worker-memory",
-                        w.index,
+                        w.slot,
                         w.pid,
                         rss >> 20
                     );
-                    slot.memory_churn = if young { slot.memory_churn + 1 } else { 0 };
-                    replace.push((w.index, Reason::Memory));
+                    state.memory_churn = if young { state.memory_churn + 1 } else { 0 };
+                    replace.push((w.slot, Reason::Memory));
                 }
             }
         }
-        for (index, reason) in replace {
-            let churn = self.slots[index].memory_churn;
+        for (slot, reason) in replace {
+            let churn = self.slots[slot].memory_churn;
             let delay = if reason == Reason::Memory {
                 backoff(churn)
             } else {
@@ -104,15 +104,15 @@ impl<H: Host> Arbiter<H> {
             if !delay.is_zero() {
                 let limit = self.config.max_worker_memory.unwrap_or(0) >> 20;
                 warn!(
-                    "worker {index} went over max-worker-memory ({limit} MiB) within \
+                    "worker {slot} went over max-worker-memory ({limit} MiB) within \
                      {CRASH_WINDOW:?} of its boot, {churn} workers in a row: a fresh worker \
                      may need more than the limit; replacing it, next one in {delay:?}"
                 );
-                let slot = &mut self.slots[index];
-                slot.due = Some(Instant::now() + delay);
-                slot.pending = Some(reason);
+                let state = &mut self.slots[slot];
+                state.due = Some(Instant::now() + delay);
+                state.pending = Some(reason);
             } else {
-                self.replace(index, reason);
+                self.replace(slot, reason);
             }
         }
     }

@@ -141,8 +141,8 @@ enum Role {
 #[derive(Debug)]
 struct Worker {
     pid: Pid,
-    index: usize,
-    cell: usize,
+    slot: usize,
+    cell_id: usize,
     role: Role,
     generation: u64,
     spawned: Instant,
@@ -238,14 +238,14 @@ impl<H: Host> Arbiter<H> {
     /// Takes over the workers of the image an upgrade replaced.
     pub(crate) fn adopt(&mut self, workers: &[(i32, usize, usize)]) {
         let now = Instant::now();
-        for &(pid, index, cell) in workers {
-            if index >= MAX_WORKERS {
+        for &(pid, slot, cell_id) in workers {
+            if slot >= MAX_WORKERS {
                 continue;
             }
             self.workers.push(Worker {
                 pid: Pid::from_raw(pid),
-                index,
-                cell,
+                slot,
+                cell_id,
                 role: Role::Previous,
                 generation: 0,
                 spawned: now - CRASH_WINDOW,
@@ -267,8 +267,8 @@ impl<H: Host> Arbiter<H> {
     pub(crate) fn run(mut self) -> Result<(), Error> {
         self.shared.header().set_desired(self.desired as u32);
         let now = Instant::now();
-        for slot in &mut self.slots[..self.desired] {
-            slot.due = Some(now);
+        for state in &mut self.slots[..self.desired] {
+            state.due = Some(now);
         }
         loop {
             for signal in self.signals.wait(self.next_wake()) {
@@ -336,14 +336,14 @@ impl<H: Host> Arbiter<H> {
 
     fn state(&self, w: &Worker) -> CellState {
         self.shared
-            .cell(w.cell)
+            .cell(w.cell_id)
             .map_or(CellState::Empty, |c| c.state())
     }
 
     fn all_ready(&self) -> bool {
         (0..self.desired).all(|i| {
             self.workers.iter().any(|w| {
-                w.index == i && w.role == Role::Current && self.state(w) == CellState::Ready
+                w.slot == i && w.role == Role::Current && self.state(w) == CellState::Ready
             })
         })
     }

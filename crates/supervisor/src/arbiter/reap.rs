@@ -27,11 +27,11 @@ impl<H: Host> Arbiter<H> {
     }
 
     pub(super) fn reaped(&mut self, w: Worker, status: WaitStatus) {
-        let cell = self.shared.cell(w.cell);
+        let cell = self.shared.cell(w.cell_id);
         let booting = cell.is_some_and(|c| c.state() == CellState::Booting);
         let boot_error = cell.and_then(|c| c.error());
-        self.shared.release(w.cell);
-        let (index, pid) = (w.index, w.pid);
+        self.shared.release(w.cell_id);
+        let (slot, pid) = (w.slot, w.pid);
         let expected = self.stopping.is_some() || matches!(w.role, Role::Retiring(_));
         let describe = match status {
             WaitStatus::Exited(_, 0) => "exited".to_owned(),
@@ -49,59 +49,59 @@ impl<H: Host> Arbiter<H> {
         });
         if app_failed {
             let message = boot_error.unwrap_or_else(|| "app startup failed".to_owned());
-            error!("worker {index} (pid {pid}) failed to boot: {message}");
+            error!("worker {slot} (pid {pid}) failed to boot: {message}");
             match w.role {
-                Role::Successor(reason) => self.replacement_failed(index, reason),
+                Role::Successor(reason) => self.replacement_failed(slot, reason),
                 Role::Current if self.has_previous() => {
                     self.fail_upgrade(&format!(
-                        "the new binary's worker {index} failed to boot: {message}"
+                        "the new binary's worker {slot} failed to boot: {message}"
                     ));
                 }
                 Role::Current if self.previous.is_some() => {
                     // A slot added by a reload whose settings do not boot.
-                    self.replacement_failed(index, Reason::Reload);
+                    self.replacement_failed(slot, Reason::Reload);
                 }
                 Role::Current if self.ever_ready && self.stopping.is_none() => {
                     // The server has been serving: retry with backoff
                     // rather than take every other worker down with it.
-                    self.schedule(index, true, None);
+                    self.schedule(slot, true, None);
                 }
-                Role::Current => self.fail(Error::BootFailed { index, message }),
+                Role::Current => self.fail(Error::BootFailed { slot, message }),
                 Role::Retiring(_) | Role::Previous => {}
             }
             return;
         }
         if expected {
             if matches!(status, WaitStatus::Exited(_, 0)) {
-                info!("worker {index} (pid {pid}) {describe}");
+                info!("worker {slot} (pid {pid}) {describe}");
             } else {
-                warn!("worker {index} (pid {pid}) {describe}");
+                warn!("worker {slot} (pid {pid}) {describe}");
             }
             return;
         }
-        error!("worker {index} (pid {pid}) {describe}");
+        error!("worker {slot} (pid {pid}) {describe}");
         let crashed = w.spawned.elapsed() < CRASH_WINDOW;
         match w.role {
             // A reload's worker that cannot boot means the new settings
             // do not work: keep the old ones rather than retry forever.
             Role::Successor(Reason::Reload) if booting => {
-                self.replacement_failed(index, Reason::Reload)
+                self.replacement_failed(slot, Reason::Reload)
             }
-            Role::Successor(reason) => self.schedule(index, crashed, Some(reason)),
+            Role::Successor(reason) => self.schedule(slot, crashed, Some(reason)),
             Role::Current if booting && self.has_previous() => {
                 self.fail_upgrade(&format!(
-                    "the new binary's worker {index} {describe} before finishing startup"
+                    "the new binary's worker {slot} {describe} before finishing startup"
                 ));
             }
             Role::Current if booting && !self.ever_ready => self.fail(Error::BootFailed {
-                index,
+                slot,
                 message: format!(
                     "the worker {describe} before finishing startup, and no worker has booted yet"
                 ),
             }),
             Role::Current | Role::Previous => {
-                self.shared.count_restart(index);
-                self.schedule(index, crashed, None);
+                self.shared.count_restart(slot);
+                self.schedule(slot, crashed, None);
             }
             Role::Retiring(_) => {}
         }
@@ -109,7 +109,7 @@ impl<H: Host> Arbiter<H> {
 
     /// A successor's app failed to start: keep the worker it would have
     /// replaced. A failed reload also restores the previous settings.
-    pub(super) fn replacement_failed(&mut self, index: usize, reason: Reason) {
+    pub(super) fn replacement_failed(&mut self, slot: usize, reason: Reason) {
         if reason == Reason::Reload {
             if let Some(previous) = self.previous.take() {
                 error!(
@@ -131,11 +131,11 @@ impl<H: Host> Arbiter<H> {
             }
         } else {
             warn!(
-                "worker {index} keeps serving: its replacement ({}) failed to boot",
+                "worker {slot} keeps serving: its replacement ({}) failed to boot",
                 reason.as_str()
             );
         }
-        self.slots[index].pending = None;
+        self.slots[slot].pending = None;
     }
 
     pub(super) fn fail(&mut self, error: Error) {

@@ -25,17 +25,17 @@ impl<H: Host> Arbiter<H> {
             .collect();
         for i in ready {
             self.ever_ready = true;
-            let (index, pid) = (self.workers[i].index, self.workers[i].pid);
+            let (slot, pid) = (self.workers[i].slot, self.workers[i].pid);
             let Role::Successor(reason) = self.workers[i].role else {
                 continue;
             };
             for old in self
                 .workers
                 .iter_mut()
-                .filter(|w| w.index == index && w.role == Role::Current)
+                .filter(|w| w.slot == slot && w.role == Role::Current)
             {
                 info!(
-                    "worker {index} (pid {}) replaced by pid {pid} ({}); draining it",
+                    "worker {slot} (pid {}) replaced by pid {pid} ({}); draining it",
                     old.pid,
                     reason.as_str()
                 );
@@ -43,8 +43,8 @@ impl<H: Host> Arbiter<H> {
                 let _ = kill(old.pid, Signal::SIGTERM);
             }
             self.workers[i].role = Role::Current;
-            self.slots[index].crashes = 0;
-            self.shared.count_restart(index);
+            self.slots[slot].crashes = 0;
+            self.shared.count_restart(slot);
             if reason == Reason::Reload && !self.reload_in_progress() {
                 self.previous = None;
                 info!("reload complete");
@@ -69,25 +69,23 @@ impl<H: Host> Arbiter<H> {
     /// Forks the workers that slots are due to get.
     pub(super) fn fill_slots(&mut self) {
         let now = Instant::now();
-        for index in 0..self.desired {
-            let slot = &self.slots[index];
-            if slot.due.is_none_or(|at| at > now) {
+        for slot in 0..self.desired {
+            let state = &self.slots[slot];
+            if state.due.is_none_or(|at| at > now) {
                 continue;
             }
             let has = |role: fn(&Role) -> bool| {
-                self.workers
-                    .iter()
-                    .any(|w| w.index == index && role(&w.role))
+                self.workers.iter().any(|w| w.slot == slot && role(&w.role))
             };
-            if let Some(reason) = slot.pending
+            if let Some(reason) = state.pending
                 && has(|r| *r == Role::Current)
             {
                 if has(|r| matches!(r, Role::Successor(_))) {
                     // Another replacement is already under way.
-                    self.slots[index].due = None;
-                    self.slots[index].pending = None;
+                    self.slots[slot].due = None;
+                    self.slots[slot].pending = None;
                 } else {
-                    self.spawn(index, Role::Successor(reason));
+                    self.spawn(slot, Role::Successor(reason));
                 }
                 continue;
             }
@@ -96,29 +94,27 @@ impl<H: Host> Arbiter<H> {
                 if let Some(w) = self
                     .workers
                     .iter_mut()
-                    .find(|w| w.index == index && matches!(w.role, Role::Successor(_)))
+                    .find(|w| w.slot == slot && matches!(w.role, Role::Successor(_)))
                 {
                     w.role = Role::Current;
-                    self.slots[index].due = None;
-                    self.slots[index].pending = None;
+                    self.slots[slot].due = None;
+                    self.slots[slot].pending = None;
                 } else {
-                    self.spawn(index, Role::Current);
+                    self.spawn(slot, Role::Current);
                 }
             } else {
-                self.slots[index].due = None;
+                self.slots[slot].due = None;
             }
         }
     }
 
-    /// Starts a successor for slot `index`; its current worker keeps serving
+    /// Starts a successor for slot `slot`; its current worker keeps serving
     /// until the successor is ready.
-    pub(super) fn replace(&mut self, index: usize, reason: Reason) {
+    pub(super) fn replace(&mut self, slot: usize, reason: Reason) {
         let generation = self.generation;
         // A successor from before a reload boots with stale settings.
         for w in &mut self.workers {
-            if w.index == index
-                && matches!(w.role, Role::Successor(_))
-                && w.generation != generation
+            if w.slot == slot && matches!(w.role, Role::Successor(_)) && w.generation != generation
             {
                 w.role = Role::Retiring(Exit::Reload);
                 let _ = kill(w.pid, Signal::SIGTERM);
@@ -127,57 +123,57 @@ impl<H: Host> Arbiter<H> {
         if self
             .workers
             .iter()
-            .any(|w| w.index == index && matches!(w.role, Role::Successor(_)))
+            .any(|w| w.slot == slot && matches!(w.role, Role::Successor(_)))
         {
             return;
         }
         if self
             .workers
             .iter()
-            .any(|w| w.index == index && w.role == Role::Current)
+            .any(|w| w.slot == slot && w.role == Role::Current)
         {
-            self.spawn(index, Role::Successor(reason));
+            self.spawn(slot, Role::Successor(reason));
         } else {
-            self.slots[index].due = Some(Instant::now());
+            self.slots[slot].due = Some(Instant::now());
         }
     }
 
-    pub(super) fn spawn(&mut self, index: usize, role: Role) {
-        let slot = &mut self.slots[index];
-        slot.due = None;
-        slot.pending = None;
-        let Some(cell) = self.shared.claim(index) else {
-            error!("no free worker cell for worker {index}; retrying");
-            self.schedule(index, true, None);
+    pub(super) fn spawn(&mut self, slot: usize, role: Role) {
+        let state = &mut self.slots[slot];
+        state.due = None;
+        state.pending = None;
+        let Some(cell_id) = self.shared.claim(slot) else {
+            error!("no free worker cell for worker {slot}; retrying");
+            self.schedule(slot, true, None);
             return;
         };
         let identity = match process::Identity::of(&self.config) {
             Ok(identity) => identity,
             Err(e) => {
-                error!("cannot fork worker {index}: {e}");
-                if let Some(c) = self.shared.cell(cell) {
+                error!("cannot fork worker {slot}: {e}");
+                if let Some(c) = self.shared.cell(cell_id) {
                     c.clear()
                 }
-                self.schedule(index, true, None);
+                self.schedule(slot, true, None);
                 return;
             }
         };
         let spawn = Spawn {
-            index,
-            cell,
+            slot,
+            cell_id,
             config: &self.config,
         };
         let host = &mut self.host;
         match process::fork_worker(identity, || host.worker(spawn)) {
             Ok(pid) => {
-                info!("booting worker {index} with pid {pid}");
-                if let Some(c) = self.shared.cell(cell) {
+                info!("booting worker {slot} with pid {pid}");
+                if let Some(c) = self.shared.cell(cell_id) {
                     c.set_pid(pid.as_raw());
                 }
                 self.workers.push(Worker {
                     pid,
-                    index,
-                    cell,
+                    slot,
+                    cell_id,
                     role,
                     generation: self.generation,
                     spawned: Instant::now(),
@@ -187,34 +183,34 @@ impl<H: Host> Arbiter<H> {
                 });
             }
             Err(e) => {
-                if let Some(c) = self.shared.cell(cell) {
+                if let Some(c) = self.shared.cell(cell_id) {
                     c.clear();
                 }
-                error!("cannot fork worker {index}: {e}");
+                error!("cannot fork worker {slot}: {e}");
                 let pending = if let Role::Successor(r) = role {
                     Some(r)
                 } else {
                     None
                 };
-                self.schedule(index, true, pending);
+                self.schedule(slot, true, pending);
             }
         }
     }
 
     /// Sets when the slot gets its next worker: at once, or after a backoff
     /// that doubles with each crash in a row.
-    pub(super) fn schedule(&mut self, index: usize, crashed: bool, pending: Option<Reason>) {
-        let slot = &mut self.slots[index];
-        slot.crashes = if crashed { slot.crashes + 1 } else { 0 };
-        let delay = backoff(slot.crashes);
+    pub(super) fn schedule(&mut self, slot: usize, crashed: bool, pending: Option<Reason>) {
+        let state = &mut self.slots[slot];
+        state.crashes = if crashed { state.crashes + 1 } else { 0 };
+        let delay = backoff(state.crashes);
         if !delay.is_zero() {
             warn!(
-                "worker {index} died {} times in a row within {:?} of boot; restarting it in {:?}",
-                slot.crashes, CRASH_WINDOW, delay
+                "worker {slot} died {} times in a row within {:?} of boot; restarting it in {:?}",
+                state.crashes, CRASH_WINDOW, delay
             );
         }
-        slot.due = Some(Instant::now() + delay);
-        slot.pending = pending;
+        state.due = Some(Instant::now() + delay);
+        state.pending = pending;
     }
 
     pub(super) fn reload(&mut self) {
@@ -252,15 +248,15 @@ impl<H: Host> Arbiter<H> {
         self.previous = Some(std::mem::replace(&mut self.config, config));
         self.generation += 1;
         self.desired = new;
-        for index in 0..old.min(new) {
-            self.replace(index, Reason::Reload);
+        for slot in 0..old.min(new) {
+            self.replace(slot, Reason::Reload);
         }
-        for index in new..old {
-            self.retire_slot(index);
+        for slot in new..old {
+            self.retire_slot(slot);
         }
         let now = Instant::now();
-        for slot in &mut self.slots[old.min(new)..new] {
-            slot.due = Some(now);
+        for state in &mut self.slots[old.min(new)..new] {
+            state.due = Some(now);
         }
     }
 
@@ -281,17 +277,17 @@ impl<H: Host> Arbiter<H> {
     }
 
     /// Drains every worker of a slot beyond the desired count.
-    pub(super) fn retire_slot(&mut self, index: usize) {
-        let slot = &mut self.slots[index];
-        slot.due = None;
-        slot.pending = None;
+    pub(super) fn retire_slot(&mut self, slot: usize) {
+        let state = &mut self.slots[slot];
+        state.due = None;
+        state.pending = None;
         for w in self
             .workers
             .iter_mut()
-            .filter(|w| w.index == index && !matches!(w.role, Role::Retiring(_)))
+            .filter(|w| w.slot == slot && !matches!(w.role, Role::Retiring(_)))
         {
             info!(
-                "worker {index} (pid {}) retiring ({})",
+                "worker {slot} (pid {}) retiring ({})",
                 w.pid,
                 Reason::ScaleDown.as_str()
             );

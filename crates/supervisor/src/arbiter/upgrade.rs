@@ -26,8 +26,8 @@ impl<H: Host> Arbiter<H> {
             let _ = kill(w.pid, Signal::SIGTERM);
             // Its slot has a worker of this image now: a restart of the slot,
             // as when a successor takes over.
-            if w.index < self.desired {
-                self.shared.count_restart(w.index);
+            if w.slot < self.desired {
+                self.shared.count_restart(w.slot);
             }
             n += 1;
         }
@@ -73,7 +73,7 @@ impl<H: Host> Arbiter<H> {
                 .workers
                 .iter()
                 .filter(|w| !matches!(w.role, Role::Retiring(_)))
-                .map(|w| (w.pid.as_raw(), w.index, w.cell))
+                .map(|w| (w.pid.as_raw(), w.slot, w.cell_id))
                 .collect(),
         };
         let moved = self

@@ -7,7 +7,8 @@
 use http::HeaderMap;
 use http::header::{HOST, HeaderValue, UPGRADE};
 
-use crate::{access, proxy};
+use super::proxy;
+use crate::ids::REQUEST_ID;
 
 /// What the walk found.
 #[derive(Debug, Default)]
@@ -41,7 +42,7 @@ impl Fields {
                 f.upgrade = true;
             } else if proxy::is_proxy_header(name) {
                 f.proxied = true;
-            } else if *name == access::REQUEST_ID && f.request_id.is_none() {
+            } else if *name == REQUEST_ID && f.request_id.is_none() {
                 f.request_id = Some(value.clone());
             }
         }

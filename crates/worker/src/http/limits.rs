@@ -11,7 +11,7 @@
 use ferricorn_config::Limits;
 use http::{Request, StatusCode, Version};
 
-use crate::fields::Fields;
+use super::fields::Fields;
 
 /// `"HTTP/1.1".len()`.
 const VERSION_LEN: usize = 8;

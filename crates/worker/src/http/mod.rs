@@ -1,0 +1,328 @@
+//! Serving one connection with hyper's HTTP/1.1, and each request on it.
+//!
+//! - this file: [`Server`], what every connection of a worker shares, and
+//!   the bookkeeping of each request around its answer (the max-requests
+//!   count, trusted proxy headers, the request id, the `Server` and
+//!   `Connection: close` headers);
+//! - `respond`: the answer, in steps: the request limits, ferricorn's own
+//!   endpoints, a WebSocket upgrade, then the app;
+//! - `done`: what happens when a response is done (the next head's
+//!   deadline, the metrics, the access log line);
+//! - `fields`: one walk over a request's header fields for the checks;
+//! - `limits`: the request-line, header-field and `Host` rules;
+//! - `framing`: a guard over the raw bytes against request smuggling;
+//! - `proxy`: trusted `X-Forwarded-*` and `Forwarded` headers.
+
+mod done;
+mod fields;
+mod framing;
+mod limits;
+pub(crate) mod proxy;
+mod respond;
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferricorn_config::{Config, IpNet, Limits, ProxyProtocol};
+use ferricorn_shm::metrics::{Counters, method_index};
+use http::header::{CONNECTION, HeaderValue, SERVER};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::debug;
+
+use self::done::{Done, Observe, Tracked};
+use self::fields::Fields;
+use self::framing::Guarded;
+use crate::access::{Record, Sink};
+use crate::counted::OpenConnection;
+use crate::deadline::{Deadline, Deadlines};
+use crate::ids::{Ids, REQUEST_ID};
+use crate::{Context, RequestInfo, Service, ws};
+
+const SERVER_NAME: HeaderValue = HeaderValue::from_static("ferricorn");
+
+/// What the request path reads of the settings, taken from the [`Config`]
+/// once per worker.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub limits: Limits,
+    pub health_path: Option<String>,
+    pub ready_path: Option<String>,
+    pub metrics_path: Option<String>,
+    /// `--metrics-bind` is set: `/metrics` answers only there.
+    pub metrics_apart: bool,
+    pub limit_concurrency: Option<usize>,
+    pub request_timeout: Option<Duration>,
+    pub forwarded_allow: Vec<IpNet>,
+    /// `--root-path`, leaked once for the worker's life: each request's
+    /// info points at it.
+    pub root_path: &'static str,
+    /// How long a request body may go without a new chunk.
+    pub body_timeout: Duration,
+    /// Idle keep-alive connections stay open (else a stopping worker
+    /// closes them at once).
+    pub keep_alive: bool,
+    /// The PROXY protocol on TCP connections, the peers that may send it,
+    /// and the time they have to.
+    pub proxy_protocol: (ProxyProtocol, Vec<IpNet>, Duration),
+    /// The request count at which the worker asks to be replaced.
+    pub retire_at: Option<u64>,
+}
+
+impl Settings {
+    pub(crate) fn of(config: &Config, retire_at: Option<u64>) -> Self {
+        Self {
+            limits: config.limits,
+            health_path: config.health_path.clone(),
+            ready_path: config.ready_path.clone(),
+            metrics_path: config.metrics_path.clone(),
+            metrics_apart: config.metrics_bind.is_some(),
+            limit_concurrency: config.limit_concurrency,
+            request_timeout: config.request_timeout,
+            forwarded_allow: config.forwarded_allow.clone(),
+            root_path: Box::leak(config.root_path.clone().into_boxed_str()),
+            body_timeout: config.header_timeout,
+            keep_alive: config.keep_alive.is_some(),
+            proxy_protocol: (
+                config.proxy_protocol,
+                config.proxy_allow_from.clone(),
+                config.header_timeout,
+            ),
+            retire_at,
+        }
+    }
+}
+
+/// hyper's HTTP/1.1 settings from the config. (The head deadline is
+/// ferricorn's own: see `deadline`.)
+///
+/// Half-closed connections are allowed: a client may end its sending side
+/// after its request and still get the response. It also keeps hyper from
+/// reading the socket for an EOF while a handler runs, a read that costs a
+/// new 8 KiB read buffer per request (the old one is still held by the
+/// request's head). As under Uvicorn, a handler whose client has gone runs
+/// to its end (or to `--request-timeout`) before the connection closes.
+fn http1(config: &Config) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    let max_head = config.limits.max_head();
+    b.half_close(true)
+        .keep_alive(config.keep_alive.is_some())
+        .max_headers(config.limits.request_fields)
+        .max_header_size(max_head)
+        .max_buf_size(max_head.max(8192));
+    b
+}
+
+/// What every connection of one worker shares: the app, the settings, and
+/// the worker's own state.
+pub(crate) struct Server<S> {
+    app: S,
+    settings: Settings,
+    http: http1::Builder,
+    /// The worker: its slot, its cell in the shared memory, and the region.
+    ctx: Context,
+    /// The worker's counters, when metrics are on.
+    counters: Option<&'static Counters>,
+    /// What the worker's WebSockets share.
+    hub: Rc<ws::Hub>,
+    /// Requests whose handler has not yet returned its response head.
+    in_flight: Cell<usize>,
+    /// Every connection's head deadline.
+    deadlines: Rc<Deadlines>,
+    ids: Ids,
+    /// The access log, if on.
+    access: Option<&'static Sink>,
+}
+
+impl<S: Service> Server<S> {
+    pub(crate) fn new(
+        app: S,
+        (config, settings): (&Config, Settings),
+        ctx: Context,
+        hub: Rc<ws::Hub>,
+        access: Option<&'static Sink>,
+    ) -> Self {
+        let counters = config.metrics_path.as_ref().map(|_| &ctx.cell.counters);
+        Self {
+            app,
+            settings,
+            http: http1(config),
+            counters,
+            ctx,
+            hub,
+            in_flight: Cell::new(0),
+            deadlines: Rc::new(Deadlines::new(crate::deadline::head_wait(config))),
+            ids: Ids::new(),
+            access,
+        }
+    }
+
+    pub(crate) fn app(&self) -> &S {
+        &self.app
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub(crate) fn ctx(&self) -> &Context {
+        &self.ctx
+    }
+
+    pub(crate) fn deadlines(&self) -> &Rc<Deadlines> {
+        &self.deadlines
+    }
+
+    /// Serves one connection until it closes. Once the worker stops
+    /// (`Deadlines::stop_all`), its next response (or the one in flight)
+    /// carries `Connection: close`, and an idle connection closes when its
+    /// keep-alive time runs out: a client never has a request cut off by
+    /// the drain, even one it sent just as the worker began to stop.
+    pub(crate) async fn serve<IO>(
+        self: Rc<Self>,
+        io: IO,
+        peer: Option<SocketAddr>,
+        _open: (OwnedSemaphorePermit, Option<OpenConnection>),
+        admin: bool,
+    ) where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let deadline = self.deadlines.open();
+        let io = Guarded::new(io, self.counters, deadline.clone());
+        let state = Rc::new(Connection {
+            peer,
+            admin,
+            closing: Cell::new(false),
+            deadline,
+        });
+        let (server, this) = (self.clone(), state.clone());
+        let svc = service_fn(move |req| server.clone().handle(req, this.clone()));
+        let conn = self
+            .http
+            .serve_connection(TokioIo::new(io), svc)
+            .with_upgrades();
+        let mut conn = pin!(conn);
+        let result = poll_fn(|cx| {
+            if !state.closing.get() && state.deadline.poll_stopping(cx) {
+                state.closing.set(true);
+                if !self.settings.keep_alive {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            conn.as_mut().poll(cx)
+        })
+        .await;
+        if let Err(e) = result {
+            debug!("connection from {peer:?}: {e}");
+        }
+    }
+
+    /// One request: the bookkeeping around [`respond`](Self::respond).
+    async fn handle(
+        self: Rc<Self>,
+        mut req: Request<Incoming>,
+        conn: Rc<Connection>,
+    ) -> Result<Response<Tracked<S::Body>>, Infallible> {
+        let head = conn.deadline.stop();
+        self.count_request();
+        let mut fields = Fields::scan(req.headers());
+        let (client, scheme) = self.forwarded(&mut req, &mut fields, conn.peer);
+        let id = self.ids.id(fields.request_id.take());
+        let mut done = self.track(&req, client, &id, (conn.deadline.clone(), head));
+        let info = RequestInfo {
+            client,
+            scheme,
+            root_path: self.settings.root_path,
+            body_timeout: self.settings.body_timeout,
+            id: id.clone(),
+        };
+        let mut res = self.respond(req, info, &fields, conn.admin).await;
+        let headers = res.headers_mut();
+        headers.entry(SERVER).or_insert(SERVER_NAME);
+        headers.insert(&REQUEST_ID, id);
+        if conn.closing.get() {
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        done.respond(&res);
+        Ok(res.map(|body| done.body(body)))
+    }
+
+    /// Counts the request in the worker's cell; at `--max-requests` the
+    /// worker asks to be replaced.
+    fn count_request(&self) {
+        let cell = self.ctx.cell;
+        if Some(cell.count_request()) == self.settings.retire_at {
+            cell.request_retire();
+        }
+    }
+
+    /// Who is asking, after trusted proxy headers (a forwarded host
+    /// replaces the request's `Host`): the client and the scheme.
+    fn forwarded(
+        &self,
+        req: &mut Request<Incoming>,
+        fields: &mut Fields,
+        peer: Option<SocketAddr>,
+    ) -> (Option<SocketAddr>, Option<Box<str>>) {
+        if !fields.proxied {
+            return (peer, None);
+        }
+        let forwarded = proxy::read(req.headers(), peer, &self.settings.forwarded_allow);
+        if let Some(host) = &forwarded.host {
+            proxy::set_host(req.headers_mut(), host);
+            // The Host rule holds for the forwarded host too.
+            fields.hosts = fields.hosts.max(1);
+            fields.host_valid &= fields::is_host(host.as_bytes());
+        }
+        let client = forwarded.client.or(peer);
+        (client, forwarded.proto.map(String::into_boxed_str))
+    }
+
+    /// The bookkeeping for when the response is done: the metrics and the
+    /// access log, if on, with one clock reading for both.
+    fn track(
+        &self,
+        req: &Request<Incoming>,
+        client: Option<SocketAddr>,
+        id: &HeaderValue,
+        deadline: (Arc<Deadline>, u64),
+    ) -> Done {
+        let started = (self.access.is_some() || self.counters.is_some()).then(Instant::now);
+        let log = self.access.zip(started).map(|(sink, started)| {
+            let slot = self.ctx.slot;
+            let record = Record::new(req, client, id.clone(), &sink.format, slot, started);
+            (Box::new(record), sink)
+        });
+        let observe = self
+            .counters
+            .zip(started)
+            .map(|(counters, started)| Observe {
+                counters,
+                method: method_index(req.method().as_str()),
+                status: 0,
+                started,
+            });
+        Done::new(deadline, observe, log)
+    }
+}
+
+/// One connection, as each of its requests sees it.
+struct Connection {
+    peer: Option<SocketAddr>,
+    /// On the `--metrics-bind` address: only ferricorn's own endpoints.
+    admin: bool,
+    /// The worker is stopping: answer with `Connection: close`.
+    closing: Cell<bool>,
+    deadline: Arc<Deadline>,
+}
