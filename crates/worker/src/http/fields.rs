@@ -4,6 +4,8 @@
 //! probe the map; a request has a handful of fields, and comparing each
 //! name once costs less than four lookups.
 
+use std::cell::RefCell;
+
 use http::HeaderMap;
 use http::header::{HOST, HeaderValue, UPGRADE};
 
@@ -28,7 +30,7 @@ pub(crate) struct Fields {
 }
 
 impl Fields {
-    pub(crate) fn scan(headers: &HeaderMap) -> Self {
+    pub(crate) fn scan(headers: &HeaderMap, known: &KnownHost) -> Self {
         let mut f = Self {
             host_valid: true,
             ..Self::default()
@@ -37,7 +39,7 @@ impl Fields {
             f.longest = f.longest.max(name.as_str().len() + 2 + value.len());
             if *name == HOST {
                 f.hosts = f.hosts.saturating_add(1);
-                f.host_valid &= is_host(value.as_bytes());
+                f.host_valid &= known.is_valid(value.as_bytes());
             } else if *name == UPGRADE {
                 f.upgrade = true;
             } else if proxy::is_proxy_header(name) {
@@ -50,75 +52,107 @@ impl Fields {
     }
 }
 
+/// The last `Host` value a worker found valid. Most requests repeat it (a
+/// client, or the proxy in front, names one host), and one comparison
+/// costs a third of a walk over the bytes.
+#[derive(Debug, Default)]
+pub(crate) struct KnownHost(RefCell<Vec<u8>>);
+
+/// Longer hosts are checked every time.
+const KNOWN_HOST_MAX: usize = 255;
+
+impl KnownHost {
+    /// Whether `v` is a valid `Host` value (see [`is_host`]).
+    pub(crate) fn is_valid(&self, v: &[u8]) -> bool {
+        if self.0.borrow().as_slice() == v {
+            return true;
+        }
+        let valid = is_host(v);
+        if valid && v.len() <= KNOWN_HOST_MAX {
+            let mut known = self.0.borrow_mut();
+            known.clear();
+            known.extend_from_slice(v);
+        }
+        valid
+    }
+}
+
 /// Whether `v` is `uri-host [ ":" port ]` (RFC 3986 section 3.2.2): a
 /// bracketed IPv6 address, or a name or IPv4 address of unreserved
 /// characters, sub-delims and %-escapes; the port, if any, digits.
-/// (Empty is a valid, empty reg-name.)
+/// (Empty is a valid, empty reg-name.) One pass over the bytes, a table
+/// lookup each: it runs on every request.
 pub(crate) fn is_host(v: &[u8]) -> bool {
-    let (host, port) = if let Some(rest) = v.strip_prefix(b"[") {
-        let Some(end) = rest.iter().position(|&b| b == b']') else {
-            return false;
-        };
-        let ip = std::str::from_utf8(&rest[..end]).ok();
-        if ip.is_none_or(|ip| ip.parse::<std::net::Ipv6Addr>().is_err()) {
-            return false;
-        }
-        match &rest[end + 1..] {
-            [] => return true,
-            [b':', port @ ..] => (&[][..], port),
+    if v.first() == Some(&b'[') {
+        return is_ip_literal(v);
+    }
+    let mut i = 0;
+    while let Some(&b) = v.get(i) {
+        match HOST_BYTES[usize::from(b)] {
+            REG_NAME => i += 1,
+            COLON => return v[i + 1..].iter().all(u8::is_ascii_digit),
+            PERCENT if is_hex_pair(v.get(i + 1..i + 3)) => i += 3,
             _ => return false,
         }
-    } else {
-        match v.iter().position(|&b| b == b':') {
-            Some(colon) => (&v[..colon], &v[colon + 1..]),
-            None => (v, &[][..]),
-        }
-    };
-    port.iter().all(u8::is_ascii_digit) && is_reg_name(host)
-}
-
-/// `*( unreserved / pct-encoded / sub-delims )`.
-fn is_reg_name(name: &[u8]) -> bool {
-    let mut i = 0;
-    while i < name.len() {
-        let b = name[i];
-        if b == b'%' {
-            let hex = |j: usize| name.get(j).is_some_and(u8::is_ascii_hexdigit);
-            if !(hex(i + 1) && hex(i + 2)) {
-                return false;
-            }
-            i += 3;
-            continue;
-        }
-        let ok = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-            );
-        if !ok {
-            return false;
-        }
-        i += 1;
     }
     true
 }
 
+/// `[IPv6]` then, optionally, `:port`.
+fn is_ip_literal(v: &[u8]) -> bool {
+    let Some(end) = v.iter().position(|&b| b == b']') else {
+        return false;
+    };
+    let ip = std::str::from_utf8(&v[1..end]).ok();
+    if ip.is_none_or(|ip| ip.parse::<std::net::Ipv6Addr>().is_err()) {
+        return false;
+    }
+    match &v[end + 1..] {
+        [] => true,
+        [b':', port @ ..] => port.iter().all(u8::is_ascii_digit),
+        _ => false,
+    }
+}
+
+fn is_hex_pair(pair: Option<&[u8]>) -> bool {
+    pair.is_some_and(|p| p.iter().all(u8::is_ascii_hexdigit))
+}
+
+const OTHER: u8 = 0;
+const REG_NAME: u8 = 1;
+const COLON: u8 = 2;
+const PERCENT: u8 = 3;
+
+/// What each byte is in a host: `unreserved / sub-delims` (RFC 3986), the
+/// port's colon, the start of a %-escape, or anything else.
+const HOST_BYTES: [u8; 256] = {
+    let mut table = [OTHER; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() {
+            table[b] = REG_NAME;
+        }
+        b += 1;
+    }
+    let marks = b"-._~!$&'()*+,;=";
+    let mut i = 0;
+    while i < marks.len() {
+        table[marks[i] as usize] = REG_NAME;
+        i += 1;
+    }
+    table[b':' as usize] = COLON;
+    table[b'%' as usize] = PERCENT;
+    table
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scan(headers: &HeaderMap) -> Fields {
+        Fields::scan(headers, &KnownHost::default())
+    }
 
     fn headers(fields: &[(&'static str, &'static str)]) -> HeaderMap {
         fields
@@ -134,7 +168,7 @@ mod tests {
 
     #[test]
     fn a_plain_request_has_only_host() {
-        let f = Fields::scan(&headers(&[("host", "a.test"), ("accept", "*/*")]));
+        let f = scan(&headers(&[("host", "a.test"), ("accept", "*/*")]));
         assert!(f.hosts == 1 && f.host_valid && !f.upgrade && !f.proxied);
         assert_eq!(f.request_id, None);
         assert_eq!(f.longest, "host: a.test".len());
@@ -142,7 +176,7 @@ mod tests {
 
     #[test]
     fn each_name_is_recognised() {
-        let f = Fields::scan(&headers(&[("upgrade", "websocket")]));
+        let f = scan(&headers(&[("upgrade", "websocket")]));
         assert!(f.upgrade && f.hosts == 0 && !f.proxied);
         for name in [
             "forwarded",
@@ -150,13 +184,13 @@ mod tests {
             "x-forwarded-proto",
             "x-forwarded-host",
         ] {
-            assert!(Fields::scan(&headers(&[(name, "x")])).proxied, "{name}");
+            assert!(scan(&headers(&[(name, "x")])).proxied, "{name}");
         }
-        assert!(!Fields::scan(&headers(&[("x-forwarded-port", "1")])).proxied);
+        assert!(!scan(&headers(&[("x-forwarded-port", "1")])).proxied);
         let mut h = headers(&[("x-request-id", "first")]);
         h.append("x-request-id", HeaderValue::from_static("second"));
         assert_eq!(
-            Fields::scan(&h).request_id.as_ref().map(|v| v.as_bytes()),
+            scan(&h).request_id.as_ref().map(|v| v.as_bytes()),
             Some(&b"first"[..])
         );
     }
@@ -165,17 +199,28 @@ mod tests {
     fn the_longest_field_counts_every_value() {
         let mut h = headers(&[("x-a", "1")]);
         h.append("x-a", HeaderValue::from_static("123456"));
-        assert_eq!(Fields::scan(&h).longest, "x-a: 123456".len());
+        assert_eq!(scan(&h).longest, "x-a: 123456".len());
     }
 
     #[test]
     fn hosts_are_counted_and_checked() {
         let mut h = headers(&[("host", "a.test")]);
         h.append("host", HeaderValue::from_static("b.test"));
-        let f = Fields::scan(&h);
+        let f = scan(&h);
         assert_eq!((f.hosts, f.host_valid), (2, true));
-        let f = Fields::scan(&headers(&[("host", "a b")]));
+        let f = scan(&headers(&[("host", "a b")]));
         assert_eq!((f.hosts, f.host_valid), (1, false));
+    }
+
+    #[test]
+    fn a_known_host_is_valid_and_a_bad_one_never_becomes_known() {
+        let known = KnownHost::default();
+        assert!(known.is_valid(b"a.test:80"));
+        assert!(known.is_valid(b"a.test:80"));
+        assert!(!known.is_valid(b"a b"));
+        assert!(!known.is_valid(b"a b"));
+        assert!(known.is_valid(b"a.test:80"));
+        assert!(known.is_valid(b""));
     }
 
     #[test]

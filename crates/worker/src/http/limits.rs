@@ -51,7 +51,11 @@ mod tests {
     use super::*;
 
     fn check<B>(req: &Request<B>, limits: &Limits) -> Option<StatusCode> {
-        super::check(req, &Fields::scan(req.headers()), limits)
+        super::check(
+            req,
+            &Fields::scan(req.headers(), &Default::default()),
+            limits,
+        )
     }
 
     fn limits(line: usize, field: usize) -> Limits {

@@ -42,7 +42,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
 use self::done::{Done, Observe, Tracked};
-use self::fields::Fields;
+use self::fields::{Fields, KnownHost};
 use self::framing::Guarded;
 use crate::access::{Record, Sink};
 use crate::counted::OpenConnection;
@@ -141,6 +141,7 @@ pub(crate) struct Server<S> {
     /// Every connection's head deadline.
     deadlines: Rc<Deadlines>,
     ids: Ids,
+    known_host: KnownHost,
     /// The access log, if on.
     access: Option<&'static Sink>,
 }
@@ -164,6 +165,7 @@ impl<S: Service> Server<S> {
             in_flight: Cell::new(0),
             deadlines: Rc::new(Deadlines::new(crate::deadline::head_wait(config))),
             ids: Ids::new(),
+            known_host: KnownHost::default(),
             access,
         }
     }
@@ -236,7 +238,7 @@ impl<S: Service> Server<S> {
     ) -> Result<Response<Tracked<S::Body>>, Infallible> {
         let head = conn.deadline.stop();
         self.count_request();
-        let mut fields = Fields::scan(req.headers());
+        let mut fields = Fields::scan(req.headers(), &self.known_host);
         let (client, scheme) = self.forwarded(&mut req, &mut fields, conn.peer);
         let id = self.ids.id(fields.request_id.take());
         let mut done = self.track(&req, client, &id, (conn.deadline.clone(), head));

@@ -26,7 +26,9 @@ const PROMETHEUS_TEXT: HeaderValue =
 
 impl<S: Service> Server<S> {
     /// On the metrics address (`admin`) only ferricorn's own endpoints
-    /// answer.
+    /// answer. The app's future is made here, where it is pinned, so that
+    /// no layer between moves the request or copies what can be a large
+    /// future.
     pub(super) async fn respond(
         &self,
         req: Request<Incoming>,
@@ -50,7 +52,17 @@ impl<S: Service> Server<S> {
                 ws::Check::Upgrade(key) => return self.websocket(req, key, info).await,
             }
         }
-        self.call_app(req, info).await
+        if let Some(res) = self.over_concurrency() {
+            return res;
+        }
+        let _in_flight = InFlight::new(&self.in_flight);
+        let mut call = pin!(self.app.call(req, info));
+        let call = catch_panic(call.as_mut());
+        let outcome = match self.settings.request_timeout {
+            Some(limit) => tokio::time::timeout(limit, call).await.ok(),
+            None => Some(call.await),
+        };
+        app_answer(outcome)
     }
 
     /// A request over the limits (or breaking the `Host` rule) is answered
@@ -104,36 +116,31 @@ impl<S: Service> Server<S> {
         }
     }
 
-    /// The app's answer: 503 at once past `--limit-concurrency`, 504 past
-    /// `--request-timeout`, 500 if the handler panics.
-    async fn call_app(&self, req: Request<Incoming>, info: RequestInfo) -> Response<S::Body> {
-        if let Some(limit) = self.settings.limit_concurrency
-            && self.in_flight.get() >= limit
-        {
-            let mut res = text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
-            res.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            return res;
+    /// 503 at once past `--limit-concurrency`.
+    fn over_concurrency(&self) -> Option<Response<S::Body>> {
+        let limit = self.settings.limit_concurrency?;
+        if self.in_flight.get() < limit {
+            return None;
         }
-        let _in_flight = InFlight::new(&self.in_flight);
-        // Made where it is pinned, once: the layers around it hold a
-        // reference, not a copy of what can be a large future.
-        let mut call = pin!(self.app.call(req, info));
-        let call = catch_panic(call.as_mut());
-        let outcome = match self.settings.request_timeout {
-            Some(limit) => tokio::time::timeout(limit, call).await.ok(),
-            None => Some(call.await),
-        };
-        match outcome {
-            Some(Ok(res)) => res,
-            Some(Err(())) => {
-                error!("the app panicked while handling a request; answered 500");
-                text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-            }
-            None => {
-                warn!("a handler ran past request-timeout; cancelled it and answered 504");
-                text(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n")
-            }
+        let mut res = text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
+        res.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        Some(res)
+    }
+}
+
+/// What the app's call came to: its response, 500 if the handler panicked,
+/// 504 if it ran past `--request-timeout` (`None`).
+fn app_answer<B: From<Bytes>>(outcome: Option<Result<Response<B>, ()>>) -> Response<B> {
+    match outcome {
+        Some(Ok(res)) => res,
+        Some(Err(())) => {
+            error!("the app panicked while handling a request; answered 500");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+        None => {
+            warn!("a handler ran past request-timeout; cancelled it and answered 504");
+            text(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n")
         }
     }
 }
