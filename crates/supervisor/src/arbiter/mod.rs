@@ -8,13 +8,16 @@
 //! drops below the configured count for a planned replacement. A
 //! **previous** worker belongs to the image an upgrade replaced.
 //!
-//! - this file: the table, the loop, the commands, stopping.
+//! - this file: the table, the loop, the commands.
+//! - `phase`: starting, serving, upgrading, delaying, stopping, and the one
+//!   function that moves between them.
 //! - `slots`: filling slots, successors, reload, scaling, backoff.
 //! - `checks`: boot timeout, heartbeat, max-requests, max-worker-memory.
 //! - `reap`: what an exit means, and what follows from it.
 //! - `upgrade`: SIGUSR2, and finishing or failing an upgrade.
 
 mod checks;
+mod phase;
 mod reap;
 mod slots;
 mod upgrade;
@@ -26,8 +29,9 @@ use ferricorn_shm::metrics::Exit;
 use ferricorn_shm::{CellState, Shared};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
+use self::phase::{Event, Phase};
 use crate::signals::Signals;
 use crate::upgrade::Exec;
 use crate::{Error, Host, pidfile};
@@ -153,6 +157,14 @@ struct Worker {
     memory_strikes: u32,
 }
 
+impl Worker {
+    /// Tells the worker to drain and exit; `why` is how its exit counts.
+    fn retire(&mut self, why: Exit) {
+        self.role = Role::Retiring(why);
+        let _ = kill(self.pid, Signal::SIGTERM);
+    }
+}
+
 /// The supervisor's view of one slot.
 #[derive(Debug, Default)]
 struct Slot {
@@ -168,13 +180,6 @@ struct Slot {
     pending: Option<Reason>,
 }
 
-#[derive(Debug)]
-struct Stopping {
-    deadline: Instant,
-    graceful: bool,
-    killed: bool,
-}
-
 /// The running supervisor.
 pub(crate) struct Arbiter<H> {
     config: Config,
@@ -188,20 +193,13 @@ pub(crate) struct Arbiter<H> {
     workers: Vec<Worker>,
     slots: Vec<Slot>,
     desired: usize,
-    ever_ready: bool,
+    phase: Phase,
     pidfile: Option<pidfile::Pidfile>,
-    delay_until: Option<Instant>,
-    stopping: Option<Stopping>,
     failure: Option<Error>,
     /// The listening sockets, for an upgrade's handoff.
     listener_fds: Vec<std::os::fd::RawFd>,
     /// How to re-execute this binary, captured at start.
     exec: Option<Exec>,
-    /// This image's workers could not boot; the previous ones serve on.
-    upgrade_failed: bool,
-    /// The code only startup (or a reload) ran is out of the supervisor's
-    /// RSS; see `memory`.
-    code_dropped: bool,
 }
 
 impl<H: Host> Arbiter<H> {
@@ -223,15 +221,11 @@ impl<H: Host> Arbiter<H> {
             workers: Vec::new(),
             slots: (0..MAX_WORKERS).map(|_| Slot::default()).collect(),
             desired,
-            ever_ready: false,
+            phase: Phase::Starting,
             pidfile: None,
-            delay_until: None,
-            stopping: None,
             failure: None,
             listener_fds,
             exec: Exec::current(),
-            upgrade_failed: false,
-            code_dropped: false,
         }
     }
 
@@ -255,7 +249,7 @@ impl<H: Host> Arbiter<H> {
             });
         }
         if !self.workers.is_empty() {
-            self.ever_ready = true;
+            self.phase = Phase::Upgrading { failed: false };
             info!(
                 "upgrade: {} workers of the previous binary serve until the new ones are ready",
                 self.workers.len()
@@ -275,29 +269,30 @@ impl<H: Host> Arbiter<H> {
                 self.handle(Command::from_signal(signal));
             }
             self.reap();
-            if let Some(stop) = &mut self.stopping {
-                if self.workers.is_empty() {
+            match &mut self.phase {
+                Phase::Stopping(_) if self.workers.is_empty() => {
                     return self.failure.take().map_or(Ok(()), Err);
                 }
-                if !stop.killed && Instant::now() >= stop.deadline {
-                    stop.killed = true;
-                    warn!("workers still running at the deadline; killing them");
-                    self.signal_all(Signal::SIGKILL);
+                Phase::Stopping(stop) => {
+                    if !stop.killed && Instant::now() >= stop.deadline {
+                        stop.killed = true;
+                        warn!("workers still running at the deadline; killing them");
+                        self.signal_all(Signal::SIGKILL);
+                    }
                 }
-                continue;
+                Phase::Delaying { until } if Instant::now() >= *until => {
+                    self.advance(Event::Stop { graceful: true });
+                }
+                _ => self.supervise(),
             }
-            if self.delay_until.is_some_and(|t| Instant::now() >= t) {
-                self.stop(true);
-                continue;
-            }
-            self.supervise();
         }
     }
 
     fn handle(&mut self, command: Command) {
         match command {
             Command::Reap => {}
-            Command::Stop { graceful } => self.request_stop(graceful),
+            Command::Stop { graceful: true } => self.advance(Event::Term),
+            Command::Stop { graceful: false } => self.advance(Event::Stop { graceful: false }),
             Command::Reload => self.reload(),
             Command::Scale(delta) => self.scale(delta),
             Command::Upgrade => self.upgrade(),
@@ -312,6 +307,14 @@ impl<H: Host> Arbiter<H> {
 
     /// One pass over the workers: promotions, timeouts, recycling, refills.
     fn supervise(&mut self) {
+        if matches!(self.phase, Phase::Starting)
+            && self
+                .workers
+                .iter()
+                .any(|w| self.state(w) == CellState::Ready)
+        {
+            self.advance(Event::Ready);
+        }
         self.promote_ready_successors();
         self.finish_upgrade();
         self.check_liveness();
@@ -327,10 +330,8 @@ impl<H: Host> Arbiter<H> {
                 Err(e) => error!("cannot write pidfile {}: {e}", path.display()),
             }
         }
-        if !self.code_dropped && self.all_ready() {
-            self.code_dropped = true;
-            let advised = crate::memory::drop_unused_code();
-            debug!("dropped the supervisor's startup code pages ({advised} bytes of mappings)");
+        if matches!(self.phase, Phase::Serving { settled: false }) && self.all_ready() {
+            self.advance(Event::Settled);
         }
     }
 
@@ -358,51 +359,6 @@ impl<H: Host> Arbiter<H> {
         }
     }
 
-    /// SIGTERM waits out `--shutdown-delay` (readiness already 503) first.
-    fn request_stop(&mut self, graceful: bool) {
-        let delay = self.config.shutdown_delay;
-        if graceful && !delay.is_zero() && self.stopping.is_none() {
-            if self.delay_until.is_none() {
-                info!("shutdown delay: serving for {delay:?} more with readiness 503");
-                self.shared.header().set_draining();
-                self.delay_until = Some(Instant::now() + delay);
-            }
-            return;
-        }
-        self.stop(graceful);
-    }
-
-    fn stop(&mut self, graceful: bool) {
-        // A second stop only matters when it escalates graceful to quick.
-        if self
-            .stopping
-            .as_ref()
-            .is_some_and(|stop| graceful || !stop.graceful)
-        {
-            return;
-        }
-        let (signal, deadline) = if graceful {
-            info!(
-                "graceful stop: draining for up to {:?}",
-                self.config.graceful_timeout
-            );
-            (
-                Signal::SIGTERM,
-                self.config.graceful_timeout + SHUTDOWN_GRACE,
-            )
-        } else {
-            info!("quick stop");
-            (Signal::SIGQUIT, QUICK_TIMEOUT)
-        };
-        self.shared.header().set_draining();
-        self.signal_all(signal);
-        self.stopping = Some(Stopping {
-            deadline: Instant::now() + deadline,
-            graceful,
-            killed: false,
-        });
-    }
-
     fn signal_all(&self, signal: Signal) {
         for w in &self.workers {
             let _ = kill(w.pid, signal);
@@ -412,15 +368,13 @@ impl<H: Host> Arbiter<H> {
     fn next_wake(&self) -> Duration {
         let now = Instant::now();
         let mut wake = now + TICK;
-        if let Some(stop) = &self.stopping {
-            return if stop.killed {
-                Duration::from_millis(50)
-            } else {
-                stop.deadline.saturating_duration_since(now).min(TICK)
-            };
-        }
-        if let Some(t) = self.delay_until {
-            wake = wake.min(t);
+        match &self.phase {
+            Phase::Stopping(stop) if stop.killed => return Duration::from_millis(50),
+            Phase::Stopping(stop) => {
+                return stop.deadline.saturating_duration_since(now).min(TICK);
+            }
+            Phase::Delaying { until } => wake = wake.min(*until),
+            _ => {}
         }
         let booting = self
             .workers

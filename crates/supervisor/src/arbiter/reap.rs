@@ -4,11 +4,10 @@
 use ferricorn_config::MAX_WORKERS;
 use ferricorn_shm::metrics::Exit;
 use ferricorn_shm::{CellState, EXIT_BOOT_FAILED};
-use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use tracing::{error, info, warn};
 
-use super::{Arbiter, CRASH_WINDOW, Reason, Role, Worker};
+use super::{Arbiter, CRASH_WINDOW, Event, Phase, Reason, Role, Worker};
 use crate::{Error, Host};
 
 impl<H: Host> Arbiter<H> {
@@ -32,7 +31,9 @@ impl<H: Host> Arbiter<H> {
         let boot_error = cell.and_then(|c| c.error());
         self.shared.release(w.cell_id);
         let (slot, pid) = (w.slot, w.pid);
-        let expected = self.stopping.is_some() || matches!(w.role, Role::Retiring(_));
+        let stopping = self.phase.is_stopping();
+        let starting = matches!(self.phase, Phase::Starting);
+        let expected = stopping || matches!(w.role, Role::Retiring(_));
         let describe = match status {
             WaitStatus::Exited(_, 0) => "exited".to_owned(),
             WaitStatus::Exited(_, code) => format!("exited with code {code}"),
@@ -44,7 +45,7 @@ impl<H: Host> Arbiter<H> {
             _ if app_failed => Exit::BootFailure,
             _ if w.killed || w.aborted.is_some() => Exit::Timeout,
             Role::Retiring(why) => why,
-            _ if self.stopping.is_some() => Exit::Shutdown,
+            _ if stopping => Exit::Shutdown,
             _ => Exit::Crash,
         });
         if app_failed {
@@ -52,7 +53,7 @@ impl<H: Host> Arbiter<H> {
             error!("worker {slot} (pid {pid}) failed to boot: {message}");
             match w.role {
                 Role::Successor(reason) => self.replacement_failed(slot, reason),
-                Role::Current if self.has_previous() => {
+                Role::Current if self.is_upgrading() => {
                     self.fail_upgrade(&format!(
                         "the new binary's worker {slot} failed to boot: {message}"
                     ));
@@ -61,7 +62,7 @@ impl<H: Host> Arbiter<H> {
                     // A slot added by a reload whose settings do not boot.
                     self.replacement_failed(slot, Reason::Reload);
                 }
-                Role::Current if self.ever_ready && self.stopping.is_none() => {
+                Role::Current if !starting && !stopping => {
                     // The server has been serving: retry with backoff
                     // rather than take every other worker down with it.
                     self.schedule(slot, true, None);
@@ -88,12 +89,12 @@ impl<H: Host> Arbiter<H> {
                 self.replacement_failed(slot, Reason::Reload)
             }
             Role::Successor(reason) => self.schedule(slot, crashed, Some(reason)),
-            Role::Current if booting && self.has_previous() => {
+            Role::Current if booting && self.is_upgrading() => {
                 self.fail_upgrade(&format!(
                     "the new binary's worker {slot} {describe} before finishing startup"
                 ));
             }
-            Role::Current if booting && !self.ever_ready => self.fail(Error::BootFailed {
+            Role::Current if booting && starting => self.fail(Error::BootFailed {
                 slot,
                 message: format!(
                     "the worker {describe} before finishing startup, and no worker has booted yet"
@@ -117,8 +118,7 @@ impl<H: Host> Arbiter<H> {
                 );
                 for w in &mut self.workers {
                     if w.role == Role::Successor(Reason::Reload) {
-                        w.role = Role::Retiring(Exit::Reload);
-                        let _ = kill(w.pid, Signal::SIGTERM);
+                        w.retire(Exit::Reload);
                     }
                 }
                 let grown = self.desired;
@@ -139,10 +139,10 @@ impl<H: Host> Arbiter<H> {
     }
 
     pub(super) fn fail(&mut self, error: Error) {
-        if self.failure.is_none() && self.stopping.is_none() {
+        if self.failure.is_none() && !self.phase.is_stopping() {
             self.failure = Some(error);
             info!("stopping the other workers");
-            self.stop(true);
+            self.advance(Event::Stop { graceful: true });
         }
     }
 }

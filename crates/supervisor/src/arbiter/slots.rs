@@ -7,10 +7,9 @@ use std::time::Instant;
 use ferricorn_config::MAX_WORKERS;
 use ferricorn_shm::CellState;
 use ferricorn_shm::metrics::Exit;
-use nix::sys::signal::{Signal, kill};
 use tracing::{error, info, warn};
 
-use super::{Arbiter, CRASH_WINDOW, Reason, Role, Worker, backoff};
+use super::{Arbiter, CRASH_WINDOW, Event, Reason, Role, Worker, backoff};
 use crate::{Host, Spawn, process};
 
 impl<H: Host> Arbiter<H> {
@@ -24,7 +23,6 @@ impl<H: Host> Arbiter<H> {
             })
             .collect();
         for i in ready {
-            self.ever_ready = true;
             let (slot, pid) = (self.workers[i].slot, self.workers[i].pid);
             let Role::Successor(reason) = self.workers[i].role else {
                 continue;
@@ -39,8 +37,7 @@ impl<H: Host> Arbiter<H> {
                     old.pid,
                     reason.as_str()
                 );
-                old.role = Role::Retiring(reason.exit());
-                let _ = kill(old.pid, Signal::SIGTERM);
+                old.retire(reason.exit());
             }
             self.workers[i].role = Role::Current;
             self.slots[slot].crashes = 0;
@@ -49,14 +46,6 @@ impl<H: Host> Arbiter<H> {
                 self.previous = None;
                 info!("reload complete");
             }
-        }
-        if !self.ever_ready
-            && self
-                .workers
-                .iter()
-                .any(|w| self.state(w) == CellState::Ready)
-        {
-            self.ever_ready = true;
         }
     }
 
@@ -116,8 +105,7 @@ impl<H: Host> Arbiter<H> {
         for w in &mut self.workers {
             if w.slot == slot && matches!(w.role, Role::Successor(_)) && w.generation != generation
             {
-                w.role = Role::Retiring(Exit::Reload);
-                let _ = kill(w.pid, Signal::SIGTERM);
+                w.retire(Exit::Reload);
             }
         }
         if self
@@ -214,7 +202,7 @@ impl<H: Host> Arbiter<H> {
     }
 
     pub(super) fn reload(&mut self) {
-        if self.stopping.is_some() || self.delay_until.is_some() {
+        if self.phase.is_ending() {
             return;
         }
         let mut config = match self.host.reload() {
@@ -225,7 +213,7 @@ impl<H: Host> Arbiter<H> {
             }
         };
         // Reading the settings ran startup code again.
-        self.code_dropped = false;
+        self.advance(Event::Reloaded);
         if config.bind != self.config.bind {
             warn!(
                 "reload: bind changes need a restart; keeping {:?}",
@@ -261,7 +249,7 @@ impl<H: Host> Arbiter<H> {
     }
 
     pub(super) fn scale(&mut self, delta: i8) {
-        if self.stopping.is_some() {
+        if self.phase.is_stopping() {
             return;
         }
         if delta > 0 && self.desired < MAX_WORKERS {
@@ -291,8 +279,7 @@ impl<H: Host> Arbiter<H> {
                 w.pid,
                 Reason::ScaleDown.as_str()
             );
-            w.role = Role::Retiring(Exit::ScaleDown);
-            let _ = kill(w.pid, Signal::SIGTERM);
+            w.retire(Exit::ScaleDown);
         }
     }
 }

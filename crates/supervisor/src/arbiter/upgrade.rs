@@ -1,29 +1,29 @@
 //! The SIGUSR2 upgrade from the supervisor's side: handing over and
 //! exec-ing, and in the new image, finishing or failing the upgrade.
 
-use nix::sys::signal::{Signal, kill};
 use tracing::{error, info, warn};
 
-use super::{Arbiter, Role};
+use super::{Arbiter, Event, Phase, Role};
 use crate::upgrade::Handoff;
 use crate::{Host, pidfile};
 use ferricorn_shm::metrics::Exit;
 
 impl<H: Host> Arbiter<H> {
-    pub(super) fn has_previous(&self) -> bool {
-        self.workers.iter().any(|w| w.role == Role::Previous)
+    /// An upgrade is under way (or failed): workers of the previous image
+    /// serve.
+    pub(super) fn is_upgrading(&self) -> bool {
+        matches!(self.phase, Phase::Upgrading { .. })
     }
 
     /// Once every slot has a ready worker of this image, the previous
     /// image's workers drain.
     pub(super) fn finish_upgrade(&mut self) {
-        if self.upgrade_failed || !self.has_previous() || !self.all_ready() {
+        if !matches!(self.phase, Phase::Upgrading { failed: false }) || !self.all_ready() {
             return;
         }
         let mut n = 0;
         for w in self.workers.iter_mut().filter(|w| w.role == Role::Previous) {
-            w.role = Role::Retiring(Exit::Upgrade);
-            let _ = kill(w.pid, Signal::SIGTERM);
+            w.retire(Exit::Upgrade);
             // Its slot has a worker of this image now: a restart of the slot,
             // as when a successor takes over.
             if w.slot < self.desired {
@@ -32,6 +32,7 @@ impl<H: Host> Arbiter<H> {
             n += 1;
         }
         info!("upgrade complete: {n} workers of the previous binary draining");
+        self.advance(Event::UpgradeDone);
         if let Some(path) = &self.config.pid {
             let _ = std::fs::remove_file(pidfile::Pidfile::oldbin(path));
         }
@@ -40,20 +41,19 @@ impl<H: Host> Arbiter<H> {
     /// This image's workers cannot boot: stop trying while the previous
     /// image's workers serve.
     pub(super) fn fail_upgrade(&mut self, why: &str) {
-        if self.upgrade_failed {
+        if !matches!(self.phase, Phase::Upgrading { failed: false }) {
             return;
         }
-        self.upgrade_failed = true;
         error!("upgrade failed: {why}; the previous binary's workers keep serving");
         for w in self.workers.iter_mut().filter(|w| w.role == Role::Current) {
-            w.role = Role::Retiring(Exit::Upgrade);
-            let _ = kill(w.pid, Signal::SIGTERM);
+            w.retire(Exit::Upgrade);
         }
+        self.advance(Event::UpgradeFailed);
     }
 
     /// SIGUSR2: check the binary now at this path, then exec it in place.
     pub(super) fn upgrade(&mut self) {
-        if self.stopping.is_some() || self.delay_until.is_some() || self.has_previous() {
+        if self.phase.is_ending() || self.is_upgrading() {
             warn!("upgrade: not now (stopping, or an upgrade is still in progress)");
             return;
         }
