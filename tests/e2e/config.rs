@@ -53,7 +53,7 @@ fn each_environment_name_is_read() {
         ("FERRICORN_WORKERS", "6", "workers", "6"),
         ("PORT", "9100", "bind", "[\"0.0.0.0:9100\"]"),
         ("UVICORN_PORT", "9101", "bind", "[\"127.0.0.1:9101\"]"),
-        ("GUNICORN_LOG_LEVEL", "WARNING", "log_level", "\"warning\""),
+        ("GUNICORN_LOG_LEVEL", "WARNING", "log_level", "\"WARNING\""),
         ("UVICORN_LOG_LEVEL", "debug", "log_level", "\"debug\""),
         ("FERRICORN_GRACEFUL_TIMEOUT", "7", "graceful_timeout", "7"),
         ("FERRICORN_KEEP_ALIVE", "2.5", "keep_alive", "2.5"),

@@ -206,7 +206,7 @@ fn a_bad_access_log_format_is_a_configuration_error() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("invalid value for `access_logformat`: unknown atom `%(nope)s`"),
+        stderr.contains("invalid value for `access_logformat` (from cli): unknown atom `%(nope)s`"),
         "{stderr}"
     );
 }

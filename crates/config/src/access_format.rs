@@ -15,6 +15,8 @@ use std::str::FromStr;
 
 use http::HeaderName;
 
+use crate::Error;
+
 /// Gunicorn's default access log format.
 pub const DEFAULT_ACCESS_LOG_FORMAT: &str =
     r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
@@ -77,17 +79,6 @@ pub struct AccessLogFormat {
     response_headers: Vec<HeaderName>,
 }
 
-/// Why a format did not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FormatError {
-    /// `%(` without `)s`.
-    #[error("unclosed atom in `{0}`")]
-    Unclosed(String),
-    /// An atom Gunicorn does not have.
-    #[error("unknown atom `%({0})s`")]
-    Unknown(String),
-}
-
 impl AccessLogFormat {
     /// The atoms, in order.
     pub fn atoms(&self) -> &[Atom] {
@@ -120,9 +111,9 @@ impl fmt::Display for AccessLogFormat {
 }
 
 impl FromStr for AccessLogFormat {
-    type Err = FormatError;
+    type Err = Error;
 
-    fn from_str(format: &str) -> Result<Self, FormatError> {
+    fn from_str(format: &str) -> Result<Self, Error> {
         let mut atoms = Vec::new();
         let mut text = String::new();
         let mut rest = format;
@@ -132,12 +123,13 @@ impl FromStr for AccessLogFormat {
             if let Some(inner) = after.strip_prefix('(') {
                 let end = inner
                     .find(")s")
-                    .ok_or_else(|| FormatError::Unclosed(format.to_owned()))?;
+                    .ok_or_else(|| Error::Value(format!("unclosed atom in `{format}`")))?;
                 let name = &inner[..end];
                 if !text.is_empty() {
                     atoms.push(Atom::Text(std::mem::take(&mut text)));
                 }
-                atoms.push(atom(name).ok_or_else(|| FormatError::Unknown(name.to_owned()))?);
+                let unknown = || Error::Value(format!("unknown atom `%({name})s`"));
+                atoms.push(atom(name).ok_or_else(unknown)?);
                 rest = &inner[end + 2..];
             } else {
                 text.push('%');
@@ -223,14 +215,9 @@ mod tests {
         );
         assert_eq!(f.request_headers(), [HeaderName::from_static("x-a")]);
         assert_eq!(f.response_headers(), [HeaderName::from_static("x-b")]);
-        assert_eq!(
-            "%(zz)s".parse::<AccessLogFormat>(),
-            Err(FormatError::Unknown("zz".into()))
-        );
-        assert!(matches!(
-            "%(h".parse::<AccessLogFormat>(),
-            Err(FormatError::Unclosed(_))
-        ));
+        let err = |f: &str| f.parse::<AccessLogFormat>().map_err(|e| e.to_string());
+        assert_eq!(err("%(zz)s"), Err("unknown atom `%(zz)s`".into()));
+        assert_eq!(err("%(h"), Err("unclosed atom in `%(h`".into()));
         assert_eq!(
             AccessLogFormat::default().to_string(),
             DEFAULT_ACCESS_LOG_FORMAT

@@ -1,18 +1,12 @@
-//! The layers, lowest first: defaults < TOML file < environment < command line.
+//! The layers, lowest first: the settings table's defaults < a program's
+//! own defaults (`ferricorn::Server`'s setters) < the TOML file < the
+//! environment < the command line.
 //!
-//! Within the environment, the names other servers use come below
-//! `GUNICORN_CMD_ARGS`, which comes below ferricorn's own `FERRICORN_*` names:
-//!
-//! | setting   | names, lowest first                                          |
-//! |-----------|--------------------------------------------------------------|
-//! | bind      | `PORT`, `UVICORN_HOST` + `UVICORN_PORT`                      |
-//! | workers   | `WEB_CONCURRENCY`, `UVICORN_WORKERS`, `GUNICORN_WORKERS`     |
-//! | log_level | `UVICORN_LOG_LEVEL`, `GUNICORN_LOG_LEVEL`                    |
-//! | forwarded_allow_ips | `FORWARDED_ALLOW_IPS`                              |
-//! | any       | `GUNICORN_CMD_ARGS`, then `FERRICORN_<NAME>`                 |
-//!
-//! Each variable is its own figment provider named after it, so
-//! `--print-config` can say exactly which variable won.
+//! Within the environment, the names other servers use (the settings
+//! table's `env` lists, lowest first) come below `GUNICORN_CMD_ARGS`,
+//! which comes below ferricorn's own `FERRICORN_*` names. Each variable is
+//! its own figment provider named after it, so `--print-config` can say
+//! exactly which variable won.
 
 use std::path::{Path, PathBuf};
 
@@ -21,29 +15,20 @@ use figment::providers::{Format, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 
-use crate::options::{KEYS, Kind, Options};
+use crate::env;
+use crate::options::{Options, SETTINGS, Setting};
 use crate::{Error, Result};
 
 /// The file read when no `-c/--config` or `FERRICORN_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "ferricorn.toml";
-/// Environment variable naming the config file.
-pub const ENV_CONFIG: &str = "FERRICORN_CONFIG";
-/// Prefix of ferricorn's own environment names.
-pub const ENV_PREFIX: &str = "FERRICORN_";
-/// Gunicorn's extra command-line arguments.
-pub const ENV_CMD_ARGS: &str = "GUNICORN_CMD_ARGS";
 
-/// Environment names of other servers, per setting, lowest precedence first.
-const ALIASES: &[(&str, &[&str])] = &[
-    (
-        "workers",
-        &["WEB_CONCURRENCY", "UVICORN_WORKERS", "GUNICORN_WORKERS"],
-    ),
-    ("log_level", &["UVICORN_LOG_LEVEL", "GUNICORN_LOG_LEVEL"]),
-    ("forwarded_allow_ips", &["FORWARDED_ALLOW_IPS"]),
-];
+/// The name of the defaults' layer, as `--print-config` shows it.
+pub(crate) const DEFAULT: &str = "default";
+/// The name of a program's own defaults, as `--print-config` shows it.
+pub(crate) const CODE: &str = "code";
 
-/// One named provider: a file, an environment variable, or the command line.
+/// One named provider: the defaults, an environment variable, the command
+/// line.
 struct Layer {
     name: String,
     dict: Dict,
@@ -66,16 +51,44 @@ pub(crate) struct EnvValue {
     pub value: Value,
 }
 
-/// The merged layers, before validation.
+/// The merged layers, before the checks.
 pub(crate) struct Layers {
     pub figment: Figment,
     pub file: Option<PathBuf>,
     pub env_values: Vec<EnvValue>,
 }
 
-/// Stacks every layer. `cli` holds only what the command line set.
-pub(crate) fn stack(cli: &Options, config_file: Option<&Path>) -> Result<Layers> {
-    let mut figment = Figment::new();
+/// The settings table's defaults, with `code` (a program's own) over them.
+fn defaults(code: &Options) -> Figment {
+    let dict = SETTINGS
+        .iter()
+        .map(|s| (s.key.to_owned(), s.default_value()))
+        .collect();
+    Figment::new()
+        .merge(Layer {
+            name: DEFAULT.to_owned(),
+            dict,
+        })
+        .merge(Layer {
+            name: CODE.to_owned(),
+            dict: to_dict(code),
+        })
+}
+
+/// The defaults with `options` over them, and nothing else: the checks
+/// without a file or an environment.
+#[cfg(test)]
+pub(crate) fn defaults_under(options: &Options) -> Figment {
+    defaults(&Options::default()).merge(Layer {
+        name: "cli".to_owned(),
+        dict: to_dict(options),
+    })
+}
+
+/// Stacks every layer. `code` holds what the program set, `cli` only what
+/// the command line set.
+pub(crate) fn stack(code: &Options, cli: &Options, config_file: Option<&Path>) -> Result<Layers> {
+    let mut figment = defaults(code);
     let file = config_path(config_file)?;
     if let Some(path) = &file {
         figment = figment.merge(Toml::file_exact(path));
@@ -91,33 +104,25 @@ pub(crate) fn stack(cli: &Options, config_file: Option<&Path>) -> Result<Layers>
         dict.insert(key.to_owned(), value);
         figment.merge(Layer { name, dict })
     };
-    if let Some((name, addr)) = port_bind() {
-        figment = push(figment, "bind", name, Value::from(vec![addr]));
-    }
-    if let Some((name, addr)) = uvicorn_bind() {
-        figment = push(figment, "bind", name, Value::from(vec![addr]));
-    }
-    for (key, names) in ALIASES {
-        let kind = kind_of(key);
-        for name in *names {
-            if let Some(text) = var(name) {
-                figment = push(figment, key, format!("env {name}"), env_value(kind, &text));
-            }
+    for setting in SETTINGS {
+        for (name, value) in other_servers(setting) {
+            figment = push(figment, setting.key, name, value);
         }
     }
-    if let Some(text) = var(ENV_CMD_ARGS) {
+    if let Some(text) = var(env::GUNICORN_CMD_ARGS) {
         let options = parse_cmd_args(&text)?;
         let dict = to_dict(&options);
-        for (key, _) in KEYS {
-            if let Some(value) = dict.get(*key) {
-                figment = push(figment, key, format!("env {ENV_CMD_ARGS}"), value.clone());
+        for s in SETTINGS {
+            if let Some(value) = dict.get(s.key) {
+                let name = format!("env {}", env::GUNICORN_CMD_ARGS);
+                figment = push(figment, s.key, name, value.clone());
             }
         }
     }
-    for (key, kind) in KEYS {
-        let name = format!("{ENV_PREFIX}{}", key.to_ascii_uppercase());
+    for s in SETTINGS {
+        let name = s.env_name();
         if let Some(text) = var(&name) {
-            figment = push(figment, key, format!("env {name}"), env_value(*kind, &text));
+            figment = push(figment, s.key, format!("env {name}"), s.kind.parse(&text));
         }
     }
     figment = figment.merge(Layer {
@@ -131,11 +136,31 @@ pub(crate) fn stack(cli: &Options, config_file: Option<&Path>) -> Result<Layers>
     })
 }
 
-/// Where a key's value came from: `default`, `file PATH`, `env NAME` or `cli`.
+/// What the other servers' names in `setting`'s `env` list set, lowest
+/// first, each with its layer's name. `bind`'s are not its value itself:
+/// `PORT` is a port on every interface, and Uvicorn's host and port make
+/// one address between them.
+fn other_servers(setting: &Setting) -> Vec<(String, Value)> {
+    if setting.key == "bind" {
+        return [port_bind(), uvicorn_bind()]
+            .into_iter()
+            .flatten()
+            .map(|(name, addr)| (name, Value::from(vec![addr])))
+            .collect();
+    }
+    setting
+        .env
+        .iter()
+        .filter_map(|name| Some((format!("env {name}"), setting.kind.parse(&var(name)?))))
+        .collect()
+}
+
+/// Where a key's value came from: `default`, `code`, `file PATH`, `env NAME`
+/// or `cli`.
 pub(crate) fn source_of(figment: &Figment, key: &str) -> String {
     figment
         .find_metadata(key)
-        .map_or_else(|| "default".to_owned(), describe)
+        .map_or_else(|| DEFAULT.to_owned(), describe)
 }
 
 /// Names a provider: `file PATH` for the TOML file, else the layer's name.
@@ -150,7 +175,7 @@ pub(crate) fn describe(metadata: &Metadata) -> String {
 fn config_path(named: Option<&Path>) -> Result<Option<PathBuf>> {
     let named = named
         .map(Path::to_path_buf)
-        .or_else(|| var(ENV_CONFIG).map(PathBuf::from));
+        .or_else(|| var(env::CONFIG).map(PathBuf::from));
     match named {
         Some(path) if path.is_file() => Ok(Some(path)),
         Some(path) => Err(Error::File {
@@ -170,47 +195,23 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn kind_of(key: &str) -> Kind {
-    KEYS.iter()
-        .find(|(k, _)| *k == key)
-        .map_or(Kind::Text, |(_, kind)| *kind)
-}
-
-/// Turns an environment variable's text into a value of the key's kind; text
-/// that does not parse is kept as text, so extraction names the variable.
-fn env_value(kind: Kind, text: &str) -> Value {
-    let text = text.trim();
-    match kind {
-        Kind::List => Value::from(
-            text.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect::<Vec<_>>(),
-        ),
-        Kind::Int => text
-            .parse::<u64>()
-            .map_or_else(|_| Value::from(text), Value::from),
-        Kind::Secs => text
-            .parse::<f64>()
-            .map_or_else(|_| Value::from(text), Value::from),
-        Kind::Text => Value::from(text),
-    }
-}
-
 /// `PORT` alone means every IPv4 interface on that port.
 fn port_bind() -> Option<(String, String)> {
-    var("PORT").map(|port| ("env PORT".to_owned(), format!("0.0.0.0:{}", port.trim())))
+    let port = var(env::PORT)?;
+    Some((
+        format!("env {}", env::PORT),
+        format!("0.0.0.0:{}", port.trim()),
+    ))
 }
 
 /// `UVICORN_HOST` and `UVICORN_PORT`, each defaulting as Uvicorn does.
 fn uvicorn_bind() -> Option<(String, String)> {
-    let (host, port) = (var("UVICORN_HOST"), var("UVICORN_PORT"));
+    let (host, port) = (var(env::UVICORN_HOST), var(env::UVICORN_PORT));
     let name = match (&host, &port) {
         (None, None) => return None,
-        (Some(_), None) => "env UVICORN_HOST",
-        (None, Some(_)) => "env UVICORN_PORT",
-        (Some(_), Some(_)) => "env UVICORN_HOST+UVICORN_PORT",
+        (Some(_), None) => format!("env {}", env::UVICORN_HOST),
+        (None, Some(_)) => format!("env {}", env::UVICORN_PORT),
+        (Some(_), Some(_)) => format!("env {}+{}", env::UVICORN_HOST, env::UVICORN_PORT),
     };
     let host = host.unwrap_or_else(|| "127.0.0.1".to_owned());
     let host = host.trim();
@@ -220,11 +221,15 @@ fn uvicorn_bind() -> Option<(String, String)> {
     } else {
         host.to_owned()
     };
-    Some((name.to_owned(), format!("{host}:{}", port.trim())))
+    Some((name, format!("{host}:{}", port.trim())))
 }
 
 #[derive(Parser)]
-#[command(name = ENV_CMD_ARGS, no_binary_name = true, disable_help_flag = true)]
+#[command(
+    name = "GUNICORN_CMD_ARGS",
+    no_binary_name = true,
+    disable_help_flag = true
+)]
 struct CmdArgs {
     #[command(flatten)]
     options: Options,
@@ -332,11 +337,12 @@ mod tests {
 
     #[test]
     fn env_values_take_their_kind() {
-        assert_eq!(env_value(Kind::Int, " 4 "), Value::from(4u64));
-        assert_eq!(env_value(Kind::Int, "four"), Value::from("four"));
-        assert_eq!(env_value(Kind::Secs, "2.5"), Value::from(2.5f64));
+        use crate::options::Tag;
+        assert_eq!(Tag::Int.parse(" 4 "), Value::from(4u64));
+        assert_eq!(Tag::Int.parse("four"), Value::from("four"));
+        assert_eq!(Tag::Secs.parse("2.5"), Value::from(2.5f64));
         assert_eq!(
-            env_value(Kind::List, "a:1, b:2,"),
+            Tag::List.parse("a:1, b:2,"),
             Value::from(vec!["a:1".to_owned(), "b:2".to_owned()])
         );
     }

@@ -1,236 +1,32 @@
-//! The raw settings: one struct that is at once the command-line flags, the
-//! TOML file's keys and the environment's `FERRICORN_*` names.
-//!
-//! Every field is optional here; a missing value takes its default when the
-//! layers are resolved into a [`Config`](crate::Config).
+//! The raw settings, as the settings table describes them: [`Options`],
+//! what one layer (the command line, a program's code) set, every field
+//! optional; [`SETTINGS`], what the table says of each; and the command
+//! line's flags, made from it.
 
-use clap::Args;
-use serde::{Deserialize, Deserializer, Serialize};
+use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches, value_parser};
+use figment::Figment;
+use figment::value::Value;
+use serde::{Deserialize, Serialize};
 
-/// Every layered setting. The doc comment of each field is its `--help` text
-/// and ends with its default.
-#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Options {
-    /// Address to listen on: HOST:PORT, [V6]:PORT or unix:PATH; repeat for several [default: 127.0.0.1:8000]
-    // `[V6]` is help text for `--help`, not a link.
-    #[allow(rustdoc::broken_intra_doc_links)]
-    #[arg(short, long, value_name = "ADDR")]
-    #[serde(
-        default,
-        deserialize_with = "one_or_many",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bind: Option<Vec<String>>,
+use crate::env;
 
-    /// Worker processes; 0 means one per CPU this process may use [default: 0]
-    #[arg(short, long, value_name = "N")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub workers: Option<u64>,
-
-    /// Blocking-pool threads per worker; 0 means min(32, CPUs + 4) [default: 0]
-    #[arg(long, value_name = "N")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub threads: Option<u64>,
-
-    /// Open connections per worker; at the limit it stops accepting [default: 1000]
-    #[arg(long, value_name = "N")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub worker_connections: Option<u64>,
-
-    /// Listen queue length of each bound socket [default: 2048]
-    #[arg(long, value_name = "N")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub backlog: Option<u64>,
-
-    /// Seconds an idle keep-alive connection stays open; 0 turns keep-alive off [default: 5]
-    #[arg(long, value_name = "SECS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keep_alive: Option<f64>,
-
-    /// Seconds a client may take to send a request head [default: 10]
-    #[arg(long, value_name = "SECS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub header_timeout: Option<f64>,
-
-    /// Seconds workers get to finish in-flight requests on a graceful stop [default: 30]
-    #[arg(long, value_name = "SECS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub graceful_timeout: Option<f64>,
-
-    /// Seconds without a heartbeat after which a worker counts as hung, at least 2; 0 turns it off [default: 30]
-    #[arg(short, long, value_name = "SECS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<f64>,
-
-    /// Seconds a worker may take to finish its app's startup before it is killed; 0 turns it off [default: 30]
-    #[arg(long, value_name = "SECS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub boot_timeout: Option<f64>,
-
-    /// Seconds between SIGTERM and the drain, while /readyz answers 503 and requests are still served [default: 0]
-    #[arg(long, value_name = "SECS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shutdown_delay: Option<f64>,
-
-    /// Requests after which a worker is replaced; 0 turns recycling off [default: 0]
-    #[arg(long, value_name = "N")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_requests: Option<u64>,
-
-    /// Up to this many more requests, chosen at random per worker, so workers do not recycle together [default: 0]
-    #[arg(long, value_name = "N")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_requests_jitter: Option<u64>,
-
-    /// RSS in MiB above which a worker is replaced; 0 turns it off [default: 0]
-    #[arg(long, value_name = "MIB")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_worker_memory: Option<u64>,
-
-    /// File to write the supervisor's pid to once it is ready; removed at exit [default: none]
-    #[arg(short, long, value_name = "PATH")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pid: Option<String>,
-
-    /// User (name or id) the workers switch to after the fork [default: unchanged]
-    #[arg(short, long, value_name = "USER")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-
-    /// Group (name or id) the workers switch to after the fork [default: the user's group]
-    #[arg(short, long, value_name = "GROUP")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
-
-    /// File mode creation mask of the workers and unix sockets, in octal [default: unchanged]
-    #[arg(short = 'm', long, value_name = "MASK")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub umask: Option<String>,
-
-    /// Longest request line in bytes (method, target, version); 0 means no limit [default: 4094]
-    #[arg(long, value_name = "N")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub limit_request_line: Option<u64>,
-
-    /// Most header fields in one request [default: 100]
-    #[arg(long, value_name = "N")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub limit_request_fields: Option<u64>,
-
-    /// Longest header field in bytes (name, colon and value); 0 means no limit [default: 8190]
-    #[arg(long, value_name = "N")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub limit_request_field_size: Option<u64>,
-
-    /// Peers whose X-Forwarded-* and Forwarded headers are trusted: IPs, CIDRs, or * [default: 127.0.0.1,::1]
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    #[serde(
-        default,
-        deserialize_with = "one_or_many",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub forwarded_allow_ips: Option<Vec<String>>,
-
-    /// PROXY protocol on TCP listeners: off, v1, v2 or auto [default: off]
-    #[arg(long, value_name = "MODE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub proxy_protocol: Option<String>,
-
-    /// Peers allowed to send a PROXY header: IPs, CIDRs, or * [default: 127.0.0.1,::1]
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    #[serde(
-        default,
-        deserialize_with = "one_or_many",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub proxy_allow_from: Option<Vec<String>>,
-
-    /// The path the app is mounted at behind a proxy, given to the app as in ASGI [default: ""]
-    #[arg(long, value_name = "PATH")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub root_path: Option<String>,
-
-    /// Requests in flight per worker beyond which requests get 503 at once; 0 turns the limit off [default: 0]
-    #[arg(long, value_name = "N")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub limit_concurrency: Option<u64>,
-
-    /// Seconds a handler has to produce a response head before it is cancelled and the client gets 504; 0 turns it off [default: 0]
-    #[arg(long, value_name = "SECS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_timeout: Option<f64>,
-
-    /// Seconds of WebSocket silence after which the server pings; 0 turns pings off [default: 20]
-    #[arg(long, value_name = "SECS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ws_ping_interval: Option<f64>,
-
-    /// Seconds a pinged WebSocket client has to answer before it is closed [default: 20]
-    #[arg(long, value_name = "SECS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ws_ping_timeout: Option<f64>,
-
-    /// Largest WebSocket message in bytes; a bigger one closes the socket with 1009 [default: 16777216]
-    #[arg(long, value_name = "BYTES")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ws_max_size: Option<u64>,
-
-    /// Incoming WebSocket messages buffered per connection before reading pauses [default: 32]
-    #[arg(long, value_name = "N")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ws_max_queue: Option<u64>,
-
-    /// Error log file, reopened on SIGUSR1; - is stderr [default: -]
-    #[arg(long, value_name = "PATH")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_logfile: Option<String>,
-
-    /// Access log file, off unless set; - is stdout; reopened on SIGUSR1 [default: off]
-    #[arg(long, value_name = "PATH")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub access_logfile: Option<String>,
-
-    /// Access log line, in Gunicorn's %(atom)s format [default: Gunicorn's]
-    #[arg(long, value_name = "FORMAT")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub access_logformat: Option<String>,
-
-    /// Log line format, text or json, for the error and access logs [default: text]
-    #[arg(long, value_name = "FORMAT")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_format: Option<String>,
-
-    /// Log level: debug, info, warning, error or critical [default: info]
-    #[arg(long, value_name = "LEVEL")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_level: Option<String>,
-
-    /// Path of the liveness endpoint; empty turns it off [default: /healthz]
-    #[arg(long, value_name = "PATH")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub health_path: Option<String>,
-
-    /// Path of the readiness endpoint; empty turns it off [default: /readyz]
-    #[arg(long, value_name = "PATH")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ready_path: Option<String>,
-
-    /// Path of the Prometheus metrics endpoint; empty turns metrics off [default: /metrics]
-    #[arg(long, value_name = "PATH")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metrics_path: Option<String>,
-
-    /// Serve metrics, /healthz and /readyz on this address only (HOST:PORT or unix:PATH), not on the app's [default: none]
-    #[arg(long, value_name = "ADDR")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metrics_bind: Option<String>,
+/// What a setting holds before it is checked, and how it is read.
+pub trait Kind {
+    /// The raw value: `Vec<String>`, `u64`, `f64` or `String`.
+    type Raw: Clone + Serialize;
+    /// Which kind this is.
+    const TAG: Tag;
+    /// The value `key` has in the merged layers.
+    fn extract(figment: &Figment, key: &str) -> Result<Self::Raw, Box<figment::Error>>;
+    /// The value the command line gave for `id`, if any.
+    fn from_matches(m: &ArgMatches, id: &str) -> Option<Self::Raw>;
 }
 
-/// How an environment variable's text becomes a value.
+/// The kinds of setting, as values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    /// A list, comma-separated in the environment.
+pub enum Tag {
+    /// A list: comma-separated in the environment, repeatable and
+    /// comma-separated on the command line; one item or an array in TOML.
     List,
     /// A whole number.
     Int,
@@ -240,135 +36,309 @@ pub(crate) enum Kind {
     Text,
 }
 
-/// Every setting key with its kind, in the order `--print-config` shows them.
-pub(crate) const KEYS: &[(&str, Kind)] = &[
-    ("bind", Kind::List),
-    ("workers", Kind::Int),
-    ("threads", Kind::Int),
-    ("worker_connections", Kind::Int),
-    ("backlog", Kind::Int),
-    ("keep_alive", Kind::Secs),
-    ("header_timeout", Kind::Secs),
-    ("graceful_timeout", Kind::Secs),
-    ("timeout", Kind::Secs),
-    ("boot_timeout", Kind::Secs),
-    ("shutdown_delay", Kind::Secs),
-    ("max_requests", Kind::Int),
-    ("max_requests_jitter", Kind::Int),
-    ("max_worker_memory", Kind::Int),
-    ("pid", Kind::Text),
-    ("user", Kind::Text),
-    ("group", Kind::Text),
-    ("umask", Kind::Text),
-    ("limit_request_line", Kind::Int),
-    ("limit_request_fields", Kind::Int),
-    ("limit_request_field_size", Kind::Int),
-    ("forwarded_allow_ips", Kind::List),
-    ("proxy_protocol", Kind::Text),
-    ("proxy_allow_from", Kind::List),
-    ("root_path", Kind::Text),
-    ("limit_concurrency", Kind::Int),
-    ("request_timeout", Kind::Secs),
-    ("ws_ping_interval", Kind::Secs),
-    ("ws_ping_timeout", Kind::Secs),
-    ("ws_max_size", Kind::Int),
-    ("ws_max_queue", Kind::Int),
-    ("error_logfile", Kind::Text),
-    ("access_logfile", Kind::Text),
-    ("access_logformat", Kind::Text),
-    ("log_format", Kind::Text),
-    ("log_level", Kind::Text),
-    ("health_path", Kind::Text),
-    ("ready_path", Kind::Text),
-    ("metrics_path", Kind::Text),
-    ("metrics_bind", Kind::Text),
-];
+/// A list setting.
+#[derive(Debug)]
+pub enum List {}
+/// A whole-number setting.
+#[derive(Debug)]
+pub enum Int {}
+/// A setting in seconds.
+#[derive(Debug)]
+pub enum Secs {}
+/// A text setting.
+#[derive(Debug)]
+pub enum Text {}
 
-/// Accepts `bind = "ADDR"` as well as `bind = ["ADDR", ...]`.
-fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
+impl Kind for List {
+    type Raw = Vec<String>;
+    const TAG: Tag = Tag::List;
+
+    fn extract(figment: &Figment, key: &str) -> Result<Vec<String>, Box<figment::Error>> {
+        /// `bind = "ADDR"` as well as `bind = ["ADDR", ...]`.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match figment.extract_inner(key).map_err(Box::new)? {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        })
     }
-    Ok(Some(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    }))
+
+    fn from_matches(m: &ArgMatches, id: &str) -> Option<Vec<String>> {
+        m.get_many::<String>(id).map(|v| v.cloned().collect())
+    }
+}
+
+impl Kind for Int {
+    type Raw = u64;
+    const TAG: Tag = Tag::Int;
+
+    fn extract(figment: &Figment, key: &str) -> Result<u64, Box<figment::Error>> {
+        figment.extract_inner(key).map_err(Box::new)
+    }
+
+    fn from_matches(m: &ArgMatches, id: &str) -> Option<u64> {
+        m.get_one::<u64>(id).copied()
+    }
+}
+
+impl Kind for Secs {
+    type Raw = f64;
+    const TAG: Tag = Tag::Secs;
+
+    fn extract(figment: &Figment, key: &str) -> Result<f64, Box<figment::Error>> {
+        figment.extract_inner(key).map_err(Box::new)
+    }
+
+    fn from_matches(m: &ArgMatches, id: &str) -> Option<f64> {
+        m.get_one::<f64>(id).copied()
+    }
+}
+
+impl Kind for Text {
+    type Raw = String;
+    const TAG: Tag = Tag::Text;
+
+    fn extract(figment: &Figment, key: &str) -> Result<String, Box<figment::Error>> {
+        figment.extract_inner(key).map_err(Box::new)
+    }
+
+    fn from_matches(m: &ArgMatches, id: &str) -> Option<String> {
+        m.get_one::<String>(id).cloned()
+    }
+}
+
+impl Tag {
+    /// A value of this kind from an environment variable's text; text that
+    /// does not parse is kept as text, so that the check names the
+    /// variable.
+    pub(crate) fn parse(self, text: &str) -> Value {
+        let text = text.trim();
+        match self {
+            Self::List => Value::from(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>(),
+            ),
+            Self::Int => text
+                .parse::<u64>()
+                .map_or_else(|_| Value::from(text), Value::from),
+            Self::Secs => text
+                .parse::<f64>()
+                .map_or_else(|_| Value::from(text), Value::from),
+            Self::Text => Value::from(text),
+        }
+    }
+}
+
+/// What the settings table says of one setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// The TOML key.
+    pub key: &'static str,
+    /// Its kind.
+    pub kind: Tag,
+    /// The default, as a raw value's text.
+    pub default: &'static str,
+    /// The default as `--help` and the README show it.
+    pub shown: &'static str,
+    /// The short flag, if any.
+    pub short: Option<char>,
+    /// The flag's value name.
+    pub value_name: &'static str,
+    /// Other servers' environment names, lowest precedence first.
+    pub env: &'static [&'static str],
+    /// The `--help` line.
+    pub help: &'static str,
+    /// What the README says.
+    pub doc: &'static str,
+}
+
+impl Setting {
+    /// `--bind`.
+    pub fn flag(&self) -> String {
+        format!("--{}", self.key.replace('_', "-"))
+    }
+
+    /// `FERRICORN_BIND`.
+    pub fn env_name(&self) -> String {
+        format!("{}{}", env::PREFIX, self.key.to_ascii_uppercase())
+    }
+
+    /// The default as a raw value.
+    pub(crate) fn default_value(&self) -> Value {
+        self.kind.parse(self.default)
+    }
+
+    /// The command-line argument.
+    fn arg(&self) -> Arg {
+        let arg = Arg::new(self.key)
+            .long(self.key.replace('_', "-"))
+            .value_name(self.value_name)
+            .help(format!("{} [default: {}]", self.help, self.shown));
+        let arg = match self.short {
+            Some(c) => arg.short(c),
+            None => arg,
+        };
+        match self.kind {
+            Tag::List => arg.action(ArgAction::Append).value_delimiter(','),
+            Tag::Int => arg.value_parser(value_parser!(u64)),
+            Tag::Secs => arg.value_parser(value_parser!(f64)),
+            Tag::Text => arg,
+        }
+    }
+}
+
+/// The `shown` text of an entry: the one given, else the default.
+macro_rules! shown {
+    ($shown:literal, $default:literal) => {
+        $shown
+    };
+    (, $default:literal) => {
+        $default
+    };
+}
+
+macro_rules! options {
+    ($($key:ident: $kind:ident => $checked:ty = $default:literal {
+        $(shown: $shown:literal,)?
+        flag: ([$($short:literal)?], $value_name:literal),
+        env: [$($env:expr),* $(,)?],
+        help: $help:literal,
+        doc: $doc:literal,
+        check: $check:expr,
+    })*) => {
+        /// Every setting as one layer set it (the command line, a
+        /// program's code): each field optional. Its flags are the
+        /// settings table's.
+        #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+        pub struct Options {
+            $(
+                #[doc = $help]
+                #[serde(skip_serializing_if = "Option::is_none")]
+                pub $key: Option<<$kind as Kind>::Raw>,
+            )*
+        }
+
+        /// What the settings table says of every setting, in its order.
+        pub const SETTINGS: &[Setting] = &[$(
+            Setting {
+                key: stringify!($key),
+                kind: <$kind as Kind>::TAG,
+                default: $default,
+                shown: shown!($($shown)?, $default),
+                short: first_char(&[$($short)?]),
+                value_name: $value_name,
+                env: &[$($env),*],
+                help: $help,
+                doc: $doc,
+            },
+        )*];
+
+        impl FromArgMatches for Options {
+            fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+                Ok(Self {
+                    $($key: <$kind as Kind>::from_matches(m, stringify!($key)),)*
+                })
+            }
+
+            fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+                $(
+                    if let Some(v) = <$kind as Kind>::from_matches(m, stringify!($key)) {
+                        self.$key = Some(v);
+                    }
+                )*
+                Ok(())
+            }
+        }
+    };
+}
+
+crate::for_each_setting!(options);
+
+const fn first_char(c: &[char]) -> Option<char> {
+    match c {
+        [c, ..] => Some(*c),
+        [] => None,
+    }
+}
+
+impl Args for Options {
+    fn augment_args(cmd: Command) -> Command {
+        cmd.args(SETTINGS.iter().map(Setting::arg))
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
+}
+
+/// The setting with this key.
+pub fn setting(key: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.key == key)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use figment::providers::Format;
 
     #[test]
-    fn every_key_is_a_field() {
-        for (key, kind) in KEYS {
-            let value = match kind {
-                Kind::List => "[\"x\"]",
-                Kind::Int => "1",
-                Kind::Secs => "1.5",
-                Kind::Text => "\"x\"",
+    fn every_default_is_a_value_of_its_kind() {
+        for s in SETTINGS {
+            let parsed = s.default_value();
+            let ok = match s.kind {
+                Tag::List => parsed.as_array().is_some(),
+                Tag::Int | Tag::Secs => parsed.to_num().is_some(),
+                Tag::Text => parsed.as_str().is_some(),
             };
-            let toml = format!("{key} = {value}");
-            let parsed: Result<Options, _> =
-                figment::Figment::from(figment::providers::Toml::string(&toml)).extract();
-            assert!(parsed.is_ok(), "{key}: {parsed:?}");
+            assert!(ok, "{}: {:?}", s.key, s.default);
         }
     }
 
     #[test]
-    fn every_field_is_a_key() {
-        // A fully set Options serializes every field; each must be in KEYS.
-        let full = Options {
-            bind: Some(vec![]),
-            workers: Some(0),
-            threads: Some(0),
-            worker_connections: Some(0),
-            backlog: Some(0),
-            keep_alive: Some(0.0),
-            header_timeout: Some(0.0),
-            graceful_timeout: Some(0.0),
-            timeout: Some(0.0),
-            boot_timeout: Some(0.0),
-            shutdown_delay: Some(0.0),
-            max_requests: Some(0),
-            max_requests_jitter: Some(0),
-            max_worker_memory: Some(0),
-            pid: Some(String::new()),
-            user: Some(String::new()),
-            group: Some(String::new()),
-            umask: Some(String::new()),
-            limit_request_line: Some(0),
-            limit_request_fields: Some(0),
-            limit_request_field_size: Some(0),
-            forwarded_allow_ips: Some(vec![]),
-            proxy_protocol: Some(String::new()),
-            proxy_allow_from: Some(vec![]),
-            root_path: Some(String::new()),
-            limit_concurrency: Some(0),
-            request_timeout: Some(0.0),
-            ws_ping_interval: Some(0.0),
-            ws_ping_timeout: Some(0.0),
-            ws_max_size: Some(0),
-            ws_max_queue: Some(0),
-            error_logfile: Some(String::new()),
-            access_logfile: Some(String::new()),
-            access_logformat: Some(String::new()),
-            log_format: Some(String::new()),
-            log_level: Some(String::new()),
-            health_path: Some(String::new()),
-            ready_path: Some(String::new()),
-            metrics_path: Some(String::new()),
-            metrics_bind: Some(String::new()),
-        };
-        let dict = figment::value::Value::serialize(&full).expect("serialize");
-        let dict = dict.into_dict().expect("dict");
-        assert_eq!(dict.len(), KEYS.len());
-        for key in dict.keys() {
-            assert!(KEYS.iter().any(|(k, _)| k == key), "{key} missing in KEYS");
+    fn keys_are_unique_and_snake_case() {
+        for (i, s) in SETTINGS.iter().enumerate() {
+            assert!(
+                s.key.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{}",
+                s.key
+            );
+            assert!(
+                SETTINGS[..i].iter().all(|t| t.key != s.key),
+                "{} twice",
+                s.key
+            );
         }
+    }
+
+    #[test]
+    fn a_fully_set_layer_serializes_every_key() {
+        let cmd = Options::augment_args(Command::new("t").no_binary_name(true));
+        let mut args = Vec::new();
+        for s in SETTINGS {
+            args.push(s.flag());
+            args.push(match s.kind {
+                Tag::Int => "1".to_owned(),
+                Tag::Secs => "1.5".to_owned(),
+                Tag::List | Tag::Text => "x".to_owned(),
+            });
+        }
+        let m = cmd.try_get_matches_from(args).expect("every flag parses");
+        let options = Options::from_arg_matches(&m).expect("options");
+        let dict = Value::serialize(&options)
+            .expect("serialize")
+            .into_dict()
+            .expect("dict");
+        assert_eq!(dict.len(), SETTINGS.len());
+        assert_eq!(
+            options.keep_alive,
+            Some(1.5),
+            "a Secs flag is read as seconds"
+        );
     }
 }

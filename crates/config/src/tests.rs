@@ -12,12 +12,11 @@ use figment::Jail;
 use super::*;
 
 fn source_of<'a>(loaded: &'a Loaded, key: &str) -> &'a str {
-    &loaded
-        .sources
-        .iter()
-        .find(|(k, _)| *k == key)
-        .expect("key")
-        .1
+    loaded.source(key).expect("key")
+}
+
+fn load(cli: &Options, file: Option<&Path>) -> Result<Loaded> {
+    super::load(&Options::default(), cli, file)
 }
 
 fn cli(workers: Option<u64>) -> Options {
@@ -32,7 +31,7 @@ fn defaults_when_nothing_is_set() {
     Jail::expect_with(|_| {
         let loaded = load(&Options::default(), None).expect("load");
         assert!(loaded.file.is_none());
-        assert!(loaded.sources.iter().all(|(_, s)| s == "default"));
+        assert!(loaded.values.iter().all(|s| s.source == "default"));
         assert_eq!(loaded.config.worker_connections, 1000);
         Ok(())
     });
@@ -236,10 +235,13 @@ fn report_lists_every_setting_and_capacity() {
         );
         assert!(report.contains("2 workers x 1000 worker_connections = 2000 connections"));
         assert!(report.contains("2 workers x 3 threads = 6 blocking threads"));
-        for (key, _) in &loaded.sources {
+        for s in SETTINGS {
             assert!(
-                report.lines().any(|l| l.starts_with(&format!("{key} = "))),
-                "{key}"
+                report
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{} = ", s.key))),
+                "{}",
+                s.key
             );
         }
         Ok(())

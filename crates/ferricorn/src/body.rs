@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use tokio::sync::mpsc;
 
-use crate::{BoxError, RequestInfo};
+use crate::{BoxError, Closed, RequestInfo};
 
 /// A streaming HTTP body.
 ///
@@ -216,11 +216,8 @@ pub struct BodySender(mpsc::Sender<Bytes>);
 
 impl BodySender {
     /// Sends one chunk; waits while the previous one is still being written.
-    /// Fails once the client has gone.
-    pub async fn send(&self, chunk: impl Into<Bytes>) -> Result<(), BoxError> {
-        self.0
-            .send(chunk.into())
-            .await
-            .map_err(|_| "the response body was dropped".into())
+    /// Fails once the client has gone (the response body was dropped).
+    pub async fn send(&self, chunk: impl Into<Bytes>) -> Result<(), Closed> {
+        self.0.send(chunk.into()).await.map_err(|_| Closed)
     }
 }

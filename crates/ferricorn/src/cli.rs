@@ -1,20 +1,21 @@
-//! The command line, the exit codes, and the wiring of supervisor and worker.
+//! The command line and the exit codes: parses the arguments, loads the
+//! settings, and runs the server (`serve`), the `healthcheck`
+//! subcommand, `--print-config` or `--check-config`.
 //!
 //! Exit codes: 0 clean stop, 1 runtime failure (such as an address in use),
 //! 2 configuration error, 3 the app failed to start. `ferricorn healthcheck`
 //! exits 0 when the server is ready, 1 when it is not or does not answer.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use ferricorn_config::{Config, Loaded, Options};
+use ferricorn_config::{Loaded, Options};
 use ferricorn_shm::Shared;
-use ferricorn_supervisor::{Handoff, Host, Identity, Listener, Listeners, Spawn};
 use ferricorn_worker::Context;
-use tracing::{error, info, warn};
 
-use crate::app::{App, Served};
+use crate::app::App;
 use crate::healthcheck::Target;
 use crate::logging;
 
@@ -36,11 +37,11 @@ pub(crate) struct Cli {
     command: Option<Command>,
 
     #[command(flatten)]
-    options: Options,
+    pub(crate) options: Options,
 
     /// TOML config file [default: ferricorn.toml if present; env FERRICORN_CONFIG]
     #[arg(short, long, value_name = "PATH")]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 
     /// Print every effective setting with its source, then exit
     #[arg(long)]
@@ -65,10 +66,30 @@ enum Command {
     },
 }
 
-/// Parses the command line, loads the settings and runs the server.
-/// `Err` holds the exit code; the failure is already reported.
-pub(crate) fn main<A: App>(factory: impl Fn(&Context) -> A) -> Result<(), u8> {
-    let cli = match Cli::try_parse() {
+/// What a program sets besides the command line: its own defaults (below
+/// the file, the environment and the command line) and its config file.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Layers {
+    pub code: Options,
+    pub config_file: Option<PathBuf>,
+}
+
+impl Layers {
+    /// Loads the settings: the program's layers under the command line's.
+    pub(crate) fn load(&self, cli: &Cli) -> ferricorn_config::Result<Loaded> {
+        let file = cli.config.as_deref().or(self.config_file.as_deref());
+        ferricorn_config::load(&self.code, &cli.options, file)
+    }
+}
+
+/// Parses `args`, loads the settings and runs the server. `Err` holds the
+/// exit code; the failure is already reported.
+pub(crate) fn main<A: App>(
+    args: Vec<OsString>,
+    layers: Layers,
+    factory: impl Fn(&Context) -> A,
+) -> Result<(), u8> {
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
             let _ = e.print();
@@ -83,25 +104,15 @@ pub(crate) fn main<A: App>(factory: impl Fn(&Context) -> A) -> Result<(), u8> {
         }
     };
     if let Some(Command::Healthcheck { url, timeout }) = &cli.command {
-        return healthcheck(&cli, url.as_deref(), *timeout);
+        return healthcheck(&cli, &layers, url.as_deref(), *timeout);
     }
-    let loaded = ferricorn_config::load(&cli.options, cli.config.as_deref()).map_err(|e| {
+    let loaded = layers.load(&cli).map_err(|e| {
         eprintln!("ferricorn: error: {e}");
         EXIT_CONFIG
     })?;
     if cli.print_config {
         print!("{}", loaded.report());
         return Ok(());
-    }
-    if let Some(format) = &loaded.config.access_logformat
-        && let Err(e) = format.parse::<ferricorn_config::AccessLogFormat>()
-    {
-        eprintln!("ferricorn: error: invalid value for `access_logformat`: {e}");
-        return Err(EXIT_CONFIG);
-    }
-    if let Err(e) = Identity::of(&loaded.config) {
-        eprintln!("ferricorn: error: invalid value for `user`/`group`: {e}");
-        return Err(EXIT_CONFIG);
     }
     if cli.check_config {
         // Asked by a running server before it upgrades to this binary.
@@ -139,12 +150,12 @@ pub(crate) fn main<A: App>(factory: impl Fn(&Context) -> A) -> Result<(), u8> {
         );
         return Err(EXIT_FAILURE);
     }
-    logging::init(loaded.config.log_level, loaded.config.log_json);
-    serve(&cli, loaded, factory)
+    logging::init(loaded.config.log_level, loaded.config.log_json());
+    crate::serve::serve(&cli, &layers, loaded, factory)
 }
 
 /// `ferricorn healthcheck`: 0 ready, 1 not ready or no answer, 2 bad usage.
-fn healthcheck(cli: &Cli, url: Option<&str>, timeout: f64) -> Result<(), u8> {
+fn healthcheck(cli: &Cli, layers: &Layers, url: Option<&str>, timeout: f64) -> Result<(), u8> {
     let config_error = |e: String| {
         eprintln!("ferricorn healthcheck: error: {e}");
         EXIT_CONFIG
@@ -156,7 +167,8 @@ fn healthcheck(cli: &Cli, url: Option<&str>, timeout: f64) -> Result<(), u8> {
     }
     let target = match url {
         Some(url) => Target::parse(url, "/readyz"),
-        None => ferricorn_config::load(&cli.options, cli.config.as_deref())
+        None => layers
+            .load(cli)
             .map_err(|e| e.to_string())
             .and_then(|loaded| Target::of(&loaded.config)),
     }
@@ -175,142 +187,4 @@ fn healthcheck(cli: &Cli, url: Option<&str>, timeout: f64) -> Result<(), u8> {
             Err(EXIT_FAILURE)
         }
     }
-}
-
-fn serve<A: App>(cli: &Cli, loaded: Loaded, factory: impl Fn(&Context) -> A) -> Result<(), u8> {
-    let config = &loaded.config;
-    if let Some(mask) = config.umask {
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
-    }
-    for w in &loaded.warnings {
-        warn!("{w}");
-    }
-    info!(
-        "ferricorn {} starting with {} workers (CPUs: {}), {} blocking threads each",
-        env!("CARGO_PKG_VERSION"),
-        config.workers,
-        config.cpus,
-        config.threads
-    );
-    // After a SIGUSR2 upgrade, this image takes over the sockets, the shared
-    // memory and the workers of the one it replaced.
-    let handoff = Handoff::take();
-    // The metrics address, if any, is bound last.
-    let mut binds = config.bind.clone();
-    binds.extend(config.metrics_bind.clone());
-    let listeners = match &handoff {
-        Some(h) => ferricorn_supervisor::adopt_all(&h.listeners, &binds),
-        None => ferricorn_supervisor::bind(&binds, config.backlog),
-    }
-    .map_err(|e| {
-        error!("{e}");
-        EXIT_FAILURE
-    })?;
-    let admin = (config.metrics_bind.is_some() && listeners.iter().count() == binds.len())
-        .then_some(binds.len() - 1);
-    if config.metrics_bind.is_some() && admin.is_none() {
-        warn!("metrics_bind is ignored: the sockets were passed in (systemd or fd://)");
-    }
-    for (i, l) in listeners.iter().enumerate() {
-        if Some(i) == admin {
-            info!("metrics and health at {}", l.url());
-        } else {
-            info!("listening at {}", l.url());
-        }
-    }
-    let shared = match &handoff {
-        Some(h) => Shared::adopt(h.shm),
-        None => Shared::new(),
-    }
-    .map_err(|e| {
-        error!("cannot map shared memory: {e}");
-        EXIT_FAILURE
-    })?;
-    let host = Runner {
-        cli,
-        listeners: &listeners,
-        admin,
-        shared,
-        factory,
-    };
-    match ferricorn_supervisor::run(config.clone(), shared, &listeners, handoff, host) {
-        Ok(()) => {
-            info!("stopped");
-            Ok(())
-        }
-        Err(e) => {
-            error!("{e}");
-            Err(e.exit_code())
-        }
-    }
-}
-
-/// What the supervisor calls back: the worker's body, and reloads.
-struct Runner<'a, F> {
-    cli: &'a Cli,
-    listeners: &'a Listeners,
-    /// Which listener is the metrics address.
-    admin: Option<usize>,
-    shared: Shared,
-    factory: F,
-}
-
-impl<A: App, F: Fn(&Context) -> A> Host for Runner<'_, F> {
-    fn worker(&mut self, spawn: Spawn<'_>) -> i32 {
-        logging::set_worker(spawn.slot);
-        let mut inherited = ferricorn_worker::Listeners::default();
-        let mut failed = None;
-        for (i, l) in self.listeners.iter().enumerate() {
-            match inherit(l) {
-                Ok(l) if Some(i) == self.admin => inherited.admin = Some(l),
-                Ok(l) => inherited.app.push(l),
-                Err(e) => failed = Some(e),
-            }
-        }
-        match failed {
-            None => ferricorn_worker::run(
-                spawn.config,
-                self.shared,
-                (spawn.slot, spawn.cell_id),
-                inherited,
-                ferricorn_worker::Hooks {
-                    reopen_logs: logging::reopen,
-                    access_log: spawn
-                        .config
-                        .access_logfile
-                        .as_ref()
-                        .map(|_| logging::access as fn(&str)),
-                },
-                |ctx| Served((self.factory)(ctx)),
-            ),
-            Some(e) => {
-                error!("cannot use an inherited listener: {e}");
-                i32::from(EXIT_FAILURE)
-            }
-        }
-    }
-
-    /// The config file and the environment again; the original command line
-    /// still wins.
-    fn reload(&mut self) -> Result<Config, String> {
-        let loaded = ferricorn_config::load(&self.cli.options, self.cli.config.as_deref())
-            .map_err(|e| e.to_string())?;
-        Identity::of(&loaded.config)?;
-        for w in &loaded.warnings {
-            warn!("{w}");
-        }
-        Ok(loaded.config)
-    }
-
-    fn reopen_logs(&mut self) {
-        logging::reopen();
-    }
-}
-
-/// The worker's own handle on a listener the supervisor bound.
-fn inherit(l: &Listener) -> std::io::Result<ferricorn_worker::Listener> {
-    Ok(match l {
-        Listener::Tcp(l) => ferricorn_worker::Listener::Tcp(l.try_clone()?),
-        Listener::Unix(l, _) => ferricorn_worker::Listener::Unix(l.try_clone()?),
-    })
 }

@@ -6,29 +6,44 @@
 //! calls. [`run`] is all a `main` needs:
 //!
 //! ```no_run
+//! use ferricorn::{App, Body, Context, Request, Response};
+//!
+//! struct Hello;
+//!
+//! impl App for Hello {
+//!     async fn call(&self, _req: Request) -> Response {
+//!         Response::new(Body::from("Hello, World!"))
+//!     }
+//! }
+//!
 //! fn main() -> std::process::ExitCode {
-//!     ferricorn::run(ferricorn::demo::app)
+//!     ferricorn::run(|_ctx: &Context| Hello)
 //! }
 //! ```
 //!
 //! - [`App`]: the app contract (lifespan startup and shutdown, HTTP handler);
 //!   [`HyperApp`] serves any hyper or tower service.
+//! - [`Server`]: settings in code (`Server::new(factory).workers(4).run()`),
+//!   under the file, the environment and the command line.
 //! - [`Body`]: request and response bodies, streaming both ways.
 //! - [`WebSocketUpgrade`], [`WebSocket`], [`Message`]: the WebSocket scope.
 //! - [`Context`]: the worker an app instance runs in.
-//! - [`demo`]: the app the `ferricorn` binary serves.
-//! - `cli`: command line, settings, exit codes, and the wiring of the
-//!   supervisor (`ferricorn-supervisor`) and the worker (`ferricorn-worker`),
-//!   which never depend on each other.
+//! - `cli`: the command line, the settings' layers, the exit codes.
+//! - `serve`: the wiring of the supervisor (`ferricorn-supervisor`) and the
+//!   worker (`ferricorn-worker`), which never depend on each other.
 //! - `healthcheck`: the `ferricorn healthcheck` probe.
 //! - `logging`: the error log format.
+//!
+//! The `ferricorn` binary serves a demo app of its own
+//! (`src/bin/ferricorn/demo.rs`).
 
 mod app;
 mod body;
 mod cli;
-pub mod demo;
 mod healthcheck;
 mod logging;
+mod serve;
+mod server;
 
 use std::process::ExitCode;
 
@@ -39,18 +54,16 @@ pub use ferricorn_worker::{
     BoxError, Closed, Context, Counter, Error, Gauge, Histogram, Message, RequestInfo, WebSocket,
     WebSocketUpgrade,
 };
+pub use server::Server;
 
-/// Runs the server: reads the command line, the environment and the config
-/// file, binds, forks the workers, and supervises them until stopped. The
-/// `factory` is called in each worker after the fork to build its app.
+/// Runs the server with every setting from the command line, the
+/// environment and the config file (see [`Server`] to set them in code).
+/// The `factory` is called in each worker after the fork to build its app.
 ///
 /// Returns the process exit code: 0 clean stop, 1 runtime failure, 2
 /// configuration error, 3 the app failed to start.
 pub fn run<A: App>(factory: impl Fn(&Context) -> A) -> ExitCode {
-    match cli::main(factory) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(code) => ExitCode::from(code),
-    }
+    Server::new(factory).run()
 }
 
 #[cfg(test)]

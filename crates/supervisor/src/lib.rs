@@ -3,7 +3,7 @@
 //! - [`socket`]: binds the listening sockets ([`bind`]) before any fork.
 //! - `signals`: the self-pipe that turns Unix signals into bytes the loop polls.
 //! - `process`: forks one worker with signals blocked across the fork, and
-//!   switches it to `--user`/`--group`.
+//!   switches it to `--user`/`--group` (found when the settings loaded).
 //! - `arbiter`: the loop that fills slots, replaces workers before retiring
 //!   them, reloads, recycles, kills hung workers, backs off crash loops,
 //!   scales and stops.
@@ -30,7 +30,6 @@ pub mod upgrade;
 use ferricorn_config::Config;
 use ferricorn_shm::Shared;
 
-pub use process::Identity;
 pub use socket::{Listener, Listeners, adopt_all, bind};
 pub use upgrade::Handoff;
 
@@ -81,7 +80,7 @@ pub trait Host {
 
     /// Reads the settings again, for SIGHUP. An error is logged and the
     /// server keeps its current settings and workers.
-    fn reload(&mut self) -> Result<Config, String>;
+    fn reload(&mut self) -> Result<Config, ferricorn_config::Error>;
 
     /// Reopens the supervisor's log files, for SIGUSR1 (workers get the
     /// signal forwarded and reopen their own).

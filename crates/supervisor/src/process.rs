@@ -1,10 +1,10 @@
-//! Forking one worker, the identity it runs as, and its memory use.
+//! Forking one worker, and switching it to the identity it runs as.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use ferricorn_config::Config;
+use ferricorn_config::Identity;
 use nix::sys::signal::Signal;
-use nix::unistd::{ForkResult, Gid, Group, Pid, Uid, User, fork, getppid};
+use nix::unistd::{ForkResult, Gid, Pid, Uid, fork, getppid};
 
 use crate::signals;
 
@@ -13,65 +13,14 @@ const EXIT_PANIC: i32 = 70;
 /// Exit code of a worker that could not switch to its user or group.
 const EXIT_IDENTITY: i32 = 71;
 
-/// The user and group workers switch to after the fork.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Identity {
-    uid: Uid,
-    gid: Gid,
-}
-
-impl Identity {
-    /// Resolves `--user` and `--group` (names or numeric ids); `None` when
-    /// workers keep the supervisor's identity.
-    pub fn of(config: &Config) -> Result<Option<Self>, String> {
-        if config.user.is_none() && config.group.is_none() {
-            return Ok(None);
-        }
-        let user = match &config.user {
-            Some(name) => Some(lookup_user(name)?),
-            None => None,
-        };
-        let uid = user.as_ref().map_or_else(Uid::current, |u| u.uid);
-        let gid = match &config.group {
-            Some(name) => lookup_group(name)?,
-            None => user.as_ref().map_or_else(Gid::current, |u| u.gid),
-        };
-        if !Uid::effective().is_root() && (uid != Uid::current() || gid != Gid::current()) {
-            return Err(format!(
-                "switching workers to user {uid} and group {gid} needs the supervisor to run as root"
-            ));
-        }
-        Ok(Some(Self { uid, gid }))
+/// Drops to `identity`: supplementary groups, group, then user.
+fn switch_to(identity: Identity) -> nix::Result<()> {
+    let (uid, gid) = (Uid::from_raw(identity.uid), Gid::from_raw(identity.gid));
+    if Uid::effective().is_root() {
+        nix::unistd::setgroups(&[gid])?;
     }
-
-    /// Drops to this identity: supplementary groups, group, then user.
-    fn apply(self) -> nix::Result<()> {
-        if Uid::effective().is_root() {
-            nix::unistd::setgroups(&[self.gid])?;
-        }
-        nix::unistd::setgid(self.gid)?;
-        nix::unistd::setuid(self.uid)
-    }
-}
-
-fn lookup_user(name: &str) -> Result<User, String> {
-    let found = match name.parse::<u32>() {
-        Ok(id) => User::from_uid(Uid::from_raw(id)),
-        Err(_) => User::from_name(name),
-    };
-    found
-        .map_err(|e| format!("user `{name}`: {e}"))?
-        .ok_or_else(|| format!("user `{name}` does not exist"))
-}
-
-fn lookup_group(name: &str) -> Result<Gid, String> {
-    if let Ok(id) = name.parse::<u32>() {
-        return Ok(Gid::from_raw(id));
-    }
-    Group::from_name(name)
-        .map_err(|e| format!("group `{name}`: {e}"))?
-        .map(|g| g.gid)
-        .ok_or_else(|| format!("group `{name}` does not exist"))
+    nix::unistd::setgid(gid)?;
+    nix::unistd::setuid(uid)
 }
 
 /// Forks; the child runs `body` and exits with its code, the parent gets the
@@ -98,7 +47,7 @@ pub(crate) fn fork_worker(
                 std::process::exit(0);
             }
             if let Some(identity) = identity
-                && let Err(e) = identity.apply()
+                && let Err(e) = switch_to(identity)
             {
                 tracing::error!(
                     "cannot switch to user {} group {}: {e}",
@@ -118,23 +67,5 @@ pub(crate) fn fork_worker(
             signals::restore(&mask);
             Err(e)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unknown_users_are_named() {
-        let mut config = ferricorn_config::load(&Default::default(), None)
-            .expect("defaults")
-            .config;
-        assert_eq!(Identity::of(&config), Ok(None));
-        config.user = Some("no-such-user-here".into());
-        assert_eq!(
-            Identity::of(&config),
-            Err("user `no-such-user-here` does not exist".into())
-        );
     }
 }

@@ -4,8 +4,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferricorn_config::access_format::FormatError;
-use ferricorn_config::{AccessLogFormat, Config};
+use ferricorn_config::Config;
 use ferricorn_shm::{CellState, EXIT_BOOT_FAILED, Shared, WorkerCell};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
@@ -111,13 +110,7 @@ pub fn run<S: Service>(
             return EXIT_SETUP_FAILED;
         }
     };
-    let access = match access_sink(config, hooks) {
-        Ok(sink) => sink,
-        Err(e) => {
-            error!("access_logformat: {e}");
-            return EXIT_SETUP_FAILED;
-        }
-    };
+    let access = access_sink(config, hooks);
     let ctx = Context {
         slot,
         cell,
@@ -177,7 +170,7 @@ async fn serve<S: Service>(
         cell,
         shared: ctx.shared,
         stop: stop_rx.clone(),
-        settings: config.ws,
+        settings: config.ws(),
     });
     let settings = Settings::of(config, retire_at(config));
     let server = Rc::new(Server::new(app, (config, settings), ctx, hub, access));
@@ -217,16 +210,10 @@ async fn serve<S: Service>(
 }
 
 /// The access log sink, leaked once for the worker's life.
-fn access_sink(config: &Config, hooks: Hooks) -> Result<Option<&'static Sink>, FormatError> {
-    let Some(write) = hooks.access_log else {
-        return Ok(None);
-    };
-    let format = match config.access_logformat.as_deref() {
-        Some(format) => format.parse()?,
-        None => AccessLogFormat::default(),
-    };
-    let sink = Sink::new(format, config.log_json, write);
-    Ok(Some(Box::leak(Box::new(sink))))
+fn access_sink(config: &Config, hooks: Hooks) -> Option<&'static Sink> {
+    let write = hooks.access_log?;
+    let sink = Sink::new(config.access_logformat.clone(), config.log_json(), write);
+    Some(Box::leak(Box::new(sink)))
 }
 
 /// Waits until every connection has closed (all permits are back) or the

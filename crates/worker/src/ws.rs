@@ -63,9 +63,10 @@ pub enum Message {
     Close(Option<(u16, String)>),
 }
 
-/// The socket could not take the message: it is closed.
+/// What was sent could not be taken: the WebSocket, or the response body
+/// being streamed, is closed (the client is gone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the WebSocket is closed")]
+#[error("closed: the client is gone")]
 pub struct Closed;
 
 /// What every WebSocket of a worker shares.

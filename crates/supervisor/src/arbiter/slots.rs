@@ -135,24 +135,13 @@ impl<H: Host> Arbiter<H> {
             self.schedule(slot, true, None);
             return;
         };
-        let identity = match process::Identity::of(&self.config) {
-            Ok(identity) => identity,
-            Err(e) => {
-                error!("cannot fork worker {slot}: {e}");
-                if let Some(c) = self.shared.cell(cell_id) {
-                    c.clear()
-                }
-                self.schedule(slot, true, None);
-                return;
-            }
-        };
         let spawn = Spawn {
             slot,
             cell_id,
             config: &self.config,
         };
         let host = &mut self.host;
-        match process::fork_worker(identity, || host.worker(spawn)) {
+        match process::fork_worker(self.config.identity, || host.worker(spawn)) {
             Ok(pid) => {
                 info!("booting worker {slot} with pid {pid}");
                 if let Some(c) = self.shared.cell(cell_id) {

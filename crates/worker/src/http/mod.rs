@@ -83,14 +83,14 @@ pub(crate) struct Settings {
 impl Settings {
     pub(crate) fn of(config: &Config, retire_at: Option<u64>) -> Self {
         Self {
-            limits: config.limits,
+            limits: config.limits(),
             health_path: config.health_path.clone(),
             ready_path: config.ready_path.clone(),
             metrics_path: config.metrics_path.clone(),
             metrics_apart: config.metrics_bind.is_some(),
             limit_concurrency: config.limit_concurrency,
             request_timeout: config.request_timeout,
-            forwarded_allow: config.forwarded_allow.clone(),
+            forwarded_allow: config.forwarded_allow_ips.clone(),
             root_path: Box::leak(config.root_path.clone().into_boxed_str()),
             body_timeout: config.header_timeout,
             keep_alive: config.keep_alive.is_some(),
@@ -115,10 +115,11 @@ impl Settings {
 /// to its end (or to `--request-timeout`) before the connection closes.
 fn http1(config: &Config) -> http1::Builder {
     let mut b = http1::Builder::new();
-    let max_head = config.limits.max_head();
+    let limits = config.limits();
+    let max_head = limits.max_head();
     b.half_close(true)
         .keep_alive(config.keep_alive.is_some())
-        .max_headers(config.limits.request_fields)
+        .max_headers(limits.request_fields)
         .max_header_size(max_head)
         .max_buf_size(max_head.max(8192));
     b

@@ -32,7 +32,7 @@ use http::header::{ALLOW, CONTENT_TYPE, EXPECT, HeaderValue};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 
-use crate::{
+use ferricorn::{
     App, Body, BoxError, Context, Counter, Gauge, Histogram, Message, Request, Response,
     WebSocketUpgrade,
 };
@@ -60,7 +60,7 @@ const MAX_SLEEP_MS: u64 = 60_000;
 
 /// The demo app.
 #[derive(Debug, Clone)]
-pub struct Demo {
+pub(crate) struct Demo {
     ctx: Context,
     metrics: Result<Metrics, String>,
 }
@@ -75,7 +75,7 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn register(ctx: &Context) -> Result<Self, crate::Error> {
+    fn register(ctx: &Context) -> Result<Self, ferricorn::Error> {
         Ok(Self {
             echoes: ctx.counter("demo_echo_requests_total", "POST /echo requests.")?,
             blocking: ctx.histogram(
@@ -92,8 +92,8 @@ impl Metrics {
     }
 }
 
-/// The factory given to [`run`](crate::run).
-pub fn app(ctx: &Context) -> Demo {
+/// The factory given to `ferricorn::run`.
+pub(crate) fn app(ctx: &Context) -> Demo {
     Demo {
         ctx: ctx.clone(),
         metrics: Metrics::register(ctx).map_err(|e| e.to_string()),
@@ -278,11 +278,11 @@ async fn echo(req: Request) -> Response {
 fn whoami(req: &Request) -> Response {
     let info = req.body().info();
     let client = info
-        .and_then(crate::RequestInfo::client)
+        .and_then(ferricorn::RequestInfo::client)
         .map_or_else(|| "unix".to_owned(), |a| a.to_string());
-    let scheme = info.map_or("http", crate::RequestInfo::scheme);
-    let root = info.map_or("", crate::RequestInfo::root_path);
-    let id = info.map_or("", crate::RequestInfo::id);
+    let scheme = info.map_or("http", ferricorn::RequestInfo::scheme);
+    let root = info.map_or("", ferricorn::RequestInfo::root_path);
+    let id = info.map_or("", ferricorn::RequestInfo::id);
     let host = req
         .headers()
         .get(http::header::HOST)

@@ -1,0 +1,282 @@
+//! The typed values settings are checked into: addresses, networks, log
+//! level and format, the PROXY protocol mode, the user and group workers
+//! run as, and the groups of settings that travel together.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::Error;
+
+/// hyper refuses request targets longer than this; a longer line limit is moot.
+pub(crate) const MAX_REQUEST_LINE: u64 = 65_534 + 32;
+
+/// An address to listen on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bind {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A unix socket file.
+    Unix(PathBuf),
+    /// A listening socket already open as this file descriptor (`fd://N`).
+    Fd(i32),
+}
+
+impl fmt::Display for Bind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(addr) => write!(f, "{addr}"),
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+            Self::Fd(fd) => write!(f, "fd://{fd}"),
+        }
+    }
+}
+
+/// An IP network: an address and a prefix length; `*` is every address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpNet {
+    /// Every address.
+    Any,
+    /// Addresses sharing the first `prefix` bits with `addr`.
+    Net {
+        /// The network's address.
+        addr: IpAddr,
+        /// The prefix length in bits.
+        prefix: u8,
+    },
+}
+
+impl IpNet {
+    /// Whether `ip` is in this network. IPv4 addresses mapped into IPv6
+    /// (`::ffff:a.b.c.d`) count as IPv4.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let Self::Net { addr, prefix } = *self else {
+            return true;
+        };
+        let bits = |a: IpAddr| -> (u128, u8) {
+            match a.to_canonical() {
+                IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
+                IpAddr::V6(v6) => (u128::from(v6), 128),
+            }
+        };
+        let ((net, width), (got, got_width)) = (bits(addr), bits(ip));
+        if width != got_width {
+            return false;
+        }
+        let shift = u32::from(width - prefix.min(width));
+        let (net, got) = if shift >= 128 {
+            (0, 0)
+        } else {
+            (net >> shift, got >> shift)
+        };
+        net == got
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let s = s.trim();
+        if s == "*" {
+            return Ok(Self::Any);
+        }
+        let bad = || Error::Value(format!("`{s}` is not an IP address, a CIDR or *"));
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p.parse::<u8>().map_err(|_| bad())?)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if addr.to_canonical().is_ipv4() {
+            32
+        } else {
+            128
+        };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Self::Net { addr, prefix })
+    }
+}
+
+/// PROXY protocol versions accepted on TCP listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    /// No PROXY header is read.
+    Off,
+    /// The text header.
+    V1,
+    /// The binary header.
+    V2,
+    /// Either.
+    Auto,
+}
+
+impl FromStr for ProxyProtocol {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "off" => Ok(Self::Off),
+            "v1" => Ok(Self::V1),
+            "v2" => Ok(Self::V2),
+            "auto" => Ok(Self::Auto),
+            other => Err(Error::Value(format!(
+                "`{other}` is not off, v1, v2 or auto"
+            ))),
+        }
+    }
+}
+
+/// Log levels, named as Gunicorn names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Everything.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something looks wrong.
+    Warning,
+    /// Something failed.
+    Error,
+    /// Only failures; logged as errors.
+    Critical,
+}
+
+impl FromStr for LogLevel {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "debug" | "trace" => Ok(Self::Debug),
+            "info" => Ok(Self::Info),
+            "warning" | "warn" => Ok(Self::Warning),
+            "error" => Ok(Self::Error),
+            "critical" => Ok(Self::Critical),
+            _ => Err(Error::Value(format!(
+                "`{s}` is not one of debug, info, warning, error, critical"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Error => "error",
+            Self::Critical => "critical",
+        })
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Text, one event per line.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(Error::Value(format!("`{other}` is not text or json"))),
+        }
+    }
+}
+
+/// A user workers may switch to, found in the user database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// As given: a name or a numeric id.
+    pub name: String,
+    /// The user id.
+    pub uid: u32,
+    /// The user's own group.
+    pub gid: u32,
+}
+
+/// A group workers may switch to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// As given: a name or a numeric id.
+    pub name: String,
+    /// The group id.
+    pub gid: u32,
+}
+
+/// The user and group the workers switch to after the fork, found once
+/// when the settings load (not at every fork).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    /// The user id.
+    pub uid: u32,
+    /// The group id.
+    pub gid: u32,
+}
+
+/// Request size limits; `None` means no limit beyond hyper's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest request line in bytes.
+    pub request_line: Option<usize>,
+    /// Most header fields.
+    pub request_fields: usize,
+    /// Longest header field in bytes.
+    pub request_field_size: Option<usize>,
+}
+
+impl Limits {
+    /// The longest request head these limits allow, in bytes.
+    pub fn max_head(&self) -> usize {
+        let line = self.request_line.unwrap_or(MAX_REQUEST_LINE as usize);
+        let field = self.request_field_size.unwrap_or(65_536);
+        line + 2 + self.request_fields * (field + 2) + 2
+    }
+}
+
+/// WebSocket settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebSocket {
+    /// Silence after which the server pings; `None` turns pings off.
+    pub ping_interval: Option<Duration>,
+    /// Time a pinged client has to answer.
+    pub ping_timeout: Duration,
+    /// Largest message in bytes.
+    pub max_size: usize,
+    /// Incoming messages buffered per connection.
+    pub max_queue: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_networks_match() {
+        let net = |s: &str| s.parse::<IpNet>().expect("net");
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert!(net("10.0.0.0/8").contains(ip("10.1.2.3")));
+        assert!(!net("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(net("127.0.0.1").contains(ip("::ffff:127.0.0.1")));
+        assert!(!net("127.0.0.1").contains(ip("127.0.0.2")));
+        assert!(net("::1").contains(ip("::1")));
+        assert!(net("2001:db8::/32").contains(ip("2001:db8::5")));
+        assert!(!net("2001:db8::/32").contains(ip("10.0.0.1")));
+        assert!(net("*").contains(ip("8.8.8.8")));
+        assert!(net("0.0.0.0/0").contains(ip("8.8.8.8")));
+        assert!("10.0.0.0/33".parse::<IpNet>().is_err());
+        assert!("example.com".parse::<IpNet>().is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! The `ferricorn` binary: serves the demo app (see `demo`). Run with
+//! `ferricorn --help`.
+
+mod demo;
+
+fn main() -> std::process::ExitCode {
+    ferricorn::run(demo::app)
+}
