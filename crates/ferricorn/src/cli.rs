@@ -11,20 +11,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use ferricorn_config::{Loaded, Options};
+use ferricorn_config::Options;
 use ferricorn_shm::Shared;
 use ferricorn_worker::Context;
 
 use crate::app::App;
 use crate::healthcheck::Target;
 use crate::logging;
-
-/// Exit code of a runtime failure.
-pub const EXIT_FAILURE: u8 = 1;
-/// Exit code of a configuration error.
-pub const EXIT_CONFIG: u8 = 2;
-/// Exit code when the app failed its lifespan startup.
-pub const EXIT_APP_STARTUP: u8 = 3;
+use crate::sources::Sources;
+use crate::{EXIT_CONFIG, EXIT_FAILURE};
 
 /// ferricorn: a pre-fork application server for async Rust services.
 ///
@@ -37,11 +32,11 @@ pub(crate) struct Cli {
     command: Option<Command>,
 
     #[command(flatten)]
-    pub(crate) options: Options,
+    options: Options,
 
     /// TOML config file [default: ferricorn.toml if present; env FERRICORN_CONFIG]
     #[arg(short, long, value_name = "PATH")]
-    pub(crate) config: Option<PathBuf>,
+    config: Option<PathBuf>,
 
     /// Print every effective setting with its source, then exit
     #[arg(long)]
@@ -66,27 +61,11 @@ enum Command {
     },
 }
 
-/// What a program sets besides the command line: its own defaults (below
-/// the file, the environment and the command line) and its config file.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Layers {
-    pub code: Options,
-    pub config_file: Option<PathBuf>,
-}
-
-impl Layers {
-    /// Loads the settings: the program's layers under the command line's.
-    pub(crate) fn load(&self, cli: &Cli) -> ferricorn_config::Result<Loaded> {
-        let file = cli.config.as_deref().or(self.config_file.as_deref());
-        ferricorn_config::load(&self.code, &cli.options, file)
-    }
-}
-
 /// Parses `args`, loads the settings and runs the server. `Err` holds the
 /// exit code; the failure is already reported.
 pub(crate) fn main<A: App>(
     args: Vec<OsString>,
-    layers: Layers,
+    sources: Sources,
     factory: impl Fn(&Context) -> A,
 ) -> Result<(), u8> {
     let cli = match Cli::try_parse_from(args) {
@@ -103,10 +82,15 @@ pub(crate) fn main<A: App>(
             return Err(EXIT_CONFIG);
         }
     };
+    let sources = Sources {
+        cli: cli.options.clone(),
+        cli_file: cli.config.clone(),
+        ..sources
+    };
     if let Some(Command::Healthcheck { url, timeout }) = &cli.command {
-        return healthcheck(&cli, &layers, url.as_deref(), *timeout);
+        return healthcheck(&sources, url.as_deref(), *timeout);
     }
-    let loaded = layers.load(&cli).map_err(|e| {
+    let loaded = sources.load().map_err(|e| {
         eprintln!("ferricorn: error: {e}");
         EXIT_CONFIG
     })?;
@@ -151,11 +135,11 @@ pub(crate) fn main<A: App>(
         return Err(EXIT_FAILURE);
     }
     logging::init(loaded.config.log_level, loaded.config.log_json());
-    crate::serve::serve(&cli, &layers, loaded, factory)
+    crate::serve::serve(&sources, loaded, factory)
 }
 
 /// `ferricorn healthcheck`: 0 ready, 1 not ready or no answer, 2 bad usage.
-fn healthcheck(cli: &Cli, layers: &Layers, url: Option<&str>, timeout: f64) -> Result<(), u8> {
+fn healthcheck(sources: &Sources, url: Option<&str>, timeout: f64) -> Result<(), u8> {
     let config_error = |e: String| {
         eprintln!("ferricorn healthcheck: error: {e}");
         EXIT_CONFIG
@@ -167,8 +151,8 @@ fn healthcheck(cli: &Cli, layers: &Layers, url: Option<&str>, timeout: f64) -> R
     }
     let target = match url {
         Some(url) => Target::parse(url, "/readyz"),
-        None => layers
-            .load(cli)
+        None => sources
+            .load()
             .map_err(|e| e.to_string())
             .and_then(|loaded| Target::of(&loaded.config)),
     }

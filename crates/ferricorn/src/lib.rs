@@ -28,7 +28,8 @@
 //! - [`Body`]: request and response bodies, streaming both ways.
 //! - [`WebSocketUpgrade`], [`WebSocket`], [`Message`]: the WebSocket scope.
 //! - [`Context`]: the worker an app instance runs in.
-//! - `cli`: the command line, the settings' layers, the exit codes.
+//! - `cli`: the command line.
+//! - `sources`: where the settings come from (the program, the command line).
 //! - `serve`: the wiring of the supervisor (`ferricorn-supervisor`) and the
 //!   worker (`ferricorn-worker`), which never depend on each other.
 //! - `healthcheck`: the `ferricorn healthcheck` probe.
@@ -44,17 +45,24 @@ mod healthcheck;
 mod logging;
 mod serve;
 mod server;
+mod sources;
 
 use std::process::ExitCode;
 
 pub use app::{App, HyperApp, Request, Response};
 pub use body::{Body, BodySender};
-pub use cli::{EXIT_APP_STARTUP, EXIT_CONFIG, EXIT_FAILURE};
 pub use ferricorn_worker::{
     BoxError, Closed, Context, Counter, Error, Gauge, Histogram, Message, RequestInfo, WebSocket,
     WebSocketUpgrade,
 };
 pub use server::Server;
+
+/// Exit code of a runtime failure.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code of a configuration error.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code when the app failed its lifespan startup.
+pub const EXIT_APP_STARTUP: u8 = 3;
 
 /// Runs the server with every setting from the command line, the
 /// environment and the config file (see [`Server`] to set them in code).

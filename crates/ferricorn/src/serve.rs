@@ -8,15 +8,15 @@ use ferricorn_supervisor::{Handoff, Host, Listener, Listeners, Spawn};
 use ferricorn_worker::Context;
 use tracing::{error, info, warn};
 
+use crate::EXIT_FAILURE;
 use crate::app::{App, Served};
-use crate::cli::{Cli, EXIT_FAILURE, Layers};
 use crate::logging;
+use crate::sources::Sources;
 
 /// Binds (or adopts an upgrade's sockets), maps the shared memory, and
 /// runs the supervisor until the server stops.
 pub(crate) fn serve<A: App>(
-    cli: &Cli,
-    layers: &Layers,
+    sources: &Sources,
     loaded: Loaded,
     factory: impl Fn(&Context) -> A,
 ) -> Result<(), u8> {
@@ -69,8 +69,7 @@ pub(crate) fn serve<A: App>(
         EXIT_FAILURE
     })?;
     let host = Runner {
-        cli,
-        layers,
+        sources,
         listeners: &listeners,
         admin,
         shared,
@@ -90,8 +89,7 @@ pub(crate) fn serve<A: App>(
 
 /// What the supervisor calls back: the worker's body, and reloads.
 struct Runner<'a, F> {
-    cli: &'a Cli,
-    layers: &'a Layers,
+    sources: &'a Sources,
     listeners: &'a Listeners,
     /// Which listener is the metrics address.
     admin: Option<usize>,
@@ -137,7 +135,7 @@ impl<A: App, F: Fn(&Context) -> A> Host for Runner<'_, F> {
     /// The config file and the environment again; the original command line
     /// still wins.
     fn reload(&mut self) -> Result<Config, ferricorn_config::Error> {
-        let loaded = self.layers.load(self.cli)?;
+        let loaded = self.sources.load()?;
         for w in &loaded.warnings {
             warn!("{w}");
         }

@@ -88,11 +88,12 @@ impl<F> Server<F> {
         F: Fn(&Context) -> A,
     {
         let args = self.args.unwrap_or_else(|| std::env::args_os().collect());
-        let layers = crate::cli::Layers {
+        let sources = crate::sources::Sources {
             code: self.defaults,
-            config_file: self.config_file,
+            file: self.config_file,
+            ..Default::default()
         };
-        match crate::cli::main(args, layers, self.factory) {
+        match crate::cli::main(args, sources, self.factory) {
             Ok(()) => ExitCode::SUCCESS,
             Err(code) => ExitCode::from(code),
         }

@@ -71,6 +71,29 @@ pub(super) enum Event {
 }
 
 impl Phase {
+    /// The phase `event` leads to from this one, `None` if it means
+    /// nothing here. `delay` is `--shutdown-delay`; `stop` makes a stop that
+    /// starts now.
+    fn next(&self, event: Event, delay: Duration, stop: impl Fn(bool) -> Stopping) -> Option<Self> {
+        use {Event as E, Phase as P};
+        Some(match (self, event) {
+            (P::Starting, E::Ready) => P::Serving { settled: false },
+            (P::Serving { settled: false }, E::Settled) => P::Serving { settled: true },
+            (P::Serving { .. }, E::Reloaded) => P::Serving { settled: false },
+            (P::Upgrading { failed: false }, E::UpgradeDone) => P::Serving { settled: false },
+            (P::Upgrading { failed: false }, E::UpgradeFailed) => P::Upgrading { failed: true },
+            (P::Delaying { .. } | P::Stopping(_), E::Term) => return None,
+            (_, E::Term) if !delay.is_zero() => P::Delaying {
+                until: Instant::now() + delay,
+            },
+            // A second stop only matters when it turns a graceful one quick.
+            (P::Stopping(s), E::Stop { graceful }) if graceful || !s.graceful => return None,
+            (_, E::Term) => P::Stopping(stop(true)),
+            (_, E::Stop { graceful }) => P::Stopping(stop(graceful)),
+            _ => return None,
+        })
+    }
+
     /// Delaying or stopping: the server is on its way out.
     pub(super) fn is_ending(&self) -> bool {
         matches!(self, Self::Delaying { .. } | Self::Stopping(_))
@@ -86,24 +109,14 @@ impl<H: Host> Arbiter<H> {
     /// entering it takes; an event that means nothing in the current phase
     /// changes nothing.
     pub(super) fn advance(&mut self, event: Event) {
-        use {Event as E, Phase as P};
         let delay = self.config.shutdown_delay;
-        let next = match (&self.phase, event) {
-            (P::Starting, E::Ready) => P::Serving { settled: false },
-            (P::Serving { settled: false }, E::Settled) => P::Serving { settled: true },
-            (P::Serving { .. }, E::Reloaded) => P::Serving { settled: false },
-            (P::Upgrading { failed: false }, E::UpgradeDone) => P::Serving { settled: false },
-            (P::Upgrading { failed: false }, E::UpgradeFailed) => P::Upgrading { failed: true },
-            (P::Delaying { .. } | P::Stopping(_), E::Term) => return,
-            (_, E::Term) if !delay.is_zero() => P::Delaying {
-                until: Instant::now() + delay,
-            },
-            // A second stop only matters when it turns a graceful one quick.
-            (P::Stopping(stop), E::Stop { graceful }) if graceful || !stop.graceful => return,
-            (_, E::Term) => P::Stopping(self.stopping(true)),
-            (_, E::Stop { graceful }) => P::Stopping(self.stopping(graceful)),
-            _ => return,
+        let Some(next) = self
+            .phase
+            .next(event, delay, |graceful| self.stopping(graceful))
+        else {
+            return;
         };
+        use Phase as P;
         match &next {
             P::Serving { settled: true } => {
                 let advised = crate::memory::drop_unused_code();
@@ -152,13 +165,101 @@ impl<H: Host> Arbiter<H> {
 mod tests {
     use super::*;
 
+    fn stop(graceful: bool) -> Stopping {
+        Stopping {
+            deadline: Instant::now(),
+            graceful,
+            killed: false,
+        }
+    }
+
+    /// The phase after `events` from `from`, as its name.
+    fn after(from: Phase, events: &[Event], delay: u64) -> String {
+        let delay = Duration::from_secs(delay);
+        let mut phase = from;
+        for &e in events {
+            if let Some(next) = phase.next(e, delay, stop) {
+                phase = next;
+            }
+        }
+        match phase {
+            Phase::Stopping(s) if s.graceful => "stopping gracefully".into(),
+            Phase::Stopping(_) => "stopping quickly".into(),
+            Phase::Delaying { .. } => "delaying".into(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    use Event as E;
+
+    #[test]
+    fn a_server_starts_serves_and_settles() {
+        assert_eq!(after(Phase::Starting, &[E::Settled], 0), "Starting");
+        assert_eq!(
+            after(Phase::Starting, &[E::Ready], 0),
+            "Serving { settled: false }"
+        );
+        let settled = [E::Ready, E::Settled];
+        assert_eq!(
+            after(Phase::Starting, &settled, 0),
+            "Serving { settled: true }"
+        );
+        let reloaded = [E::Ready, E::Settled, E::Reloaded];
+        assert_eq!(
+            after(Phase::Starting, &reloaded, 0),
+            "Serving { settled: false }"
+        );
+        assert_eq!(after(Phase::Starting, &[E::Reloaded], 0), "Starting");
+    }
+
+    #[test]
+    fn an_upgrade_ends_serving_or_failed_for_good() {
+        let up = || Phase::Upgrading { failed: false };
+        assert_eq!(
+            after(up(), &[E::UpgradeDone], 0),
+            "Serving { settled: false }"
+        );
+        let failed = [E::UpgradeFailed, E::UpgradeDone, E::UpgradeFailed];
+        assert_eq!(after(up(), &failed, 0), "Upgrading { failed: true }");
+        assert_eq!(
+            after(up(), &[E::Ready, E::Reloaded], 0),
+            "Upgrading { failed: false }"
+        );
+    }
+
+    #[test]
+    fn term_waits_out_the_delay_and_a_quick_stop_ends_a_graceful_one() {
+        let serving = || Phase::Serving { settled: true };
+        assert_eq!(after(serving(), &[E::Term], 0), "stopping gracefully");
+        assert_eq!(after(serving(), &[E::Term], 5), "delaying");
+        assert_eq!(after(serving(), &[E::Term, E::Term], 5), "delaying");
+        let over = [E::Term, E::Stop { graceful: true }];
+        assert_eq!(after(serving(), &over, 5), "stopping gracefully");
+        let quick = [E::Term, E::Stop { graceful: false }];
+        assert_eq!(after(serving(), &quick, 0), "stopping quickly");
+        let back = [
+            E::Stop { graceful: false },
+            E::Stop { graceful: true },
+            E::Term,
+        ];
+        assert_eq!(after(serving(), &back, 5), "stopping quickly");
+        // A stop ends every other phase too, and nothing leaves it but a
+        // quicker stop.
+        let up = Phase::Upgrading { failed: false };
+        assert_eq!(
+            after(
+                up,
+                &[E::Stop { graceful: true }, E::Ready, E::UpgradeDone],
+                0
+            ),
+            "stopping gracefully"
+        );
+        assert_eq!(after(Phase::Starting, &[E::Term, E::Ready], 3), "delaying");
+    }
+
     #[test]
     fn only_delaying_and_stopping_are_ending() {
-        let stopping = Phase::Stopping(Stopping {
-            deadline: Instant::now(),
-            graceful: true,
-            killed: false,
-        });
+        let stopping = Phase::Stopping(stop(true));
         assert!(stopping.is_ending() && stopping.is_stopping());
         let delaying = Phase::Delaying {
             until: Instant::now(),
