@@ -92,7 +92,7 @@ pub trait Host {
 pub struct Spawn<'a> {
     /// Its slot, from 0 to workers - 1.
     pub slot: usize,
-    /// Its cell in the shared memory.
+    /// The id of its cell in the shared memory.
     pub cell_id: usize,
     /// The settings it runs with.
     pub config: &'a Config,
