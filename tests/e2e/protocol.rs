@@ -309,6 +309,11 @@ fn forwarded_headers_are_trusted_only_from_allowed_peers() {
         seen.starts_with(r#"{"client":"[2001:db8::7]:4711","scheme":"https""#),
         "{seen}"
     );
+    // A forwarded host is held to the Host rule, and answered 400 when it
+    // breaks it; an untrusted peer's is ignored, not refused.
+    let mut c = trusting.conn();
+    c.send(b"GET /whoami HTTP/1.1\r\nHost: internal\r\nX-Forwarded-Host: a b\r\n\r\n");
+    assert_eq!(c.read_response(false).expect("answer").status, 400);
 
     let wary = Server::start(&["-w", "1", "--forwarded-allow-ips", "10.0.0.1"]);
     let mut c = wary.conn();
@@ -319,6 +324,8 @@ fn forwarded_headers_are_trusted_only_from_allowed_peers() {
             && seen.contains(r#""scheme":"http","host":"internal""#),
         "{seen}"
     );
+    c.send(b"GET /whoami HTTP/1.1\r\nHost: internal\r\nX-Forwarded-Host: a b\r\n\r\n");
+    assert_eq!(c.read_response(false).expect("answer").status, 200);
 }
 
 /// A server in PROXY protocol mode; waits on its log, since plain HTTP

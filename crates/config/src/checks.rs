@@ -25,6 +25,17 @@ pub(crate) struct Invalid {
 
 pub(crate) type Check<T> = Result<T, Invalid>;
 
+impl Invalid {
+    /// The error, naming the layer `figment` took the value from.
+    pub(crate) fn at(self, figment: &figment::Figment) -> crate::Error {
+        crate::Error::Invalid {
+            key: self.key.to_owned(),
+            origin: crate::layers::source_of(figment, self.key),
+            message: self.message,
+        }
+    }
+}
+
 pub(crate) fn invalid(key: &'static str, message: impl Into<String>) -> Invalid {
     Invalid {
         key,

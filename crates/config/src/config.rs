@@ -9,10 +9,11 @@ use std::time::Duration;
 use figment::Figment;
 use nix::unistd::{Gid, Uid};
 
+use crate::Error;
 use crate::access_format::AccessLogFormat;
 use crate::checks::{
-    Check, Invalid, binds, endpoint, file, group, hang_timeout, invalid, mebibytes, nets, nonzero,
-    one_bind, parsed, positive, range, root_path, secs, umask, user,
+    Check, binds, endpoint, file, group, hang_timeout, invalid, mebibytes, nets, nonzero, one_bind,
+    parsed, positive, range, root_path, secs, umask, user,
 };
 use crate::cpus::Cpus;
 use crate::options::{Int, Kind, List, Secs, Text};
@@ -26,29 +27,11 @@ pub const MAX_WORKERS: usize = 256;
 /// The most blocking threads one worker runs.
 pub const MAX_THREADS: usize = 1024;
 
-/// Why checking the merged layers failed.
-#[derive(Debug)]
-pub(crate) enum Failed {
-    /// A value of the wrong type, or a layer that could not be read.
-    Figment(Box<figment::Error>),
-    /// A value that failed its check.
-    Invalid(Invalid),
-}
-
-impl From<Invalid> for Failed {
-    fn from(e: Invalid) -> Self {
-        Self::Invalid(e)
-    }
-}
-
 macro_rules! config {
     ($($key:ident: $kind:ident => $checked:ty = $default:literal {
-        $(shown: $shown:literal,)?
-        flag: ([$($short:literal)?], $value_name:literal),
-        env: [$($env:expr),* $(,)?],
         help: $help:literal,
-        doc: $doc:literal,
         check: $check:expr,
+        $($rest:tt)*
     })*) => {
         /// Every setting, checked. Each field is the setting of the same
         /// key (see the settings table for its default); `None` turns a
@@ -68,13 +51,14 @@ macro_rules! config {
 
         impl Config {
             /// Checks every setting of the merged layers.
-            fn check_each(figment: &Figment, cpus: Cpus) -> Result<Self, Failed> {
+            fn check_each(figment: &Figment, cpus: Cpus) -> Result<Self, Error> {
                 Ok(Self {
                     $($key: {
                         let key = stringify!($key);
-                        let raw = <$kind as Kind>::extract(figment, key).map_err(Failed::Figment)?;
+                        let raw = <$kind as Kind>::extract(figment, key)
+                            .map_err(|e| crate::figment_error(&e))?;
                         let check: fn(&'static str, <$kind as Kind>::Raw) -> Check<$checked> = $check;
-                        check(key, raw)?
+                        check(key, raw).map_err(|e| e.at(figment))?
                     },)*
                     cpus,
                     identity: None,
@@ -88,7 +72,7 @@ crate::for_each_setting!(config);
 
 impl Config {
     /// Checks every setting, then the rules that join them.
-    pub(crate) fn resolve(figment: &Figment, cpus: Cpus) -> Result<Self, Failed> {
+    pub(crate) fn resolve(figment: &Figment, cpus: Cpus) -> Result<Self, Error> {
         let mut config = Self::check_each(figment, cpus)?;
         if config.workers == 0 {
             config.workers = cpus.count;
@@ -96,8 +80,9 @@ impl Config {
         if config.threads == 0 {
             config.threads = (cpus.count + 4).min(32);
         }
-        config.check_endpoints()?;
-        config.identity = identity(config.user.as_ref(), config.group.as_ref())?;
+        config.check_endpoints().map_err(|e| e.at(figment))?;
+        config.identity =
+            identity(config.user.as_ref(), config.group.as_ref()).map_err(|e| e.at(figment))?;
         Ok(config)
     }
 
@@ -180,13 +165,13 @@ mod tests {
         Cpus::from_inputs(2, Some(2), None)
     }
 
-    fn resolve(o: Options) -> Result<Config, Failed> {
+    fn resolve(o: Options) -> Result<Config, Error> {
         Config::resolve(&layers::defaults_under(&o), cpus())
     }
 
-    fn bad(o: Options) -> &'static str {
+    fn bad(o: Options) -> String {
         match resolve(o) {
-            Err(Failed::Invalid(e)) => e.key,
+            Err(Error::Invalid { key, .. }) => key,
             other => panic!("not invalid: {other:?}"),
         }
     }

@@ -14,7 +14,7 @@ pub fn settings_table() -> String {
             "| {} | {} | {} | {} |\n",
             flag(s),
             environment(s),
-            code(s.shown),
+            default(s),
             s.doc
         ));
     }
@@ -42,13 +42,11 @@ fn environment(s: &Setting) -> String {
 }
 
 /// A default that is a value is shown as code; one in words is not.
-fn code(shown: &str) -> String {
-    let words = shown.contains(' ') || shown.chars().any(|c| c.is_ascii_uppercase());
-    match shown {
+fn default(s: &Setting) -> String {
+    match s.shown {
         "" => "empty".to_owned(),
-        "none" | "unchanged" | "off" | "Gunicorn's" => shown.to_owned(),
-        s if words => s.to_owned(),
-        s => format!("`{s}`"),
+        words if s.shown_in_words() => words.to_owned(),
+        value => format!("`{value}`"),
     }
 }
 

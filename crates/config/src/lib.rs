@@ -116,25 +116,23 @@ pub struct Shown {
 pub fn load(code: &Options, cli: &Options, config_file: Option<&Path>) -> Result<Loaded> {
     let stack = layers::stack(code, cli, config_file)?;
     let figment = &stack.figment;
-    refuse_unknown_keys(figment)?;
+    let merged: figment::value::Dict = figment.extract().map_err(|e| figment_error(&e))?;
+    // A key no setting has: a typo, or another server's name for one.
+    if let Some(key) = merged.keys().find(|k| options::setting(k).is_none()) {
+        return Err(Error::Layer {
+            origin: layers::source_of(figment, key),
+            message: format!("unknown setting `{key}` (ferricorn --help lists them)"),
+        });
+    }
     let values: Vec<Shown> = SETTINGS
         .iter()
         .map(|s| Shown {
             key: s.key,
-            value: figment
-                .find_value(s.key)
-                .map_or_else(|_| String::new(), |v| layers::render(&v)),
+            value: merged.get(s.key).map(layers::render).unwrap_or_default(),
             source: layers::source_of(figment, s.key),
         })
         .collect();
-    let config = Config::resolve(figment, Cpus::detect()).map_err(|e| match e {
-        config::Failed::Figment(e) => figment_error(&e),
-        config::Failed::Invalid(e) => Error::Invalid {
-            key: e.key.to_owned(),
-            origin: layers::source_of(figment, e.key),
-            message: e.message,
-        },
-    })?;
+    let config = Config::resolve(figment, Cpus::detect())?;
     let warnings = disagreements(&stack.env_values, &values);
     Ok(Loaded {
         config,
@@ -144,24 +142,7 @@ pub fn load(code: &Options, cli: &Options, config_file: Option<&Path>) -> Result
     })
 }
 
-/// A key no setting has (a typo, or another server's name for one).
-fn refuse_unknown_keys(figment: &figment::Figment) -> Result<()> {
-    let merged: figment::value::Dict = figment.extract().map_err(|e| figment_error(&e))?;
-    for key in merged.keys() {
-        if options::setting(key).is_none() {
-            let origin = figment
-                .find_metadata(key)
-                .map_or_else(|| "config".to_owned(), layers::describe);
-            return Err(Error::Layer {
-                origin,
-                message: format!("unknown setting `{key}` (ferricorn --help lists them)"),
-            });
-        }
-    }
-    Ok(())
-}
-
-fn figment_error(e: &figment::Error) -> Error {
+pub(crate) fn figment_error(e: &figment::Error) -> Error {
     let origin = e
         .metadata
         .as_ref()

@@ -6,6 +6,7 @@
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches, value_parser};
 use figment::Figment;
 use figment::value::Value;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::env;
@@ -13,13 +14,19 @@ use crate::env;
 /// What a setting holds before it is checked, and how it is read.
 pub trait Kind {
     /// The raw value: `Vec<String>`, `u64`, `f64` or `String`.
-    type Raw: Clone + Serialize;
+    type Raw: Clone + Serialize + DeserializeOwned + Send + Sync + 'static;
     /// Which kind this is.
     const TAG: Tag;
+
     /// The value `key` has in the merged layers.
-    fn extract(figment: &Figment, key: &str) -> Result<Self::Raw, Box<figment::Error>>;
+    fn extract(figment: &Figment, key: &str) -> Result<Self::Raw, Box<figment::Error>> {
+        figment.extract_inner(key).map_err(Box::new)
+    }
+
     /// The value the command line gave for `id`, if any.
-    fn from_matches(m: &ArgMatches, id: &str) -> Option<Self::Raw>;
+    fn from_matches(m: &ArgMatches, id: &str) -> Option<Self::Raw> {
+        m.get_one::<Self::Raw>(id).cloned()
+    }
 }
 
 /// The kinds of setting, as values.
@@ -75,40 +82,16 @@ impl Kind for List {
 impl Kind for Int {
     type Raw = u64;
     const TAG: Tag = Tag::Int;
-
-    fn extract(figment: &Figment, key: &str) -> Result<u64, Box<figment::Error>> {
-        figment.extract_inner(key).map_err(Box::new)
-    }
-
-    fn from_matches(m: &ArgMatches, id: &str) -> Option<u64> {
-        m.get_one::<u64>(id).copied()
-    }
 }
 
 impl Kind for Secs {
     type Raw = f64;
     const TAG: Tag = Tag::Secs;
-
-    fn extract(figment: &Figment, key: &str) -> Result<f64, Box<figment::Error>> {
-        figment.extract_inner(key).map_err(Box::new)
-    }
-
-    fn from_matches(m: &ArgMatches, id: &str) -> Option<f64> {
-        m.get_one::<f64>(id).copied()
-    }
 }
 
 impl Kind for Text {
     type Raw = String;
     const TAG: Tag = Tag::Text;
-
-    fn extract(figment: &Figment, key: &str) -> Result<String, Box<figment::Error>> {
-        figment.extract_inner(key).map_err(Box::new)
-    }
-
-    fn from_matches(m: &ArgMatches, id: &str) -> Option<String> {
-        m.get_one::<String>(id).cloned()
-    }
 }
 
 impl Tag {
@@ -160,9 +143,20 @@ pub struct Setting {
 }
 
 impl Setting {
+    /// `bind-address` for `bind_address`: the flag without its dashes.
+    fn long(&self) -> String {
+        self.key.replace('_', "-")
+    }
+
     /// `--bind`.
     pub fn flag(&self) -> String {
-        format!("--{}", self.key.replace('_', "-"))
+        format!("--{}", self.long())
+    }
+
+    /// Whether the default is shown in words (`none`, `unchanged`) rather
+    /// than as a value.
+    pub fn shown_in_words(&self) -> bool {
+        self.shown != self.default
     }
 
     /// `FERRICORN_BIND`.
@@ -178,7 +172,7 @@ impl Setting {
     /// The command-line argument.
     fn arg(&self) -> Arg {
         let arg = Arg::new(self.key)
-            .long(self.key.replace('_', "-"))
+            .long(self.long())
             .value_name(self.value_name)
             .help(format!("{} [default: {}]", self.help, self.shown));
         let arg = match self.short {
@@ -206,12 +200,12 @@ macro_rules! shown {
 
 macro_rules! options {
     ($($key:ident: $kind:ident => $checked:ty = $default:literal {
+        help: $help:literal,
+        check: $check:expr,
         $(shown: $shown:literal,)?
         flag: ([$($short:literal)?], $value_name:literal),
         env: [$($env:expr),* $(,)?],
-        help: $help:literal,
         doc: $doc:literal,
-        check: $check:expr,
     })*) => {
         /// Every setting as one layer set it (the command line, a
         /// program's code): each field optional. Its flags are the

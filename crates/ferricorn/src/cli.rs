@@ -83,8 +83,8 @@ pub(crate) fn main<A: App>(
         }
     };
     let sources = Sources {
-        cli: cli.options.clone(),
-        cli_file: cli.config.clone(),
+        cli: cli.options,
+        cli_file: cli.config,
         ..sources
     };
     if let Some(Command::Healthcheck { url, timeout }) = &cli.command {

@@ -103,12 +103,8 @@ impl<F> Server<F> {
 /// One setter per setting of the settings table.
 macro_rules! setters {
     ($($key:ident: $kind:ident => $checked:ty = $default:literal {
-        $(shown: $shown:literal,)?
-        flag: ([$($short:literal)?], $value_name:literal),
-        env: [$($env:expr),* $(,)?],
         help: $help:literal,
-        doc: $doc:literal,
-        check: $check:expr,
+        $($rest:tt)*
     })*) => {
         impl<F> Server<F> {
             $(setter!($kind, $key, $help);)*

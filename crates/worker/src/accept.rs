@@ -11,10 +11,9 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::rc::Rc;
 
 use ferricorn_config::ProxyProtocol;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -117,9 +116,11 @@ fn spawn<L: Accept + 'static, S: Service>(
 ) {
     let server = server.clone();
     let (shared, me) = (server.ctx().shared, server.ctx().cell);
-    let balance = move || match shared.least_connections_besides(me) {
-        Some(least) if !admin => is_ahead(me.connections(), least),
-        _ => false,
+    let balance = move || {
+        !admin
+            && shared
+                .least_connections_besides(me)
+                .is_some_and(|least| is_ahead(me.connections(), least))
     };
     spawn_local(accept_loop(
         listener,

@@ -128,6 +128,12 @@ impl<H: Host> Arbiter<H> {
                 self.shared.header().set_draining();
             }
             P::Stopping(stop) => {
+                if stop.graceful {
+                    let drain = self.config.graceful_timeout;
+                    info!("graceful stop: draining for up to {drain:?}");
+                } else {
+                    info!("quick stop");
+                }
                 self.shared.header().set_draining();
                 self.signal_all(if stop.graceful {
                     Signal::SIGTERM
@@ -144,13 +150,8 @@ impl<H: Host> Arbiter<H> {
     /// graceful-timeout, then run lifespan shutdown) or quick.
     fn stopping(&self, graceful: bool) -> Stopping {
         let wait: Duration = if graceful {
-            info!(
-                "graceful stop: draining for up to {:?}",
-                self.config.graceful_timeout
-            );
             self.config.graceful_timeout + SHUTDOWN_GRACE
         } else {
-            info!("quick stop");
             QUICK_TIMEOUT
         };
         Stopping {

@@ -17,7 +17,7 @@ mod done;
 mod fields;
 mod framing;
 mod limits;
-pub(crate) mod proxy;
+mod proxy;
 mod respond;
 
 use std::cell::Cell;
