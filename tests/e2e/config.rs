@@ -84,7 +84,7 @@ fn each_environment_name_is_read() {
         &out,
         "bind",
         "[\"127.0.0.2:9102\"]",
-        "env UVICORN_HOST+UVICORN_PORT",
+        "env UVICORN_HOST + env UVICORN_PORT",
     );
     let out = run(
         "cmd-args",
@@ -94,6 +94,77 @@ fn each_environment_name_is_read() {
     );
     assert_setting(&out, "workers", "7", "env GUNICORN_CMD_ARGS");
     assert_setting(&out, "keep_alive", "9", "env GUNICORN_CMD_ARGS");
+    // A line copied from a Gunicorn deployment starts, with a warning for
+    // each of Gunicorn's own flags.
+    let out = run(
+        "cmd-args-gunicorn",
+        &p,
+        &[(
+            "GUNICORN_CMD_ARGS",
+            "-k uvicorn.workers.UvicornWorker --preload -w 3 --log-file=-",
+        )],
+        None,
+    );
+    assert_setting(&out, "workers", "3", "env GUNICORN_CMD_ARGS");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("# warning: env GUNICORN_CMD_ARGS: `-k uvicorn.workers.UvicornWorker` has no effect in ferricorn"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("`--preload` has no effect"), "{stdout}");
+    assert!(
+        stdout.contains("`--log-file -` is read as `--error-logfile`"),
+        "{stdout}"
+    );
+}
+
+/// The values of a `--print-config` report, without its comments.
+fn values(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(" # ").next().unwrap_or(l).trim_end().to_owned())
+        .collect()
+}
+
+#[test]
+fn print_config_reads_back_with_c() {
+    let given = run(
+        "print-given",
+        &[
+            "--print-config",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "9001",
+            "-w",
+            "3",
+        ],
+        &[
+            ("FERRICORN_ACCESS_LOGFORMAT", r#"%(h)s "%(r)s" %({x-id}i)s"#),
+            ("FERRICORN_KEEP_ALIVE", "2.5"),
+            ("FERRICORN_RELOAD_PATH", "static,templates"),
+        ],
+        Some("backlog = 64\nroot_path = \"/api\"\n"),
+    );
+    assert_eq!(given.status.code(), Some(0));
+    let dir = temp_dir("print-read-back");
+    let file = dir.join("printed.toml");
+    std::fs::write(&file, &given.stdout).expect("write");
+    let read = command(&dir)
+        .args(["--print-config", "-c"])
+        .arg(&file)
+        .output()
+        .expect("run");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        read.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    assert_eq!(values(&read), values(&given));
+    assert!(line(&read, "bind").starts_with("bind = [\"0.0.0.0:9001\"]"));
 }
 
 #[test]
@@ -103,8 +174,8 @@ fn precedence_defaults_file_env_cmd_args_cli() {
     assert_setting(
         &run("prec0", &p, &[], None),
         "workers",
-        "2 (auto",
-        "default",
+        "0 ",
+        "default; auto: 2 for 2 CPUs",
     );
     assert_setting(
         &run("prec1", &p, &[], file),
@@ -222,7 +293,43 @@ fn check_config_and_bad_values_exit_2_with_one_line() {
             &["--workers", "many"],
             &[],
             None,
-            "invalid value 'many' for '--workers <N>'",
+            "invalid value for `workers` (from cli): expected a whole number, found `many`",
+        ),
+        (
+            &["-w", "-1"],
+            &[],
+            None,
+            "invalid value for `workers` (from cli): expected a whole number (0 or more), found `-1`",
+        ),
+        (
+            &[],
+            &[("FERRICORN_WORKERS", "-1")],
+            None,
+            "invalid value for `workers` (from env FERRICORN_WORKERS): expected a whole number (0 or more), found `-1`",
+        ),
+        (
+            &[],
+            &[],
+            Some("workers = -1"),
+            "invalid value for `workers` (from file ferricorn.toml): expected a whole number (0 or more), found `-1`",
+        ),
+        (
+            &["--workerz", "3"],
+            &[],
+            None,
+            "unexpected argument '--workerz' found; did you mean `--workers`?",
+        ),
+        (
+            &[],
+            &[],
+            Some("worker-connections = 10"),
+            "unknown setting `worker-connections`; did you mean `worker_connections`?",
+        ),
+        (
+            &["-b", "9000"],
+            &[],
+            None,
+            "invalid value for `bind` (from cli): `9000` is a port without a host",
         ),
         (
             &[],
@@ -236,7 +343,12 @@ fn check_config_and_bad_values_exit_2_with_one_line() {
             Some("wrokers = 2"),
             "file ferricorn.toml: unknown setting `wrokers`",
         ),
-        (&[], &[], Some("workers = ["), "file ferricorn.toml"),
+        (
+            &[],
+            &[],
+            Some("workers = ["),
+            "file ferricorn.toml: TOML parse error at line 1, column 12: invalid array",
+        ),
         (
             &["-b", "localhost:notaport"],
             &[],
@@ -269,9 +381,9 @@ fn check_config_and_bad_values_exit_2_with_one_line() {
         ),
         (
             &[],
-            &[("GUNICORN_CMD_ARGS", "-k uvicorn.workers.UvicornWorker")],
+            &[("GUNICORN_CMD_ARGS", "--certfile cert.pem")],
             None,
-            "env GUNICORN_CMD_ARGS: unexpected argument '-k'",
+            "env GUNICORN_CMD_ARGS: `--certfile cert.pem`: TLS is not served yet",
         ),
         (
             &["--no-such-flag"],

@@ -529,7 +529,7 @@ fn on_hup_the_original_command_line_still_wins() {
         server.workers()
     );
     server.wait_log(
-        "reload: replacing 1 workers with 1 workers",
+        "reload: replacing 1 worker with 1 worker",
         Duration::from_secs(1),
     );
 }

@@ -502,3 +502,40 @@ fn healthcheck_exits_0_when_ready_and_1_when_not() {
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("https://example.com"), "{out}");
 }
+
+#[test]
+fn healthcheck_finds_the_address_the_running_server_serves() {
+    // The server binds port 0, so no setting names its real port; the
+    // healthcheck's own environment even names another address.
+    let dir = temp_dir("healthcheck-running");
+    let pidfile = dir.join("ferricorn.pid");
+    let pidfile = pidfile.to_str().expect("utf-8 path");
+    let mut server = Server::start(&["-w", "1", "--pid", pidfile]);
+    assert!(wait_until(Duration::from_secs(5), || {
+        std::path::Path::new(pidfile).exists()
+    }));
+    let elsewhere = [("FERRICORN_BIND", "127.0.0.1:1")];
+    // Options after the subcommand, as before it.
+    let (code, out) = healthcheck_with(&[], &["--pid", pidfile], &elsewhere);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("ready: 200"), "{out}");
+    let (code, out) = healthcheck_with(&["--pid", pidfile], &[], &elsewhere);
+    assert_eq!(code, Some(0), "{out}");
+    // --url still wins.
+    let (code, out) = healthcheck_with(
+        &[],
+        &[
+            "--pid",
+            pidfile,
+            "--url",
+            "http://127.0.0.1:1",
+            "--timeout",
+            "1",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -195,6 +195,17 @@ fn a_port_in_use_exits_1_naming_the_address() {
 fn ttin_and_ttou_scale_the_workers() {
     let server = Server::start(&["-w", "1"]);
     let count = |n: usize| wait_until(Duration::from_secs(10), || server.workers().len() == n);
+    assert!(
+        server.log().contains("starting with 1 worker ("),
+        "{}",
+        server.log()
+    );
+    server.signal(Signal::SIGTTOU);
+    server.wait_log(
+        "TTOU ignored: already at 1 worker, the fewest",
+        Duration::from_secs(5),
+    );
+    assert_eq!(server.workers().len(), 1);
     server.signal(Signal::SIGTTIN);
     assert!(count(2), "TTIN: {:?}", server.workers());
     server.wait_ready();

@@ -17,7 +17,8 @@ use http::HeaderName;
 
 use crate::Error;
 
-/// Gunicorn's default access log format.
+/// Gunicorn's default access log format (the settings table's default; a
+/// test holds them equal).
 pub const DEFAULT_ACCESS_LOG_FORMAT: &str =
     r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
 
@@ -194,6 +195,12 @@ fn atom(name: &str) -> Option<Atom> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tables_default_is_gunicorns() {
+        let s = crate::options::setting("access_logformat").expect("setting");
+        assert_eq!(s.default, DEFAULT_ACCESS_LOG_FORMAT);
+    }
 
     #[test]
     fn atoms_text_and_percent_signs() {

@@ -243,13 +243,31 @@ pub(crate) fn bind(key: &'static str, a: &str) -> Check<Vec<Bind>> {
         }
         return Ok(vec![Bind::Unix(PathBuf::from(path))]);
     }
+    // Gunicorn's `tcp://HOST:PORT`.
+    let a = a.strip_prefix("tcp://").unwrap_or(a);
     if let Ok(addr) = a.parse::<SocketAddr>() {
         return Ok(vec![Bind::Tcp(addr)]);
+    }
+    // A number alone would resolve as an IPv4 address (`9000` is
+    // 0.0.35.40): refused, with what was likely meant.
+    if !a.is_empty() && a.chars().all(|c| c.is_ascii_digit()) {
+        return Err(invalid(
+            key,
+            format!(
+                "`{a}` is a port without a host: write `:{a}` or `0.0.0.0:{a}` for every interface, `127.0.0.1:{a}` for this machine only"
+            ),
+        ));
+    }
+    // Gunicorn's `:PORT`: every interface.
+    if let Some(port) = a.strip_prefix(':')
+        && let Ok(port) = port.parse::<u16>()
+    {
+        return Ok(vec![Bind::Tcp(SocketAddr::from(([0, 0, 0, 0], port)))]);
     }
     let bad = || {
         invalid(
             key,
-            format!("`{a}` is not HOST:PORT, [V6]:PORT or unix:PATH"),
+            format!("`{a}` is not HOST:PORT, :PORT, [V6]:PORT, unix:PATH or fd://N"),
         )
     };
     let (host, port) = match a.rsplit_once(':') {
@@ -302,7 +320,17 @@ mod tests {
         assert!(b("unix:").is_err());
         assert_eq!(b("fd://3"), Ok(vec![Bind::Fd(3)]));
         assert!(b("fd://1").is_err() && b("fd://x").is_err());
-        assert!(b(":80").is_err());
+        assert_eq!(
+            b(":80"),
+            Ok(vec![Bind::Tcp("0.0.0.0:80".parse().expect("addr"))])
+        );
+        assert_eq!(
+            b("tcp://127.0.0.1:80"),
+            Ok(vec![Bind::Tcp("127.0.0.1:80".parse().expect("addr"))])
+        );
+        let bare = b("9000").expect_err("a number alone");
+        assert!(bare.contains("`:9000`"), "{bare}");
+        assert!(b(":http").is_err() && b(":").is_err());
         assert!(b("a b:80").is_err());
     }
 

@@ -16,7 +16,7 @@ use crate::checks::{
     parsed, positive, range, root_path, secs, umask, user,
 };
 use crate::cpus::Cpus;
-use crate::options::{Int, Kind, List, Secs, Text};
+use crate::options::{Flag, Int, Kind, List, Secs, Text};
 use crate::values::{
     Bind, Group, Identity, IpNet, Limits, LogFormat, LogLevel, MAX_REQUEST_LINE, ProxyProtocol,
     User, WebSocket,
@@ -55,8 +55,10 @@ macro_rules! config {
                 Ok(Self {
                     $($key: {
                         let key = stringify!($key);
-                        let raw = <$kind as Kind>::extract(figment, key)
-                            .map_err(|e| crate::figment_error(&e))?;
+                        let raw = figment
+                            .find_value(key)
+                            .map_err(|e| crate::figment_error(&e))
+                            .and_then(|v| <$kind as Kind>::from_value(&v).map_err(|e| invalid(key, e).at(figment)))?;
                         let check: fn(&'static str, <$kind as Kind>::Raw) -> Check<$checked> = $check;
                         check(key, raw).map_err(|e| e.at(figment))?
                     },)*
@@ -81,6 +83,13 @@ impl Config {
             config.threads = (cpus.count + 4).min(32);
         }
         config.check_endpoints().map_err(|e| e.at(figment))?;
+        if config.reload && (config.user.is_some() || config.group.is_some()) {
+            return Err(invalid(
+                "reload",
+                "is for development and cannot be used with `user` or `group`",
+            )
+            .at(figment));
+        }
         config.identity =
             identity(config.user.as_ref(), config.group.as_ref()).map_err(|e| e.at(figment))?;
         Ok(config)

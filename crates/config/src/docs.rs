@@ -32,7 +32,10 @@ fn flag(s: &Setting) -> String {
     } else {
         ""
     };
-    format!("`{short}{} {}`{repeat}", s.flag(), s.value_name)
+    match s.value_name {
+        "" => format!("`{short}{}`", s.flag()),
+        name => format!("`{short}{} {name}`{repeat}", s.flag()),
+    }
 }
 
 fn environment(s: &Setting) -> String {

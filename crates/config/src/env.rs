@@ -19,6 +19,11 @@ pub const PORT: &str = "PORT";
 /// Uvicorn's host; with [`UVICORN_PORT`], `bind` = `HOST:PORT` (each
 /// defaulting as Uvicorn does, to 127.0.0.1 and 8000).
 pub const UVICORN_HOST: &str = "UVICORN_HOST";
+/// The host of the address to bind, as `--host`; with the port names it
+/// makes one address (see the README's settings table).
+pub const HOST: &str = "FERRICORN_HOST";
+/// The port of the address to bind, as `--port`.
+pub const PORT_OWN: &str = "FERRICORN_PORT";
 /// Uvicorn's port; see [`UVICORN_HOST`].
 pub const UVICORN_PORT: &str = "UVICORN_PORT";
 /// The worker count many platforms set (Heroku, the uvicorn-gunicorn images).

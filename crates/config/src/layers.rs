@@ -16,7 +16,7 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 
 use crate::env;
-use crate::options::{Options, SETTINGS, Setting};
+use crate::options::{CLI, Options, SETTINGS};
 use crate::{Error, Result};
 
 /// The file read when no `-c/--config` or `FERRICORN_CONFIG` names one.
@@ -56,6 +56,8 @@ pub(crate) struct Layers {
     pub figment: Figment,
     pub file: Option<PathBuf>,
     pub env_values: Vec<EnvValue>,
+    /// Warnings for the Gunicorn-only flags `GUNICORN_CMD_ARGS` held.
+    pub ignored: Vec<String>,
 }
 
 /// The settings table's defaults, with `code` (a program's own) over them.
@@ -80,7 +82,7 @@ fn defaults(code: &Options) -> Figment {
 #[cfg(test)]
 pub(crate) fn defaults_under(options: &Options) -> Figment {
     defaults(&Options::default()).merge(Layer {
-        name: "cli".to_owned(),
+        name: CLI.to_owned(),
         dict: to_dict(options),
     })
 }
@@ -93,6 +95,14 @@ pub(crate) fn stack(code: &Options, cli: &Options, config_file: Option<&Path>) -
     if let Some(path) = &file {
         figment = figment.merge(Toml::file_exact(path));
     }
+    let (cmd_args, ignored) = match var(env::GUNICORN_CMD_ARGS) {
+        Some(text) => {
+            let (options, ignored) = parse_cmd_args(&text)?;
+            (Some(options), ignored)
+        }
+        None => (None, Vec::new()),
+    };
+    let address = Address::of(cmd_args.as_ref(), cli);
     let mut env_values = Vec::new();
     let mut push = |figment: Figment, key: &'static str, name: String, value: Value| {
         env_values.push(EnvValue {
@@ -104,19 +114,33 @@ pub(crate) fn stack(code: &Options, cli: &Options, config_file: Option<&Path>) -
         dict.insert(key.to_owned(), value);
         figment.merge(Layer { name, dict })
     };
+    let address_at = |rank: Rank| address.as_ref().filter(|a| a.rank == rank);
     for setting in SETTINGS {
-        for (name, value) in other_servers(setting) {
-            figment = push(figment, setting.key, name, value);
+        if setting.key == "bind" {
+            if let Some(a) = address_at(Rank::Others) {
+                figment = push(figment, "bind", a.name.clone(), a.value());
+            }
+            continue;
+        }
+        for name in setting.env {
+            if let Some(text) = var(name) {
+                let value = setting.kind.parse(&text);
+                figment = push(figment, setting.key, format!("env {name}"), value);
+            }
         }
     }
-    if let Some(text) = var(env::GUNICORN_CMD_ARGS) {
-        let options = parse_cmd_args(&text)?;
-        let dict = to_dict(&options);
+    if let Some(options) = &cmd_args {
+        let dict = to_dict(options);
         for s in SETTINGS {
             if let Some(value) = dict.get(s.key) {
                 let name = format!("env {}", env::GUNICORN_CMD_ARGS);
                 figment = push(figment, s.key, name, value.clone());
             }
+        }
+    }
+    for rank in [Rank::GunicornCmdArgs, Rank::Ferricorn] {
+        if let Some(a) = address_at(rank) {
+            figment = push(figment, "bind", a.name.clone(), a.value());
         }
     }
     for s in SETTINGS {
@@ -125,34 +149,127 @@ pub(crate) fn stack(code: &Options, cli: &Options, config_file: Option<&Path>) -
             figment = push(figment, s.key, format!("env {name}"), s.kind.parse(&text));
         }
     }
+    let mut cli_dict = to_dict(cli);
+    if let Some(a) = address_at(Rank::Cli) {
+        cli_dict.insert("bind".to_owned(), a.value());
+    }
     figment = figment.merge(Layer {
-        name: "cli".to_owned(),
-        dict: to_dict(cli),
+        name: CLI.to_owned(),
+        dict: cli_dict,
     });
     Ok(Layers {
         figment,
         file,
         env_values,
+        ignored,
     })
 }
 
-/// What the other servers' names in `setting`'s `env` list set, lowest
-/// first, each with its layer's name. `bind`'s are not its value itself:
-/// `PORT` is a port on every interface, and Uvicorn's host and port make
-/// one address between them.
-fn other_servers(setting: &Setting) -> Vec<(String, Value)> {
-    if setting.key == "bind" {
-        return [port_bind(), uvicorn_bind()]
+/// Where a name that sets part of the address ranks among the layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Rank {
+    /// `PORT`, `UVICORN_HOST`, `UVICORN_PORT`.
+    Others,
+    /// `--host` and `--port` in `GUNICORN_CMD_ARGS`.
+    GunicornCmdArgs,
+    /// `FERRICORN_HOST`, `FERRICORN_PORT`.
+    Ferricorn,
+    /// `--host`, `--port`.
+    Cli,
+}
+
+/// One name that set the host or the port.
+#[derive(Debug)]
+struct Part {
+    rank: Rank,
+    name: String,
+    is_host: bool,
+    value: String,
+}
+
+/// The address the host and port names make between them (Uvicorn's
+/// `--host`/`--port` and their environment names, and `PORT`): the host
+/// from the highest host name set, else `0.0.0.0` when the port came from
+/// `PORT` (the platforms that set it want every interface) or `127.0.0.1`;
+/// the port from the highest port name set, else 8000. It stands where
+/// the highest of the names it was made from ranks, so a host alone (such
+/// as the Docker image's `UVICORN_HOST`) takes the port of a higher name,
+/// and a `bind` of a higher layer still wins.
+#[derive(Debug)]
+struct Address {
+    host: String,
+    port: String,
+    name: String,
+    rank: Rank,
+}
+
+impl Address {
+    fn of(cmd_args: Option<&Options>, cli: &Options) -> Option<Self> {
+        let mut parts = Vec::new();
+        let mut part = |rank, name: String, is_host, value: Option<&String>| {
+            if let Some(value) = value {
+                parts.push(Part {
+                    rank,
+                    name,
+                    is_host,
+                    value: value.trim().to_owned(),
+                });
+            }
+        };
+        let env = |name: &str| (format!("env {name}"), var(name));
+        for (name, is_host) in [
+            (env::PORT, false),
+            (env::UVICORN_HOST, true),
+            (env::UVICORN_PORT, false),
+        ] {
+            let (name, value) = env(name);
+            part(Rank::Others, name, is_host, value.as_ref());
+        }
+        if let Some(o) = cmd_args {
+            let name = |flag| format!("env {} {flag}", env::GUNICORN_CMD_ARGS);
+            part(Rank::GunicornCmdArgs, name("--host"), true, o.host.as_ref());
+            part(
+                Rank::GunicornCmdArgs,
+                name("--port"),
+                false,
+                o.port.as_ref(),
+            );
+        }
+        for (name, is_host) in [(env::HOST, true), (env::PORT_OWN, false)] {
+            let (name, value) = env(name);
+            part(Rank::Ferricorn, name, is_host, value.as_ref());
+        }
+        part(Rank::Cli, "cli --host".to_owned(), true, cli.host.as_ref());
+        part(Rank::Cli, "cli --port".to_owned(), false, cli.port.as_ref());
+
+        let host = parts.iter().rev().find(|p| p.is_host);
+        let port = parts.iter().rev().find(|p| !p.is_host);
+        let rank = host.into_iter().chain(port).map(|p| p.rank).max()?;
+        let from_port = port.is_some_and(|p| p.name == format!("env {}", env::PORT));
+        let default_host = if from_port { "0.0.0.0" } else { "127.0.0.1" };
+        let names: Vec<&str> = host
             .into_iter()
-            .flatten()
-            .map(|(name, addr)| (name, Value::from(vec![addr])))
+            .chain(port)
+            .map(|p| p.name.as_str())
             .collect();
+        Some(Self {
+            host: host.map_or(default_host, |h| &h.value).to_owned(),
+            port: port.map_or("8000", |p| &p.value).to_owned(),
+            name: names.join(" + "),
+            rank,
+        })
     }
-    setting
-        .env
-        .iter()
-        .filter_map(|name| Some((format!("env {name}"), setting.kind.parse(&var(name)?))))
-        .collect()
+
+    /// `HOST:PORT`, an IPv6 host in brackets, as the `bind` list's one item.
+    fn value(&self) -> Value {
+        let host = &self.host;
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        Value::from(vec![format!("{host}:{}", self.port)])
+    }
 }
 
 /// Where a key's value came from: `default`, `code`, `file PATH`, `env NAME`
@@ -195,35 +312,6 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// `PORT` alone means every IPv4 interface on that port.
-fn port_bind() -> Option<(String, String)> {
-    let port = var(env::PORT)?;
-    Some((
-        format!("env {}", env::PORT),
-        format!("0.0.0.0:{}", port.trim()),
-    ))
-}
-
-/// `UVICORN_HOST` and `UVICORN_PORT`, each defaulting as Uvicorn does.
-fn uvicorn_bind() -> Option<(String, String)> {
-    let (host, port) = (var(env::UVICORN_HOST), var(env::UVICORN_PORT));
-    let name = match (&host, &port) {
-        (None, None) => return None,
-        (Some(_), None) => format!("env {}", env::UVICORN_HOST),
-        (None, Some(_)) => format!("env {}", env::UVICORN_PORT),
-        (Some(_), Some(_)) => format!("env {}+{}", env::UVICORN_HOST, env::UVICORN_PORT),
-    };
-    let host = host.unwrap_or_else(|| "127.0.0.1".to_owned());
-    let host = host.trim();
-    let port = port.unwrap_or_else(|| "8000".to_owned());
-    let host = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    };
-    Some((name, format!("{host}:{}", port.trim())))
-}
-
 #[derive(Parser)]
 #[command(
     name = "GUNICORN_CMD_ARGS",
@@ -235,12 +323,254 @@ struct CmdArgs {
     options: Options,
 }
 
-/// Parses `GUNICORN_CMD_ARGS` with the same flags as the command line.
-fn parse_cmd_args(text: &str) -> Result<Options> {
+/// Parses `GUNICORN_CMD_ARGS` with the same flags as the command line,
+/// after setting aside Gunicorn's own flags (see [`GUNICORN_ONLY`]); one
+/// warning for each of those it held.
+fn parse_cmd_args(text: &str) -> Result<(Options, Vec<String>)> {
     let words = split_words(text).map_err(Error::CmdArgs)?;
-    CmdArgs::try_parse_from(words)
+    let (words, warnings) = set_aside_gunicorns(words)?;
+    let options = CmdArgs::try_parse_from(words)
         .map(|a| a.options)
-        .map_err(|e| Error::CmdArgs(first_line(&e.to_string())))
+        .map_err(|e| Error::CmdArgs(clap_error(&e)))?;
+    Ok((options, warnings))
+}
+
+/// What ferricorn does with one of Gunicorn's own flags.
+enum Gunicorns {
+    /// Nothing: it is set aside with a warning that says why.
+    Ignored(&'static str),
+    /// It is read as this flag of ferricorn's.
+    Means(&'static str),
+    /// It is refused: ignoring it would serve something else than asked.
+    Refused(&'static str),
+}
+
+/// Gunicorn's flags a `GUNICORN_CMD_ARGS` copied from a Gunicorn
+/// deployment may hold, which ferricorn's own flags do not cover: the
+/// flags, whether they take a value, and what becomes of them.
+const GUNICORN_ONLY: &[(&[&str], bool, Gunicorns)] = {
+    use Gunicorns::{Ignored, Means, Refused};
+    &[
+        (
+            &["-k", "--worker-class"],
+            true,
+            Ignored("ferricorn's workers are its own async workers"),
+        ),
+        (
+            &["--preload", "--preload-app"],
+            false,
+            Ignored("each worker builds its app after the fork"),
+        ),
+        (
+            &["--worker-tmp-dir"],
+            true,
+            Ignored("heartbeats live in shared memory"),
+        ),
+        (
+            &["--statsd-host", "--statsd-prefix", "--dogstatsd-tags"],
+            true,
+            Ignored("metrics are served at /metrics"),
+        ),
+        (
+            &["-c", "--config"],
+            true,
+            Ignored(
+                "a Gunicorn config file is Python; ferricorn reads TOML (-c, FERRICORN_CONFIG)",
+            ),
+        ),
+        (
+            &[
+                "--chdir",
+                "--pythonpath",
+                "--paste",
+                "--paste-global",
+                "-e",
+                "--env",
+            ],
+            true,
+            Ignored("it concerns Python apps"),
+        ),
+        (
+            &["-n", "--name"],
+            true,
+            Ignored("process names are ferricorn's own"),
+        ),
+        (
+            &[
+                "--log-config",
+                "--log-config-json",
+                "--log-config-dict",
+                "--logger-class",
+            ],
+            true,
+            Ignored("logging is set by --log-level and --log-format"),
+        ),
+        (
+            &[
+                "--log-syslog-to",
+                "--log-syslog-prefix",
+                "--log-syslog-facility",
+            ],
+            true,
+            Ignored("ferricorn does not log to syslog"),
+        ),
+        (
+            &["--log-syslog", "--disable-redirect-access-to-syslog"],
+            false,
+            Ignored("ferricorn does not log to syslog"),
+        ),
+        (
+            &["--capture-output", "-R", "--enable-stdio-inheritance"],
+            false,
+            Ignored("the workers' output goes where the supervisor's goes"),
+        ),
+        (
+            &["--reuse-port"],
+            false,
+            Ignored("the workers always share sockets with SO_REUSEPORT"),
+        ),
+        (
+            &[
+                "--no-sendfile",
+                "--initgroups",
+                "--spew",
+                "--check-config",
+                "--print-config",
+                "-D",
+                "--daemon",
+            ],
+            false,
+            Ignored(
+                "ferricorn has no such setting; --check-config and --print-config are command-line flags",
+            ),
+        ),
+        (
+            &[
+                "--strip-header-spaces",
+                "--permit-unconventional-http-method",
+                "--permit-unconventional-http-version",
+                "--casefold-http-method",
+            ],
+            false,
+            Ignored("requests are parsed strictly"),
+        ),
+        (
+            &["--forwarder-headers", "--header-map", "--reload-engine"],
+            true,
+            Ignored("ferricorn has no such setting"),
+        ),
+        (
+            &["--limit-request-field_size"],
+            true,
+            Means("--limit-request-field-size"),
+        ),
+        (&["--log-file"], true, Means("--error-logfile")),
+        (&["--reload-extra-file"], true, Means("--reload-path")),
+        (
+            &[
+                "--keyfile",
+                "--certfile",
+                "--ca-certs",
+                "--cert-reqs",
+                "--ssl-version",
+                "--ciphers",
+            ],
+            true,
+            Refused("TLS is not served yet: terminate it in a proxy in front"),
+        ),
+        (
+            &["--do-handshake-on-connect", "--suppress-ragged-eofs"],
+            false,
+            Refused("TLS is not served yet: terminate it in a proxy in front"),
+        ),
+    ]
+};
+
+/// Takes Gunicorn's own flags (and their values) out of `words`: one
+/// warning for each set aside, `--log-file` read as `--error-logfile`,
+/// Gunicorn's bare `--proxy-protocol` as `--proxy-protocol auto`, TLS
+/// refused.
+fn set_aside_gunicorns(words: Vec<String>) -> Result<(Vec<String>, Vec<String>)> {
+    let mut kept = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+    let mut words = words.into_iter().peekable();
+    while let Some(word) = words.next() {
+        if word == "--proxy-protocol"
+            && words
+                .peek()
+                .is_none_or(|w| w.parse::<crate::ProxyProtocol>().is_err())
+        {
+            kept.push("--proxy-protocol=auto".to_owned());
+            continue;
+        }
+        // `--flag=value`, `--flag value`, `-kVALUE`, `-k VALUE`.
+        let found = GUNICORN_ONLY.iter().find_map(|(flags, takes, what)| {
+            flags.iter().find_map(|&flag| {
+                let inline = match word.strip_prefix(flag)? {
+                    "" => None,
+                    rest if *takes && rest.starts_with('=') => Some(rest[1..].to_owned()),
+                    rest if *takes && !flag.starts_with("--") => Some(rest.to_owned()),
+                    _ => return None,
+                };
+                Some((flag, *takes, what, inline))
+            })
+        });
+        let Some((flag, takes, what, inline)) = found else {
+            kept.push(word);
+            continue;
+        };
+        let value = match (takes, inline) {
+            (false, _) => None,
+            (true, Some(v)) => Some(v),
+            (true, None) => words.next(),
+        };
+        let given = match &value {
+            Some(v) => format!("`{flag} {v}`"),
+            None => format!("`{flag}`"),
+        };
+        match what {
+            Gunicorns::Refused(why) => {
+                return Err(Error::CmdArgs(format!("{given}: {why}")));
+            }
+            Gunicorns::Means(ours) => {
+                kept.push((*ours).to_owned());
+                kept.extend(value.clone());
+                warnings.push(format!(
+                    "env {}: {given} is read as `{ours}`",
+                    env::GUNICORN_CMD_ARGS
+                ));
+            }
+            Gunicorns::Ignored(why) => {
+                let line = format!(
+                    "env {}: {given} has no effect in ferricorn ({why})",
+                    env::GUNICORN_CMD_ARGS
+                );
+                let seen = format!("env {}: `{flag}", env::GUNICORN_CMD_ARGS);
+                if !warnings.iter().any(|w| w.starts_with(&seen)) {
+                    warnings.push(line);
+                }
+            }
+        }
+    }
+    Ok((kept, warnings))
+}
+
+/// A command-line error as one line: clap's first line, with the flag it
+/// suggests instead of an unknown one (`did you mean `--workers`?`).
+pub fn clap_error(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let line = first_line(&e.to_string());
+    let suggested = [ContextKind::SuggestedArg, ContextKind::SuggestedSubcommand]
+        .into_iter()
+        .find_map(|kind| match e.get(kind)? {
+            ContextValue::String(s) => Some(s.clone()),
+            ContextValue::Strings(v) => v.first().cloned(),
+            _ => None,
+        });
+    match suggested {
+        Some(s) => format!("{line}; did you mean `{s}`?"),
+        None => line,
+    }
 }
 
 /// The first non-empty line of a multi-line message, without clap's `error: `.
@@ -296,12 +626,13 @@ fn to_dict(options: &Options) -> Dict {
 /// Renders a value as TOML would write it.
 pub(crate) fn render(value: &Value) -> String {
     match value {
-        Value::String(_, s) => format!("{s:?}"),
-        Value::Char(_, c) => format!("{:?}", c.to_string()),
+        Value::String(_, s) => toml_string(s),
+        Value::Char(_, c) => toml_string(&c.to_string()),
         Value::Bool(_, b) => b.to_string(),
         Value::Num(_, n) => match (n.to_u128(), n.to_i128(), n.to_f64()) {
             (Some(u), ..) => u.to_string(),
             (_, Some(i), _) => i.to_string(),
+            (.., Some(f)) if f.is_nan() => "nan".to_owned(),
             (.., Some(f)) => f.to_string(),
             _ => format!("{n:?}"),
         },
@@ -313,9 +644,33 @@ pub(crate) fn render(value: &Value) -> String {
     }
 }
 
+/// A TOML basic string.
+fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_render_as_toml() {
+        assert_eq!(toml_string("a\"b\\c\u{1b}"), "\"a\\\"b\\\\c\\u001B\"");
+    }
 
     #[test]
     fn words_split_like_a_shell() {

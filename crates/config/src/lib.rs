@@ -37,7 +37,7 @@ pub use checks::HEARTBEAT_INTERVAL;
 pub use config::{Config, MAX_THREADS, MAX_WORKERS};
 pub use cpus::Cpus;
 pub use docs::settings_table;
-pub use layers::first_line;
+pub use layers::{clap_error, first_line};
 pub use options::{Options, SETTINGS, Setting};
 pub use values::{
     Bind, Group, Identity, IpNet, Limits, LogFormat, LogLevel, ProxyProtocol, User, WebSocket,
@@ -121,7 +121,7 @@ pub fn load(code: &Options, cli: &Options, config_file: Option<&Path>) -> Result
     if let Some(key) = merged.keys().find(|k| options::setting(k).is_none()) {
         return Err(Error::Layer {
             origin: layers::source_of(figment, key),
-            message: format!("unknown setting `{key}` (ferricorn --help lists them)"),
+            message: format!("unknown setting `{key}`{}", suggest(key)),
         });
     }
     let values: Vec<Shown> = SETTINGS
@@ -133,7 +133,8 @@ pub fn load(code: &Options, cli: &Options, config_file: Option<&Path>) -> Result
         })
         .collect();
     let config = Config::resolve(figment, Cpus::detect())?;
-    let warnings = disagreements(&stack.env_values, &values);
+    let mut warnings = stack.ignored;
+    warnings.extend(disagreements(&stack.env_values, &values));
     Ok(Loaded {
         config,
         file: stack.file,
@@ -142,12 +143,49 @@ pub fn load(code: &Options, cli: &Options, config_file: Option<&Path>) -> Result
     })
 }
 
+/// What to say after an unknown key: the key it most likely meant.
+fn suggest(key: &str) -> String {
+    if matches!(key, "host" | "port") {
+        return "; the file sets both as `bind = \"HOST:PORT\"`".to_owned();
+    }
+    let snake = key.trim().replace('-', "_").to_ascii_lowercase();
+    let near = SETTINGS
+        .iter()
+        .map(|s| (edit_distance(&snake, s.key), s.key))
+        .min()
+        .filter(|(d, k)| *d == 0 || *d <= (k.len() / 3).max(1));
+    match near {
+        Some((_, k)) => format!("; did you mean `{k}`?"),
+        None => {
+            " (ferricorn --help lists them; the file's keys are the flags in snake case)".to_owned()
+        }
+    }
+}
+
+/// Levenshtein distance, for the suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 pub(crate) fn figment_error(e: &figment::Error) -> Error {
     let origin = e
         .metadata
         .as_ref()
         .map_or_else(|| "config".to_owned(), layers::describe);
-    let message = first_line(&e.kind.to_string());
+    let message = one_line(&e.kind.to_string());
     match e.path.last() {
         Some(key) => Error::Invalid {
             key: key.clone(),
@@ -155,6 +193,28 @@ pub(crate) fn figment_error(e: &figment::Error) -> Error {
             message,
         },
         None => Error::Layer { origin, message },
+    }
+}
+
+/// A parser's message as one line: its first line and its reason, without
+/// the source snippet the TOML parser draws between them.
+fn one_line(message: &str) -> String {
+    let mut lines = message
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty());
+    let first = first_line(lines.next().unwrap_or(""));
+    let snippet = |l: &str| {
+        let l = l.trim_start();
+        l.starts_with('|')
+            || l.split_once(" |")
+                .is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()))
+    };
+    let reason: Vec<&str> = lines.filter(|l| !snippet(l)).map(str::trim).collect();
+    if reason.is_empty() {
+        first
+    } else {
+        format!("{first}: {}", reason.join("; "))
     }
 }
 
@@ -192,25 +252,31 @@ impl Loaded {
             .map(|s| s.source.as_str())
     }
 
-    /// The `--print-config` report: every setting as a TOML line with its
-    /// source, then the capacity the settings imply and any warnings.
+    /// The `--print-config` report: a TOML file that `-c` reads back to
+    /// the same settings; each line's comment says where its value came
+    /// from (and what an automatic count came to), then comments on the
+    /// capacity the settings imply and any warnings.
     pub fn report(&self) -> String {
         let c = &self.config;
-        let mut out =
-            String::from("# ferricorn: effective settings, each with where it came from\n");
+        let mut out = String::from(
+            "# ferricorn: the effective settings, as a TOML file (-c reads it back);\n# each line's comment says where its value came from\n",
+        );
         for s in &self.values {
-            // The automatic counts are shown as the numbers they came to.
+            // The automatic counts are shown with the numbers they came to.
             let auto = match s.key {
-                "workers" => Some((c.workers, format!("{} CPUs", c.cpus.count))),
-                "threads" => Some((c.threads, format!("min(32, {} CPUs + 4)", c.cpus.count))),
+                "workers" => Some(format!("auto: {} for {} CPUs", c.workers, c.cpus.count)),
+                "threads" => Some(format!(
+                    "auto: {} = min(32, {} CPUs + 4)",
+                    c.threads, c.cpus.count
+                )),
                 _ => None,
             };
-            let value = match auto {
-                Some((n, why)) if s.value == "0" => format!("{n} (auto: {why})"),
-                _ => s.value.clone(),
+            let note = match auto {
+                Some(auto) if s.value == "0" => format!("{}; {auto}", s.source),
+                _ => s.source.clone(),
             };
-            let line = format!("{} = {value}", s.key);
-            let _ = writeln!(out, "{line:<44} # {}", s.source);
+            let line = format!("{} = {}", s.key, s.value);
+            let _ = writeln!(out, "{line:<44} # {note}");
         }
         let _ = writeln!(out, "# CPUs: {}", c.cpus);
         let _ = writeln!(

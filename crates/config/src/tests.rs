@@ -10,6 +10,7 @@ use std::path::Path;
 use figment::Jail;
 
 use super::*;
+use crate::values::ProxyProtocol;
 
 fn source_of<'a>(loaded: &'a Loaded, key: &str) -> &'a str {
     loaded.source(key).expect("key")
@@ -153,7 +154,10 @@ fn port_and_uvicorn_host_port_bind() {
         jail.set_env("UVICORN_HOST", "::1");
         let loaded = load(&Options::default(), None).expect("load");
         assert_eq!(loaded.config.bind, [tcp("[::1]:9090")]);
-        assert_eq!(source_of(&loaded, "bind"), "env UVICORN_HOST+UVICORN_PORT");
+        assert_eq!(
+            source_of(&loaded, "bind"),
+            "env UVICORN_HOST + env UVICORN_PORT"
+        );
 
         jail.set_env("FERRICORN_BIND", "127.0.0.1:1,unix:/tmp/x.sock");
         let loaded = load(&Options::default(), None).expect("load");
@@ -185,7 +189,7 @@ fn errors_name_the_setting_and_the_layer() {
             .to_string();
         assert_eq!(
             err,
-            "file ferricorn.toml: unknown setting `wrokers` (ferricorn --help lists them)"
+            "file ferricorn.toml: unknown setting `wrokers`; did you mean `workers`?"
         );
         assert_eq!(err.lines().count(), 1);
         Ok(())
@@ -204,13 +208,13 @@ fn errors_name_the_setting_and_the_layer() {
         Ok(())
     });
     Jail::expect_with(|jail| {
-        jail.set_env("GUNICORN_CMD_ARGS", "--worker-class uvicorn");
+        jail.set_env("GUNICORN_CMD_ARGS", "--workerz 3");
         let err = load(&Options::default(), None)
             .expect_err("bad")
             .to_string();
-        assert!(
-            err.starts_with("env GUNICORN_CMD_ARGS: unexpected argument '--worker-class'"),
-            "{err}"
+        assert_eq!(
+            err,
+            "env GUNICORN_CMD_ARGS: unexpected argument '--workerz' found; did you mean `--workers`?"
         );
         Ok(())
     });
@@ -222,7 +226,7 @@ fn report_lists_every_setting_and_capacity() {
         jail.set_env("FERRICORN_THREADS", "3");
         let loaded = load(&cli(Some(2)), None).expect("load");
         let report = loaded.report();
-        assert!(report.contains("workers = 2"));
+        assert!(report.contains("workers = 2 "));
         assert!(
             report
                 .lines()
@@ -244,6 +248,158 @@ fn report_lists_every_setting_and_capacity() {
                 s.key
             );
         }
+        Ok(())
+    });
+}
+
+#[test]
+fn gunicorns_own_flags_are_set_aside_with_a_warning_each() {
+    Jail::expect_with(|jail| {
+        jail.set_env(
+            "GUNICORN_CMD_ARGS",
+            "-k uvicorn.workers.UvicornWorker --preload --worker-tmp-dir=/dev/shm --statsd-host localhost:8125 \
+             --log-file /tmp/err.log -w 3 --preload --proxy-protocol --keep-alive 7",
+        );
+        let loaded = load(&Options::default(), None).expect("a copied Gunicorn line starts");
+        assert_eq!(loaded.config.workers, 3);
+        assert_eq!(
+            loaded.config.keep_alive,
+            Some(std::time::Duration::from_secs(7))
+        );
+        assert_eq!(
+            loaded.config.error_logfile.as_deref(),
+            Some(Path::new("/tmp/err.log"))
+        );
+        assert_eq!(loaded.config.proxy_protocol, ProxyProtocol::Auto);
+        let w = &loaded.warnings;
+        assert_eq!(w.len(), 5, "{w:?}");
+        assert!(
+            w[0].contains("`-k uvicorn.workers.UvicornWorker` has no effect"),
+            "{w:?}"
+        );
+        assert!(w[1].contains("`--preload` has no effect"), "{w:?}");
+        assert!(
+            w[2].contains("`--worker-tmp-dir /dev/shm` has no effect"),
+            "{w:?}"
+        );
+        assert!(
+            w[3].contains("`--statsd-host localhost:8125` has no effect"),
+            "{w:?}"
+        );
+        assert!(
+            w[4].contains("`--log-file /tmp/err.log` is read as `--error-logfile`"),
+            "{w:?}"
+        );
+
+        jail.set_env("GUNICORN_CMD_ARGS", "--certfile /c.pem");
+        let err = load(&Options::default(), None).expect_err("TLS is refused");
+        assert!(err.to_string().contains("TLS is not served yet"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_kebab_case_key_and_a_broken_file_are_explained() {
+    Jail::expect_with(|jail| {
+        jail.create_file("ferricorn.toml", "worker-connections = 10")?;
+        let err = load(&Options::default(), None).expect_err("kebab case");
+        assert_eq!(
+            err.to_string(),
+            "file ferricorn.toml: unknown setting `worker-connections`; did you mean `worker_connections`?"
+        );
+        jail.create_file("ferricorn.toml", "workers = \"3")?;
+        let err = load(&Options::default(), None).expect_err("broken");
+        let err = err.to_string();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("line 1") && err.contains("string"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn wrong_types_are_worded_the_same_in_every_layer() {
+    let message = |err: Error| match err {
+        Error::Invalid { message, .. } => message,
+        other => panic!("{other:?}"),
+    };
+    Jail::expect_with(|jail| {
+        jail.create_file("ferricorn.toml", "workers = -1")?;
+        let file = message(load(&Options::default(), None).expect_err("file"));
+        std::fs::remove_file("ferricorn.toml").ok();
+        jail.set_env("FERRICORN_WORKERS", "-1");
+        let env = message(load(&Options::default(), None).expect_err("env"));
+        assert_eq!(file, "expected a whole number (0 or more), found `-1`");
+        assert_eq!(file, env);
+        Ok(())
+    });
+}
+
+#[test]
+fn host_and_port_names_make_one_address() {
+    Jail::expect_with(|jail| {
+        let tcp = |s: &str| Bind::Tcp(s.parse().expect("addr"));
+        let with = |host: Option<&str>, port: Option<&str>| Options {
+            host: host.map(str::to_owned),
+            port: port.map(str::to_owned),
+            ..Default::default()
+        };
+        // The Docker image's host, under every port name.
+        jail.set_env("UVICORN_HOST", "0.0.0.0");
+        let loaded = load(&Options::default(), None).expect("load");
+        assert_eq!(loaded.config.bind, [tcp("0.0.0.0:8000")]);
+        jail.set_env("PORT", "9000");
+        let loaded = load(&Options::default(), None).expect("load");
+        assert_eq!(loaded.config.bind, [tcp("0.0.0.0:9000")]);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        jail.set_env("UVICORN_PORT", "9001");
+        let loaded = load(&Options::default(), None).expect("load");
+        assert_eq!(loaded.config.bind, [tcp("0.0.0.0:9001")]);
+        let loaded = load(&with(None, Some("9002")), None).expect("load");
+        assert_eq!(loaded.config.bind, [tcp("0.0.0.0:9002")]);
+        assert_eq!(source_of(&loaded, "bind"), "cli");
+        jail.set_env("GUNICORN_CMD_ARGS", "-b :9003");
+        let loaded = load(&Options::default(), None).expect("load");
+        assert_eq!(loaded.config.bind, [tcp("0.0.0.0:9003")]);
+        jail.set_env("FERRICORN_PORT", "9004");
+        let loaded = load(&Options::default(), None).expect("load");
+        assert_eq!(loaded.config.bind, [tcp("0.0.0.0:9004")]);
+        jail.set_env("FERRICORN_BIND", "127.0.0.1:9005");
+        let loaded = load(&Options::default(), None).expect("load");
+        assert_eq!(loaded.config.bind, [tcp("127.0.0.1:9005")]);
+        let loaded = load(&with(Some("::1"), None), None).expect("load");
+        assert_eq!(loaded.config.bind, [tcp("[::1]:9004")]);
+        let err = load(&with(None, Some("http")), None).expect_err("a port that is no number");
+        assert!(
+            err.to_string()
+                .starts_with("invalid value for `bind` (from"),
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn the_report_is_toml_that_reads_back_to_the_same_settings() {
+    Jail::expect_with(|jail| {
+        jail.set_env("FERRICORN_THREADS", "3");
+        jail.set_env("UVICORN_HOST", "0.0.0.0");
+        jail.set_env(
+            "FERRICORN_ACCESS_LOGFORMAT",
+            r#"%(h)s "%(r)s" \ %({x-id}i)s"#,
+        );
+        jail.set_env("GUNICORN_CMD_ARGS", "--preload --keep-alive 2.5");
+        let given = load(&cli(Some(0)), None).expect("load");
+        let report = given.report();
+        jail.clear_env();
+        jail.create_file("printed.toml", &report)?;
+        let read = load(&Options::default(), Some(Path::new("printed.toml"))).expect("reads back");
+        assert_eq!(read.config, given.config, "{report}");
+        assert!(read.values.iter().all(|s| s.source == "file printed.toml"));
+        assert!(report.contains("# cli; auto: "), "{report}");
+        assert!(
+            report.contains("# warning: env GUNICORN_CMD_ARGS: `--preload`"),
+            "{report}"
+        );
         Ok(())
     });
 }

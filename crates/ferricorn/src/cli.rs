@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use ferricorn_config::Options;
 use ferricorn_shm::Shared;
 use ferricorn_worker::Context;
@@ -21,13 +21,46 @@ use crate::logging;
 use crate::sources::Sources;
 use crate::{EXIT_CONFIG, EXIT_FAILURE};
 
-/// ferricorn: a pre-fork application server for async Rust services.
+/// The command line ferricorn reads: every setting's flag, `-c/--config`,
+/// `--print-config`, `--check-config` and the `healthcheck` subcommand.
 ///
-/// Every option can also be set as FERRICORN_<NAME> in the environment and
-/// as a key in the TOML config file (snake case); the command line wins.
-#[derive(Debug, Parser)]
-#[command(name = "ferricorn", version)]
-pub(crate) struct Cli {
+/// [`Server`](crate::Server) reads it from the process's arguments itself.
+/// A program with flags of its own flattens it into its own clap parser
+/// and hands it over with [`Server::cli`](crate::Server::cli):
+///
+/// ```no_run
+/// use clap::Parser;
+/// use ferricorn::{App, Body, Context, Request, Response};
+///
+/// /// Says hello.
+/// #[derive(Parser)]
+/// #[command(name = "hello", version)]
+/// struct Cli {
+///     /// What to say
+///     #[arg(long, default_value = "Hello")]
+///     greeting: String,
+///     #[command(flatten)]
+///     server: ferricorn::Args,
+/// }
+///
+/// struct Hello(String);
+///
+/// impl App for Hello {
+///     async fn call(&self, _req: Request) -> Response {
+///         Response::new(Body::from(self.0.clone()))
+///     }
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     let cli = Cli::parse();
+///     let greeting = cli.greeting;
+///     ferricorn::Server::new(move |_: &Context| Hello(greeting.clone()))
+///         .cli(cli.server)
+///         .run()
+/// }
+/// ```
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
     #[command(subcommand)]
     command: Option<Command>,
 
@@ -35,23 +68,25 @@ pub(crate) struct Cli {
     options: Options,
 
     /// TOML config file [default: ferricorn.toml if present; env FERRICORN_CONFIG]
-    #[arg(short, long, value_name = "PATH")]
+    #[arg(short, long, value_name = "PATH", global = true, help_heading = SETTINGS_HEADING)]
     config: Option<PathBuf>,
 
-    /// Print every effective setting with its source, then exit
-    #[arg(long)]
+    /// Print the effective settings as a TOML file, each with where it came from, then exit
+    #[arg(long, help_heading = SETTINGS_HEADING)]
     print_config: bool,
 
     /// Validate the settings, then exit 0, or 2 with the error
-    #[arg(long, conflicts_with = "print_config")]
+    #[arg(long, conflicts_with = "print_config", help_heading = SETTINGS_HEADING)]
     check_config: bool,
 }
 
-#[derive(Debug, Subcommand)]
+const SETTINGS_HEADING: &str = "Settings";
+
+#[derive(Debug, Clone, Subcommand)]
 enum Command {
-    /// Ask a running server's readiness endpoint; exit 0 when ready, 1 when not or when it does not answer
+    /// Ask the running server's readiness endpoint; exit 0 when ready, 1 when not or when it does not answer
     Healthcheck {
-        /// What to ask: http://HOST[:PORT][/PATH] or unix:SOCKET[:/PATH] [default: the readiness endpoint of the server these settings describe]
+        /// What to ask: http://HOST[:PORT][/PATH] or unix:SOCKET[:/PATH] [default: the running server of this executable, else the address the settings give]
         #[arg(long, value_name = "URL")]
         url: Option<String>,
 
@@ -61,27 +96,115 @@ enum Command {
     },
 }
 
-/// Parses `args`, loads the settings and runs the server. `Err` holds the
+/// The name and version `--help` and `--version` show.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Program {
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub about: Option<String>,
+}
+
+impl Program {
+    /// The command line: the program's name, version and description,
+    /// ferricorn's flags, and what `--help` ends with.
+    fn command(&self, argv0: Option<&OsString>) -> clap::Command {
+        use clap::Args as _;
+        // Unnamed, a program is named after its executable.
+        let name = self.name.clone().unwrap_or_else(|| {
+            argv0
+                .map(std::path::Path::new)
+                .and_then(|p| p.file_name())
+                .map_or_else(
+                    || "ferricorn".to_owned(),
+                    |n| n.to_string_lossy().into_owned(),
+                )
+        });
+        // A program that gives no version of its own says what serves it.
+        let version = self.version.clone().unwrap_or_else(|| {
+            let ours = env!("CARGO_PKG_VERSION");
+            if name == "ferricorn" {
+                ours.to_owned()
+            } else {
+                format!("(ferricorn {ours})")
+            }
+        });
+        let about = self.about.clone().unwrap_or_else(|| {
+            if name == "ferricorn" {
+                "ferricorn: a pre-fork application server for async Rust services (serving its demo app)".to_owned()
+            } else {
+                format!("{name}, served by ferricorn, a pre-fork application server")
+            }
+        });
+        Args::augment_args(clap::Command::new(name))
+            .version(version)
+            .about(about)
+            .long_about(None)
+            .after_help(after_help())
+    }
+}
+
+/// What `--help` ends with: the signals, the exit codes and the other
+/// servers' environment names read.
+fn after_help() -> String {
+    let mut names: Vec<&str> = ferricorn_config::SETTINGS
+        .iter()
+        .flat_map(|s| s.env.iter().copied())
+        .collect();
+    names.push(ferricorn_config::env::GUNICORN_CMD_ARGS);
+    format!(
+        "Every option is also FERRICORN_<NAME> in the environment (FERRICORN_HOST, FERRICORN_PORT, FERRICORN_CONFIG too) \
+         and a snake_case key in the TOML file; the command line wins over the environment, the environment over the file.
+
+Signals (to the supervisor):
+  TERM        graceful stop: finish in-flight requests, then exit 0
+  INT, QUIT   quick stop
+  HUP         reload: re-read the settings and replace every worker, no request lost
+  TTIN, TTOU  one worker more, one fewer
+  USR1        reopen the log files
+  USR2        upgrade: re-execute the binary in place, no request lost
+
+Exit codes: 0 clean stop, 1 runtime failure (such as an address in use), 2 configuration error, 3 the app failed to start.
+
+Other servers' environment names read: {}.
+In GUNICORN_CMD_ARGS, Gunicorn's own flags (-k, --preload, --worker-tmp-dir, --statsd-host...) are ignored with a warning each.",
+        names.join(", ")
+    )
+}
+
+/// Reads the command line: `Ok(None)` when it asked for `--help` or
+/// `--version` (already printed), `Err` the exit code of a bad one
+/// (reported).
+pub(crate) fn parse(program: &Program, args: Vec<OsString>) -> Result<Option<Args>, u8> {
+    use clap::FromArgMatches as _;
+    let name = program
+        .name
+        .clone()
+        .unwrap_or_else(|| "ferricorn".to_owned());
+    let matches = program
+        .command(args.first())
+        .try_get_matches_from(args)
+        .and_then(|m| Args::from_arg_matches(&m));
+    match matches {
+        Ok(args) => Ok(Some(args)),
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            Ok(None)
+        }
+        Err(e) => {
+            eprintln!("{name}: error: {}", ferricorn_config::clap_error(&e));
+            Err(EXIT_CONFIG)
+        }
+    }
+}
+
+/// Loads the settings under `args` and runs the server. `Err` holds the
 /// exit code; the failure is already reported.
 pub(crate) fn main<A: App>(
-    args: Vec<OsString>,
+    args: Args,
     sources: Sources,
     factory: impl Fn(&Context) -> A,
 ) -> Result<(), u8> {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return Ok(());
-        }
-        Err(e) => {
-            eprintln!(
-                "ferricorn: error: {}",
-                ferricorn_config::first_line(&e.to_string())
-            );
-            return Err(EXIT_CONFIG);
-        }
-    };
+    let cli = args;
     let sources = Sources {
         cli: cli.options,
         cli_file: cli.config,

@@ -1,8 +1,9 @@
 //! `ferricorn healthcheck`: asks a running server's readiness endpoint and
 //! exits 0 (ready) or 1 (not ready, or no answer), for container images
-//! that have no curl. Without `--url` it asks the address the same settings
-//! would serve on: `--metrics-bind` if set, else the first `--bind`, with
-//! `--ready-path`.
+//! that have no curl. Without `--url` it asks the server running this
+//! executable (found in `/proc`, see `running`), else the address the same
+//! settings would serve on: `--metrics-bind` if set, else the first
+//! `--bind`; with `--ready-path`.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
@@ -69,17 +70,49 @@ impl Target {
         })
     }
 
-    /// The readiness endpoint of the server these settings describe.
+    /// The readiness endpoint of the server these settings describe: the
+    /// one running this executable (see `running`) if one does, else the
+    /// address the settings give (`metrics_bind` if set, else the first
+    /// `bind`).
     pub(crate) fn of(config: &Config) -> Result<Self, String> {
         let path = config
             .ready_path
             .clone()
             .ok_or("ready_path is off; give --url")?;
-        let bind = config
-            .metrics_bind
-            .as_ref()
-            .or(config.bind.first())
-            .ok_or("no address to ask; give --url")?;
+        let running = crate::running::servers(config.pid.as_deref());
+        let configured = config.metrics_bind.as_ref().or(config.bind.first());
+        let server = match running.as_slice() {
+            [] => None,
+            [one] => Some(one),
+            several => Some(
+                several
+                    .iter()
+                    .find(|r| configured.is_some_and(|b| r.listens.contains(b)))
+                    .ok_or_else(|| {
+                        let pids: Vec<String> = several.iter().map(|r| r.pid.to_string()).collect();
+                        format!(
+                            "{} servers of this executable run (pids {}); give --url, or --pid with the pidfile",
+                            several.len(),
+                            pids.join(", ")
+                        )
+                    })?,
+            ),
+        };
+        let bind = match server {
+            // Its metrics address if it has the one the settings name, else
+            // the first it bound.
+            Some(r) => config
+                .metrics_bind
+                .as_ref()
+                .filter(|m| r.listens.contains(m))
+                .or(r.listens.first()),
+            None => configured,
+        };
+        Self::at(bind.ok_or("no address to ask; give --url")?, path)
+    }
+
+    /// `path` on the server listening at `bind`.
+    fn at(bind: &Bind, path: String) -> Result<Self, String> {
         Ok(match bind {
             Bind::Tcp(addr) => {
                 // A server listening on every address answers on loopback.

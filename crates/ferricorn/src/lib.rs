@@ -28,11 +28,14 @@
 //! - [`Body`]: request and response bodies, streaming both ways.
 //! - [`WebSocketUpgrade`], [`WebSocket`], [`Message`]: the WebSocket scope.
 //! - [`Context`]: the worker an app instance runs in.
-//! - `cli`: the command line.
+//! - [`Args`]: the command line (`cli`), for a program that adds flags of
+//!   its own.
+//! - [`http`], [`bytes`]: the crates the API speaks, re-exported.
 //! - `sources`: where the settings come from (the program, the command line).
 //! - `serve`: the wiring of the supervisor (`ferricorn-supervisor`) and the
 //!   worker (`ferricorn-worker`), which never depend on each other.
-//! - `healthcheck`: the `ferricorn healthcheck` probe.
+//! - `healthcheck`: the `ferricorn healthcheck` probe; `running`: the
+//!   running server it asks, found in `/proc`.
 //! - `logging`: the error log format.
 //!
 //! The `ferricorn` binary serves a demo app of its own
@@ -43,6 +46,7 @@ mod body;
 mod cli;
 mod healthcheck;
 mod logging;
+mod running;
 mod serve;
 mod server;
 mod sources;
@@ -51,11 +55,19 @@ use std::process::ExitCode;
 
 pub use app::{App, HyperApp, Request, Response};
 pub use body::{Body, BodySender};
+pub use cli::Args;
 pub use ferricorn_worker::{
     BoxError, Closed, Context, Counter, Error, Gauge, Histogram, Message, RequestInfo, WebSocket,
     WebSocketUpgrade,
 };
 pub use server::Server;
+
+/// The `http` crate the public API speaks ([`Request`], [`Response`],
+/// `StatusCode`, headers), so an app needs no dependency of its own on it.
+pub use http;
+
+/// The `bytes` crate of [`Body`]'s chunks and [`Message`]'s payloads.
+pub use bytes;
 
 /// Exit code of a runtime failure.
 pub const EXIT_FAILURE: u8 = 1;

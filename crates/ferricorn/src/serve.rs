@@ -28,9 +28,10 @@ pub(crate) fn serve<A: App>(
         warn!("{w}");
     }
     info!(
-        "ferricorn {} starting with {} workers (CPUs: {}), {} blocking threads each",
+        "ferricorn {} starting with {} worker{} (CPUs: {}), {} blocking threads each",
         env!("CARGO_PKG_VERSION"),
         config.workers,
+        if config.workers == 1 { "" } else { "s" },
         config.cpus,
         config.threads
     );

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use ferricorn_config::Options;
 
-use crate::{App, Context};
+use crate::cli::Program;
+use crate::{App, Args, Context};
 
 /// A server for an [`App`], configured in code, then run.
 ///
@@ -43,6 +44,8 @@ pub struct Server<F> {
     defaults: Options,
     config_file: Option<PathBuf>,
     args: Option<Vec<OsString>>,
+    program: Program,
+    cli: Option<Args>,
 }
 
 impl<F> Server<F> {
@@ -57,7 +60,37 @@ impl<F> Server<F> {
             defaults: Options::default(),
             config_file: None,
             args: None,
+            program: Program::default(),
+            cli: None,
         }
+    }
+
+    /// The program's name, as `--help`, `--version` and the command
+    /// line's errors show it [default: the executable's file name].
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.program.name = Some(name.into());
+        self
+    }
+
+    /// The program's version, as `--version` shows it (for example
+    /// `env!("CARGO_PKG_VERSION")`) [default: ferricorn's, named as such].
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.program.version = Some(version.into());
+        self
+    }
+
+    /// The program's one-line description, at the top of `--help`.
+    pub fn about(mut self, about: impl Into<String>) -> Self {
+        self.program.about = Some(about.into());
+        self
+    }
+
+    /// Takes the command line a program has already parsed, with flags of
+    /// its own beside ferricorn's (see [`Args`]), instead of reading the
+    /// process's arguments.
+    pub fn cli(mut self, args: Args) -> Self {
+        self.cli = Some(args);
+        self
     }
 
     /// The TOML file to read when neither `-c/--config` nor
@@ -68,7 +101,7 @@ impl<F> Server<F> {
     }
 
     /// Reads these arguments instead of the process's own; the first is the
-    /// program's name.
+    /// program's path.
     pub fn args<I, T>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = T>,
@@ -87,7 +120,17 @@ impl<F> Server<F> {
     where
         F: Fn(&Context) -> A,
     {
-        let args = self.args.unwrap_or_else(|| std::env::args_os().collect());
+        let args = match self.cli {
+            Some(args) => args,
+            None => {
+                let argv = self.args.unwrap_or_else(|| std::env::args_os().collect());
+                match crate::cli::parse(&self.program, argv) {
+                    Ok(Some(args)) => args,
+                    Ok(None) => return ExitCode::SUCCESS,
+                    Err(code) => return ExitCode::from(code),
+                }
+            }
+        };
         let sources = crate::sources::Sources {
             code: self.defaults,
             file: self.config_file,
@@ -134,6 +177,13 @@ macro_rules! setter {
         #[doc = concat!($help, ".\n\nA `Duration` here, seconds on the command line.")]
         pub fn $key(mut self, d: Duration) -> Self {
             self.defaults.$key = Some(d.as_secs_f64());
+            self
+        }
+    };
+    (Flag, $key:ident, $help:literal) => {
+        #[doc = concat!($help, ".")]
+        pub fn $key(mut self, on: bool) -> Self {
+            self.defaults.$key = Some(on);
             self
         }
     };

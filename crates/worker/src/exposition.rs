@@ -140,7 +140,7 @@ pub(crate) fn render(shared: Shared) -> String {
     out.family(
         "ferricorn_worker_restarts_total",
         "counter",
-        "Times the slot's worker was replaced.",
+        "Times the slot's worker was replaced, for any reason (crash, timeout, recycling, reload, upgrade).",
     );
     for (i, _) in &view.slots {
         out.sample(

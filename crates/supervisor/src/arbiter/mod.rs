@@ -32,6 +32,14 @@ use nix::unistd::Pid;
 use tracing::{error, info, warn};
 
 use self::phase::{Event, Phase};
+
+/// `1 worker`, `2 workers`.
+pub(crate) fn count_workers(n: usize) -> String {
+    match n {
+        1 => "1 worker".to_owned(),
+        n => format!("{n} workers"),
+    }
+}
 use crate::signals::Signals;
 use crate::upgrade::Exec;
 use crate::{Error, Host, pidfile};
@@ -251,8 +259,8 @@ impl<H: Host> Arbiter<H> {
         if !self.workers.is_empty() {
             self.phase = Phase::Upgrading { failed: false };
             info!(
-                "upgrade: {} workers of the previous binary serve until the new ones are ready",
-                self.workers.len()
+                "upgrade: {} of the previous binary serve until the new ones are ready",
+                count_workers(self.workers.len())
             );
         }
     }

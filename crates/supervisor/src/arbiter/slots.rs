@@ -9,7 +9,7 @@ use ferricorn_shm::CellState;
 use ferricorn_shm::metrics::Exit;
 use tracing::{error, info, warn};
 
-use super::{Arbiter, CRASH_WINDOW, Event, Reason, Role, Worker, backoff};
+use super::{Arbiter, CRASH_WINDOW, Event, Reason, Role, Worker, backoff, count_workers};
 use crate::{Host, Spawn, process};
 
 impl<H: Host> Arbiter<H> {
@@ -220,7 +220,11 @@ impl<H: Host> Arbiter<H> {
         }
         let old = self.desired;
         let new = config.workers.clamp(1, MAX_WORKERS);
-        info!("reload: replacing {} workers with {new} workers", old);
+        info!(
+            "reload: replacing {} with {}",
+            count_workers(old),
+            count_workers(new)
+        );
         self.shared.header().events.count_reload();
         self.previous = Some(std::mem::replace(&mut self.config, config));
         self.generation += 1;
@@ -243,12 +247,16 @@ impl<H: Host> Arbiter<H> {
         }
         if delta > 0 && self.desired < MAX_WORKERS {
             self.desired += 1;
-            info!("scaling up to {} workers", self.desired);
+            info!("scaling up to {}", count_workers(self.desired));
             self.slots[self.desired - 1].due = Some(Instant::now());
+        } else if delta > 0 {
+            warn!("TTIN ignored: already at {MAX_WORKERS} workers, the most one server runs");
         } else if delta < 0 && self.desired > 1 {
             self.desired -= 1;
-            info!("scaling down to {} workers", self.desired);
+            info!("scaling down to {}", count_workers(self.desired));
             self.retire_slot(self.desired);
+        } else if delta < 0 {
+            warn!("TTOU ignored: already at 1 worker, the fewest a server runs (TERM stops it)");
         }
         self.publish_desired();
     }

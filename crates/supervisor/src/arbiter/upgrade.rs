@@ -31,7 +31,10 @@ impl<H: Host> Arbiter<H> {
             }
             n += 1;
         }
-        info!("upgrade complete: {n} workers of the previous binary draining");
+        info!(
+            "upgrade complete: {} of the previous binary draining",
+            super::count_workers(n)
+        );
         self.advance(Event::UpgradeDone);
         if let Some(path) = &self.config.pid {
             let _ = std::fs::remove_file(pidfile::Pidfile::oldbin(path));
