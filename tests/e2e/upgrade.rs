@@ -125,3 +125,46 @@ fn a_binary_whose_app_fails_to_start_leaves_the_old_workers_serving() {
     );
     server.wait_ready();
 }
+
+#[test]
+fn reload_re_executes_when_the_binary_is_rebuilt() {
+    let bin = binary_copy("reload-rebuilt");
+    let server = Server::spawn_bin(&bin, &["-w", "2", "--reload"], &[]);
+    server.wait_ready();
+    server.wait_log("reload: watching", Duration::from_secs(5));
+    let (supervisor, before) = (server.pid(), server.workers());
+    let load = Load::start(server.port, 4, 2);
+    assert!(load.wait_for_ok(200, Duration::from_secs(10)));
+    // A rebuild: a new file in the binary's place, as cargo leaves it.
+    let tmp = bin.with_extension("new");
+    std::fs::copy(BIN, &tmp).expect("copy");
+    std::fs::rename(&tmp, &bin).expect("swap binary");
+    server.wait_log(
+        "reload: a watched file changed; re-executing in place",
+        Duration::from_secs(10),
+    );
+    server.wait_log("upgrade complete", Duration::from_secs(15));
+    let (replaced, tally) = load.stop_once_replaced(&server, &before, 2);
+    assert!(
+        replaced,
+        "workers: {:?} (before {before:?})",
+        server.workers()
+    );
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    assert_eq!(server.pid(), supervisor, "the supervisor keeps its pid");
+    assert_eq!(server.log().matches("reload: watching").count(), 2);
+}
+
+#[test]
+fn reload_is_refused_with_a_user() {
+    let out = crate::support::command(&crate::support::temp_dir("reload-user"))
+        .args(["--reload", "--user", "root", "--check-config"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid value for `reload` (from cli): is for development and cannot be used with `user` or `group`"),
+        "{stderr}"
+    );
+}

@@ -8,6 +8,7 @@
 //!   them, reloads, recycles, kills hung workers, backs off crash loops,
 //!   scales and stops.
 //! - `pidfile`: the `--pid` file.
+//! - `watch`: the files `--reload` watches.
 //! - `memory`: drops the code pages only startup used from the supervisor's
 //!   RSS once the workers are ready.
 //!
@@ -26,6 +27,7 @@ mod process;
 mod signals;
 pub mod socket;
 pub mod upgrade;
+mod watch;
 
 use ferricorn_config::Config;
 use ferricorn_shm::Shared;

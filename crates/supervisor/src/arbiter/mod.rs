@@ -42,6 +42,7 @@ pub(crate) fn count_workers(n: usize) -> String {
 }
 use crate::signals::Signals;
 use crate::upgrade::Exec;
+use crate::watch::Watch;
 use crate::{Error, Host, pidfile};
 
 /// A worker that dies sooner than this after its fork counts as a boot crash.
@@ -208,6 +209,8 @@ pub(crate) struct Arbiter<H> {
     listener_fds: Vec<std::os::fd::RawFd>,
     /// How to re-execute this binary, captured at start.
     exec: Option<Exec>,
+    /// `--reload`: the files whose change re-executes it.
+    watch: Option<Watch>,
 }
 
 impl<H: Host> Arbiter<H> {
@@ -219,6 +222,14 @@ impl<H: Host> Arbiter<H> {
         host: H,
     ) -> Self {
         let desired = config.workers.clamp(1, MAX_WORKERS);
+        let exec = Exec::current();
+        let watch = exec
+            .as_ref()
+            .filter(|_| config.reload)
+            .map(|e| Watch::new(e.path(), &config.reload_path));
+        if let Some(w) = &watch {
+            info!("reload: watching {} (development only)", w.describe());
+        }
         Self {
             config,
             previous: None,
@@ -233,7 +244,8 @@ impl<H: Host> Arbiter<H> {
             pidfile: None,
             failure: None,
             listener_fds,
-            exec: Exec::current(),
+            exec,
+            watch,
         }
     }
 
@@ -314,6 +326,23 @@ impl<H: Host> Arbiter<H> {
     }
 
     /// One pass over the workers: promotions, timeouts, recycling, refills.
+    /// `--reload`: once the executable or a watched path has changed and
+    /// settled, re-execute in place as SIGUSR2 does. Only while serving
+    /// with no upgrade under way; a change meanwhile is seen after.
+    fn check_watch(&mut self) {
+        if !matches!(self.phase, Phase::Serving { .. }) || self.is_upgrading() {
+            return;
+        }
+        if self
+            .watch
+            .as_mut()
+            .is_some_and(|w| w.changed(Instant::now()))
+        {
+            info!("reload: a watched file changed; re-executing in place");
+            self.upgrade();
+        }
+    }
+
     fn supervise(&mut self) {
         if matches!(self.phase, Phase::Starting)
             && self
@@ -327,6 +356,7 @@ impl<H: Host> Arbiter<H> {
         self.finish_upgrade();
         self.check_liveness();
         self.check_recycling();
+        self.check_watch();
         self.fill_slots();
         self.publish_desired();
         if self.pidfile.is_none()
@@ -392,6 +422,9 @@ impl<H: Host> Arbiter<H> {
             wake = wake.min(now + BOOT_TICK);
         }
         for at in self.slots.iter().filter_map(|s| s.due) {
+            wake = wake.min(at);
+        }
+        if let Some(at) = self.watch.as_ref().and_then(Watch::next_look) {
             wake = wake.min(at);
         }
         wake.saturating_duration_since(now)
