@@ -8,6 +8,10 @@ run *ARGS:
 test:
     cargo test
 
+# The README's examples, built as a crate of their own.
+readme:
+    bash tests/readme/check.sh
+
 # What CI runs.
 ci:
     bash .ci/run

@@ -1,5 +1,6 @@
 //! The examples: `examples/axum.rs`, an axum `Router` served through
-//! `HyperApp`; `examples/builder.rs`, settings in code.
+//! `HyperApp`; `examples/builder.rs`, settings in code; `examples/flags.rs`,
+//! a program's flags beside ferricorn's.
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -116,4 +117,47 @@ fn a_server_configured_in_code_serves() {
         server.wait_exit(std::time::Duration::from_secs(10)).code(),
         Some(0)
     );
+}
+
+/// Runs an example with `args` and returns its stdout and stderr.
+fn example_output(name: &str, args: &[&str]) -> Output {
+    let dir = temp_dir(name);
+    let out = command_for(&example_bin(name), &dir)
+        .args(args)
+        .output()
+        .expect("run example");
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+#[test]
+fn a_program_has_its_own_name_version_and_flags() {
+    let version = example_output("flags", &["--version"]);
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        "hello 2.3.4"
+    );
+    let version = example_output("builder", &["--version"]);
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        "builder 1.2.3"
+    );
+    let help = example_output("flags", &["--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--greeting") && help.contains("--workers"),
+        "{help}"
+    );
+    // Its flag and ferricorn's, in any order.
+    let mut server =
+        Server::spawn_bin(&example_bin("flags"), &["--greeting", "Hi", "-w", "1"], &[]);
+    server.wait_ready();
+    assert_eq!(server.get("/").text(), "Hi");
+    server.signal(Signal::SIGTERM);
+    assert_eq!(
+        server.wait_exit(std::time::Duration::from_secs(10)).code(),
+        Some(0)
+    );
+    let bad = example_output("flags", &["--workers", "many"]);
+    assert_eq!(bad.status.code(), Some(2));
 }

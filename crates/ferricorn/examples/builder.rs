@@ -22,6 +22,8 @@ impl App for Hello {
 
 fn main() -> std::process::ExitCode {
     ferricorn::Server::new(|ctx: &Context| Hello { slot: ctx.slot() })
+        .name("builder")
+        .version("1.2.3")
         .bind("127.0.0.1:8001")
         .workers(3)
         .graceful_timeout(Duration::from_secs(7))
