@@ -18,7 +18,7 @@ pub trait Kind {
     const TAG: Tag;
 
     /// The raw value from a layer's value: a TOML file's, an environment
-    /// variable's (see [`Tag::parse`]) or a program's. `Err` says what is
+    /// variable's (read by its kind first) or a program's. `Err` says what is
     /// wrong, in the same words for every layer.
     fn from_value(value: &Value) -> Result<Self::Raw, String>;
 
