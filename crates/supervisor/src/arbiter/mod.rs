@@ -271,8 +271,13 @@ impl<H: Host> Arbiter<H> {
         if !self.workers.is_empty() {
             self.phase = Phase::Upgrading { failed: false };
             info!(
-                "upgrade: {} of the previous binary serve until the new ones are ready",
-                count_workers(self.workers.len())
+                "upgrade: {} of the previous binary {} until the new ones are ready",
+                count_workers(self.workers.len()),
+                if self.workers.len() == 1 {
+                    "serves"
+                } else {
+                    "serve"
+                }
             );
         }
     }
