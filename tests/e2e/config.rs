@@ -314,6 +314,12 @@ fn check_config_and_bad_values_exit_2_with_one_line() {
             "invalid value for `workers` (from file ferricorn.toml): expected a whole number (0 or more), found `-1`",
         ),
         (
+            &[],
+            &[("FERRICORN_WORKERZ", "3")],
+            None,
+            "env FERRICORN_WORKERZ: not a name ferricorn reads; did you mean `FERRICORN_WORKERS`?",
+        ),
+        (
             &["--workerz", "3"],
             &[],
             None,
@@ -418,4 +424,38 @@ fn env_settings_reach_the_running_server() {
     assert_eq!(server.workers().len(), 2);
     server.wait_log("starting with 2 workers", std::time::Duration::from_secs(1));
     server.wait_log("3 blocking threads each", std::time::Duration::from_secs(1));
+}
+
+#[test]
+fn help_groups_the_options_and_ends_with_signals_exit_codes_and_names() {
+    let out = run("help", &["--help"], &[], None);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    let mut at = 0;
+    for heading in [
+        "Server socket:",
+        "Workers:",
+        "Timeouts:",
+        "Process management:",
+        "Logging:",
+        "Proxies:",
+        "Request limits:",
+        "WebSocket:",
+        "Health and metrics:",
+        "Settings:",
+        "Signals (to the supervisor):",
+        "Exit codes: 0 clean stop",
+        "Other servers' environment names read: PORT, UVICORN_HOST",
+    ] {
+        let found = help[at..]
+            .find(heading)
+            .unwrap_or_else(|| panic!("no {heading:?} after byte {at} in:\n{help}"));
+        at += found + heading.len();
+    }
+    assert!(help.contains("fd://N"), "{help}");
+    assert!(help.contains("--host <HOST>") && help.contains("--port <PORT>"));
+    assert!(
+        help.contains(r#"[default: %(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"]"#),
+        "{help}"
+    );
 }

@@ -19,6 +19,17 @@ pub fn settings_table() -> String {
         ));
     }
     out.push_str(&format!(
+        "| `--host HOST` | `{}`, `{}` | `127.0.0.1` | with `--port`, instead of `--bind`: one address between them (see Binding above); not a key of the file |\n",
+        env::HOST,
+        env::UVICORN_HOST
+    ));
+    out.push_str(&format!(
+        "| `--port PORT` | `{}`, `{}`, `{}` | `8000` | with `--host`, instead of `--bind` |\n",
+        env::PORT_OWN,
+        env::UVICORN_PORT,
+        env::PORT
+    ));
+    out.push_str(&format!(
         "| `-c, --config PATH` | `{}` | `ferricorn.toml` if present | the TOML file |\n",
         env::CONFIG
     ));

@@ -114,6 +114,7 @@ pub struct Shown {
 /// Loads the settings. `code` holds a program's own defaults, `cli` what the
 /// command line set; `config_file` is `-c/--config`, if given.
 pub fn load(code: &Options, cli: &Options, config_file: Option<&Path>) -> Result<Loaded> {
+    misspelt_env()?;
     let stack = layers::stack(code, cli, config_file)?;
     let figment = &stack.figment;
     let merged: figment::value::Dict = figment.extract().map_err(|e| figment_error(&e))?;
@@ -141,6 +142,32 @@ pub fn load(code: &Options, cli: &Options, config_file: Option<&Path>) -> Result
         values,
         warnings,
     })
+}
+
+/// A `FERRICORN_*` variable one or two letters off a name ferricorn reads
+/// (`FERRICORN_WORKERZ`) is a mistake: refused, with the name it likely
+/// meant. Others (a program's own `FERRICORN_*` names) are left alone.
+fn misspelt_env() -> Result<()> {
+    let mut known: Vec<String> = SETTINGS.iter().map(Setting::env_name).collect();
+    known.extend([env::CONFIG, env::HOST, env::PORT_OWN].map(str::to_owned));
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(env::PREFIX) || known.iter().any(|k| k == name) {
+            continue;
+        }
+        let near = known
+            .iter()
+            .map(|k| (edit_distance(name, k), k))
+            .min()
+            .filter(|(d, _)| *d <= 2);
+        if let Some((_, meant)) = near {
+            return Err(Error::Layer {
+                origin: format!("env {name}"),
+                message: format!("not a name ferricorn reads; did you mean `{meant}`?"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// What to say after an unknown key: the key it most likely meant.

@@ -46,7 +46,7 @@ macro_rules! for_each_setting {
                 section: "Server socket",
                 flag: (['b'], "ADDR"),
                 env: [$crate::env::PORT, $crate::env::UVICORN_HOST, $crate::env::UVICORN_PORT],
-                doc: "`HOST:PORT`, `[V6]:PORT`, `unix:PATH` or `fd://N` (an inherited listening socket); a host name binds every address it resolves to; systemd socket activation (`LISTEN_FDS`) replaces it. `PORT` alone binds `0.0.0.0:$PORT`; `UVICORN_HOST` and `UVICORN_PORT` default to 127.0.0.1 and 8000; `FERRICORN_BIND` is comma-separated",
+                doc: "`HOST:PORT`, `:PORT` (every interface), `[V6]:PORT`, `unix:PATH` or `fd://N` (an inherited listening socket); a port alone is refused; a host name binds every address it resolves to; systemd socket activation (`LISTEN_FDS`) replaces it. The host and port names (`--host`, `--port` below, and `PORT`, which alone binds `0.0.0.0:$PORT`) make one address between them; `FERRICORN_BIND` is comma-separated",
             }
             backlog: Int => i32 = "2048" {
                 help: "Listen queue length of each bound socket",

@@ -403,3 +403,23 @@ fn the_report_is_toml_that_reads_back_to_the_same_settings() {
         Ok(())
     });
 }
+
+#[test]
+fn a_misspelt_ferricorn_variable_is_refused_with_the_name_meant() {
+    Jail::expect_with(|jail| {
+        jail.set_env("FERRICORN_WORKERZ", "3");
+        let err = load(&Options::default(), None).expect_err("misspelt");
+        assert_eq!(
+            err.to_string(),
+            "env FERRICORN_WORKERZ: not a name ferricorn reads; did you mean `FERRICORN_WORKERS`?"
+        );
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        // A program's own names, far from any of ferricorn's, are its own.
+        jail.set_env("FERRICORN_DEMO_STARTUP_DELAY_MS", "5");
+        jail.set_env("FERRICORN_PORT", "9000");
+        load(&Options::default(), None).expect("left alone");
+        Ok(())
+    });
+}
