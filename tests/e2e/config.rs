@@ -459,3 +459,46 @@ fn help_groups_the_options_and_ends_with_signals_exit_codes_and_names() {
         "{help}"
     );
 }
+
+/// The `ENV NAME=VALUE` lines of `docker/Dockerfile`'s runtime stage.
+fn image_env() -> Vec<(String, String)> {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docker/Dockerfile");
+    let text = std::fs::read_to_string(file).expect("docker/Dockerfile");
+    let runtime = text.rsplit("\nFROM ").next().expect("a runtime stage");
+    runtime
+        .lines()
+        .filter_map(|l| l.strip_prefix("ENV "))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+#[test]
+fn the_docker_images_environment_honours_port_and_uvicorn_port() {
+    let image = image_env();
+    assert!(!image.is_empty(), "the Dockerfile sets no ENV");
+    let bind = |extra: &[(&str, &str)], args: &[&str]| {
+        let mut env: Vec<(&str, &str)> = image
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        env.extend_from_slice(extra);
+        let mut all = vec!["--print-config"];
+        all.extend_from_slice(args);
+        line(&run("image-env", &all, &env, None), "bind")
+    };
+    assert!(bind(&[], &[]).starts_with(r#"bind = ["0.0.0.0:8000"]"#));
+    assert!(bind(&[("PORT", "9000")], &[]).starts_with(r#"bind = ["0.0.0.0:9000"]"#));
+    assert!(bind(&[("UVICORN_PORT", "9001")], &[]).starts_with(r#"bind = ["0.0.0.0:9001"]"#));
+    assert!(
+        bind(&[("PORT", "9000")], &["--port", "9002"]).starts_with(r#"bind = ["0.0.0.0:9002"]"#)
+    );
+    assert!(
+        bind(&[("PORT", "9000"), ("GUNICORN_CMD_ARGS", "-b :9003")], &[])
+            .starts_with(r#"bind = [":9003"]"#)
+    );
+    assert!(
+        bind(&[("PORT", "9000")], &["-b", "127.0.0.1:9004"])
+            .starts_with(r#"bind = ["127.0.0.1:9004"]"#)
+    );
+}

@@ -256,7 +256,7 @@ fn disagreements(values: &[layers::EnvValue], shown: &[Shown]) -> Vec<String> {
         let list: Vec<_> = set
             .iter()
             .map(|v| {
-                let name = v.name.trim_start_matches("env ");
+                let name = v.name.replace("env ", "");
                 format!("{name}={}", layers::render(&v.value))
             })
             .collect();
