@@ -103,6 +103,7 @@ mod tests {
             assert!(table.contains(&s.flag()), "{}", s.key);
             assert!(table.contains(&s.env_name()), "{}", s.key);
         }
-        assert_eq!(table.lines().count(), SETTINGS.len() + 3);
+        // The heading and its rule; --host, --port and -c.
+        assert_eq!(table.lines().count(), 2 + SETTINGS.len() + 3);
     }
 }
