@@ -32,6 +32,9 @@ pub const WEB_CONCURRENCY: &str = "WEB_CONCURRENCY";
 pub const UVICORN_WORKERS: &str = "UVICORN_WORKERS";
 /// Gunicorn's worker count.
 pub const GUNICORN_WORKERS: &str = "GUNICORN_WORKERS";
+/// channels_redis' per-channel capacity, as Django Channels deployments
+/// set it.
+pub const CHANNEL_LAYER_CAPACITY: &str = "CHANNEL_LAYER_CAPACITY";
 /// Uvicorn's log level.
 pub const UVICORN_LOG_LEVEL: &str = "UVICORN_LOG_LEVEL";
 /// Gunicorn's log level.

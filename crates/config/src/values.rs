@@ -102,6 +102,29 @@ impl FromStr for IpNet {
     }
 }
 
+/// What a channel layer member's full queue does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelOverflow {
+    /// Close the member's socket.
+    Close,
+    /// Drop its oldest queued message.
+    DropOldest,
+}
+
+impl FromStr for ChannelOverflow {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "close" => Ok(Self::Close),
+            "drop-oldest" | "drop_oldest" => Ok(Self::DropOldest),
+            _ => Err(Error::Value(format!(
+                "`{s}` is not one of close, drop-oldest"
+            ))),
+        }
+    }
+}
+
 /// PROXY protocol versions accepted on TCP listeners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyProtocol {

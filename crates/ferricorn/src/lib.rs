@@ -28,6 +28,9 @@
 //! - [`Body`]: request and response bodies, streaming both ways.
 //! - [`WebSocketUpgrade`], [`WebSocket`], [`Message`]: the WebSocket scope.
 //! - [`Context`]: the worker an app instance runs in.
+//! - [`Channels`]: the channel layer, groups of WebSockets across workers
+//!   ([`WebSocket::join`], [`Channels::send_group`], [`Channels::send_to`],
+//!   [`Channels::count`]).
 //! - [`Args`]: the command line (`cli`), for a program that adds flags of
 //!   its own.
 //! - [`http`], [`bytes`]: the crates the API speaks, re-exported.
@@ -57,8 +60,8 @@ pub use app::{App, HyperApp, Request, Response};
 pub use body::{Body, BodySender};
 pub use cli::Args;
 pub use ferricorn_worker::{
-    BoxError, Closed, Context, Counter, Error, Gauge, Histogram, Message, RequestInfo, WebSocket,
-    WebSocketUpgrade,
+    BoxError, Channels, Closed, ConnectionId, Context, Counter, Error, Gauge, Histogram, Message,
+    Payload, RequestInfo, SendError, WebSocket, WebSocketUpgrade,
 };
 pub use server::Server;
 

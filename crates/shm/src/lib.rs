@@ -20,11 +20,14 @@
 //! - [`metrics`]: the counters behind `/metrics`, per cell and per slot, and
 //!   the table of the app's own series.
 //! - [`procfs`]: a process's resident memory and CPU time, from `/proc`.
+//! - [`groups`]: the channel layer's directory, each worker's groups and
+//!   member counts.
 //!
 //! Every field is an atomic, so reading and writing needs no lock and no
 //! `unsafe`; zeroed memory is a valid, empty region. Only the supervisor
 //! claims and clears cells; a worker writes only its own cell.
 
+pub mod groups;
 pub mod metrics;
 pub mod procfs;
 
@@ -68,6 +71,16 @@ pub struct Header {
     fold_seq: AtomicU64,
     /// What the supervisor counts.
     pub events: Events,
+    /// This server's id, made when the region is: it names the server's
+    /// channel endpoints and outlives an upgrade, which keeps the region.
+    instance: AtomicU64,
+}
+
+impl Header {
+    /// This server's id (see the field).
+    pub fn instance(&self) -> u64 {
+        self.instance.load(Relaxed)
+    }
 }
 
 /// What a cell's worker is doing.
@@ -123,6 +136,7 @@ struct Region {
     totals: [Counters; MAX_SLOTS],
     app: AppTable,
     cells: [WorkerCell; MAX_CELLS],
+    groups: [groups::GroupTable; MAX_CELLS],
 }
 
 /// A handle to the shared region. Cheap to copy; valid until the process exits.
@@ -146,7 +160,14 @@ impl Shared {
     pub fn new() -> nix::Result<Self> {
         let fd = memfd_create(c"ferricorn-shared", MFdFlags::MFD_CLOEXEC)?;
         nix::unistd::ftruncate(&fd, size_of::<Region>() as i64)?;
-        Self::map(fd.into_raw_fd())
+        let shared = Self::map(fd.into_raw_fd())?;
+        // Unique enough among the servers of one host: the time and the pid.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let id = nanos ^ (u64::from(std::process::id()) << 40);
+        shared.region.header.instance.store(id.max(1), Relaxed);
+        Ok(shared)
     }
 
     /// Maps the region another image of this server created, from the memfd
@@ -250,6 +271,9 @@ impl Shared {
         }
         self.region.app.fold(&cell.app);
         cell.clear();
+        if let Some(groups) = self.region.groups.get(id) {
+            groups.clear();
+        }
         seq.fetch_add(1, Release);
     }
 
@@ -278,6 +302,11 @@ impl Shared {
         if let Some(t) = self.region.totals.get(slot) {
             t.sum_into(into);
         }
+    }
+
+    /// Cell `id`'s groups; `None` past [`MAX_CELLS`].
+    pub fn groups(&self, id: usize) -> Option<&'static groups::GroupTable> {
+        self.region.groups.get(id)
     }
 
     /// The cells that have ever been used, with their ids.

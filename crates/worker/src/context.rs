@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ferricorn_channels::Channels;
 use ferricorn_shm::{Shared, WorkerCell};
 
 /// The worker an app instance runs in: its slot, the worker count, its pid,
@@ -14,6 +15,7 @@ pub struct Context {
     pub(crate) cell: &'static WorkerCell,
     pub(crate) pid: u32,
     pub(crate) shared: Shared,
+    pub(crate) channels: Channels,
 }
 
 impl Context {
@@ -31,6 +33,12 @@ impl Context {
     /// The worker's process id.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// The channel layer: send to a group of WebSockets or to one, on any
+    /// worker, and count a group's members (see [`WebSocket::join`](crate::WebSocket::join)).
+    pub fn channels(&self) -> &Channels {
+        &self.channels
     }
 
     /// How many times this worker's slot has had its worker replaced.

@@ -49,6 +49,10 @@ pub use lifecycle::{Hooks, Listeners, run};
 pub use metrics::{Counter, Gauge, Histogram};
 pub use ws::{Closed, Message, WebSocket, WebSocketUpgrade};
 
+/// The channel layer the app reaches through [`Context::channels`] and
+/// [`WebSocket::join`].
+pub use ferricorn_channels::{Channels, ConnectionId, Payload, SendError};
+
 /// An error type apps may return from any call.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -1,5 +1,6 @@
 //! A worker's life: runtime, startup, serving, drain, shutdown.
 
+use ferricorn_channels::{Channels, Overflow, Settings as ChannelSettings};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,11 +112,16 @@ pub fn run<S: Service>(
         }
     };
     let access = access_sink(config, hooks);
+    let Some(channels) = Channels::new(shared, cell_id, channel_settings(config)) else {
+        error!("worker {slot}: no group table for cell {cell_id}");
+        return EXIT_SETUP_FAILED;
+    };
     let ctx = Context {
         slot,
         cell,
         pid: std::process::id(),
         shared,
+        channels,
     };
     let serving = serve(config, ctx, listeners, hooks, access, make);
     let code = LocalSet::new().block_on(&runtime, serving);
@@ -148,6 +154,10 @@ async fn serve<S: Service>(
         }
     };
     spawn_local(heartbeat(cell));
+    if let Err(e) = ctx.channels.listen() {
+        error!("cannot start the channel layer: {e}");
+        return EXIT_SETUP_FAILED;
+    }
     match signal(SignalKind::user_defined1()) {
         Ok(usr1) => drop(spawn_local(reopen_on(usr1, hooks.reopen_logs))),
         Err(e) => warn!("cannot watch SIGUSR1: {e}"),
@@ -171,6 +181,7 @@ async fn serve<S: Service>(
         shared: ctx.shared,
         stop: stop_rx.clone(),
         settings: config.ws(),
+        channels: ctx.channels.clone(),
     });
     let settings = Settings::of(config, retire_at(config));
     let server = Rc::new(Server::new(app, (config, settings), ctx, hub, access));
@@ -207,6 +218,18 @@ async fn serve<S: Service>(
     server.app().shutdown().await;
     info!("worker {slot} stopped");
     0
+}
+
+/// The channel layer's settings.
+fn channel_settings(config: &Config) -> ChannelSettings {
+    ChannelSettings {
+        capacity: config.channel_capacity,
+        overflow: match config.channel_overflow {
+            ferricorn_config::ChannelOverflow::Close => Overflow::Close,
+            ferricorn_config::ChannelOverflow::DropOldest => Overflow::DropOldest,
+        },
+        max_message: config.channel_max_message,
+    }
 }
 
 /// The access log sink, leaked once for the worker's life.

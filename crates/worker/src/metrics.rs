@@ -246,6 +246,8 @@ mod tests {
             cell: shared.cell(id).expect("cell"),
             pid: 1,
             shared,
+            channels: ferricorn_channels::Channels::new(shared, id, Default::default())
+                .expect("channels"),
         }
     }
 

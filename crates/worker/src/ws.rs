@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use ferricorn_channels::{Channels, ConnectionId, Mailbox, Member, Next, Payload};
 use ferricorn_shm::metrics::at;
 use ferricorn_shm::{Shared, WorkerCell};
 use futures_util::{SinkExt, StreamExt};
@@ -77,6 +78,7 @@ pub(crate) struct Hub {
     pub shared: Shared,
     pub stop: watch::Receiver<bool>,
     pub settings: ferricorn_config::WebSocket,
+    pub channels: Channels,
 }
 
 /// What a request says about upgrading to a WebSocket.
@@ -261,6 +263,7 @@ pub struct WebSocket {
     incoming: mpsc::Receiver<Message>,
     outgoing: mpsc::Sender<Out>,
     protocol: Option<String>,
+    member: Member,
 }
 
 impl WebSocket {
@@ -285,6 +288,30 @@ impl WebSocket {
     pub fn protocol(&self) -> Option<&str> {
         self.protocol.as_deref()
     }
+
+    /// The socket's id in the channel layer: what [`Channels::send_to`]
+    /// takes, from any worker.
+    pub fn id(&self) -> ConnectionId {
+        self.member.id()
+    }
+
+    /// Joins `group`: every message sent to it, from any worker, is written
+    /// to this socket by the server itself, in order, through the socket's
+    /// queue of `--channel-capacity` messages. The socket leaves its groups
+    /// when it closes.
+    pub fn join(&self, group: &str) {
+        self.member.join(group);
+    }
+
+    /// Leaves `group`.
+    pub fn leave(&self, group: &str) {
+        self.member.leave(group);
+    }
+
+    /// The channel layer, to send to groups and count them.
+    pub fn channels(&self) -> &Channels {
+        self.member.layer()
+    }
 }
 
 /// What the writer task sends.
@@ -306,13 +333,16 @@ where
     let (sink, mut source) = stream.split();
     let (to_app, incoming) = mpsc::channel(queue);
     let (out, outgoing) = mpsc::channel(queue);
+    let member = hub.channels.member();
+    let mailbox = member.mailbox().clone();
     let socket = WebSocket {
         incoming,
         outgoing: out.clone(),
         protocol,
+        member,
     };
     let app = spawn_local(handler(socket));
-    let writer = spawn_local(write(sink, outgoing, hub.cell));
+    let writer = spawn_local(write(sink, outgoing, mailbox, hub.cell));
     let sent_close = read(&mut source, &out, &to_app, hub).await;
     drop((out, to_app));
     if sent_close {
@@ -325,12 +355,32 @@ where
     drop(app);
 }
 
+/// Writes what the app and the server queue, and the channel layer's
+/// messages for this socket (its mailbox); a mailbox that overflowed under
+/// `--channel-overflow close` closes the socket with 1013 (try again later).
 async fn write(
     mut sink: futures_util::stream::SplitSink<Stream, WsMessage>,
     mut outgoing: mpsc::Receiver<Out>,
+    mailbox: std::rc::Rc<Mailbox>,
     cell: &'static WorkerCell,
 ) {
-    while let Some(out) = outgoing.recv().await {
+    loop {
+        // What the app queued first: a frame it sent before its socket
+        // joined a group goes out before the group's messages.
+        let out = tokio::select! {
+            biased;
+            out = outgoing.recv() => match out {
+                Some(out) => out,
+                None => break,
+            },
+            next = mailbox.next() => match next {
+                Next::Message(payload) => Out::Frame(match &*payload {
+                    Payload::Text(t) => WsMessage::text(t.as_str()),
+                    Payload::Binary(b) => WsMessage::Binary(b.clone()),
+                }),
+                Next::Overflowed => Out::Close(CloseCode::Again, "too slow: messages dropped".to_owned()),
+            },
+        };
         let (frame, last) = match out {
             Out::Frame(f) => {
                 if matches!(f, WsMessage::Text(_) | WsMessage::Binary(_)) {

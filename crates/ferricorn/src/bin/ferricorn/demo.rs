@@ -11,6 +11,8 @@
 //! | `GET /whoami`         | the client address, scheme, host and root path the app sees |
 //! | `GET /ws/echo`        | WebSocket: echoes every text and binary message     |
 //! | `GET /ws/sink`        | WebSocket: accepts and never reads (back-pressure)  |
+//! | `GET /ws/chat/{room}` | WebSocket: a chat room spanning every worker (see `chat`) |
+//! | `POST /rooms/{room}`, `GET /rooms/{room}` | send to a room; its member count |
 //!
 //! It also shows the app's own metrics, served in `/metrics` summed over
 //! the workers: `demo_echo_requests_total` (a counter), `demo_blocking_seconds`
@@ -121,7 +123,12 @@ impl App for Demo {
     }
 
     async fn websocket(&self, upgrade: WebSocketUpgrade) -> Response {
-        match upgrade.request().uri.path() {
+        let path = upgrade.request().uri.path().to_owned();
+        if let Some(room) = crate::chat::room(&path, "/ws/chat/") {
+            let room = room.to_owned();
+            return crate::chat::websocket(&self.ctx, upgrade, room);
+        }
+        match path.as_str() {
             "/ws/echo" => {}
             // Holds the socket without reading: the client's sends stall once
             // --ws-max-queue messages wait, instead of filling memory.
@@ -155,6 +162,21 @@ impl App for Demo {
 
     async fn call(&self, req: Request) -> Response {
         let get = matches!(*req.method(), Method::GET | Method::HEAD);
+        if let Some(room) = crate::chat::room(req.uri().path(), "/rooms/") {
+            let room = room.to_owned();
+            return match *req.method() {
+                Method::POST => crate::chat::publish(&self.ctx, &room, req).await,
+                _ if get => crate::chat::count(&self.ctx, &room),
+                _ => method_not_allowed("GET, HEAD, POST"),
+            };
+        }
+        if let Some(id) = req.uri().path().strip_prefix("/connections/") {
+            let id = id.to_owned();
+            return match *req.method() {
+                Method::POST => crate::chat::direct(&self.ctx, &id, req).await,
+                _ => method_not_allowed("POST"),
+            };
+        }
         match (req.uri().path(), get) {
             ("/", true) => text("Hello, World!"),
             ("/json", true) => json(r#"{"message":"Hello, World!"}"#),
@@ -329,13 +351,13 @@ fn text(body: impl Into<Body>) -> Response {
     res
 }
 
-fn json(body: impl Into<Body>) -> Response {
+pub(crate) fn json(body: impl Into<Body>) -> Response {
     let mut res = Response::new(body.into());
     content_type(&mut res, JSON);
     res
 }
 
-fn status(code: StatusCode, body: &str) -> Response {
+pub(crate) fn status(code: StatusCode, body: &str) -> Response {
     let mut res = Response::new(Body::from(body.to_owned()));
     *res.status_mut() = code;
     content_type(&mut res, TEXT);

@@ -1,6 +1,7 @@
 //! The `ferricorn` binary: serves the demo app (see `demo`). Run with
 //! `ferricorn --help`.
 
+mod chat;
 mod demo;
 
 fn main() -> std::process::ExitCode {

@@ -1,0 +1,422 @@
+//! ferricorn's channel layer: WebSocket groups, direct sends and presence
+//! across the workers of one host, with no broker.
+//!
+//! - [`Channels`]: one worker's layer. Its sockets join and leave groups
+//!   through their [`Member`]; anything in the worker sends to a group or
+//!   to one connection and reads a group's member count.
+//! - [`ConnectionId`]: a socket's id, unique across the host's servers and
+//!   their restarts; it names the server instance, the worker's cell and
+//!   pid, and the socket.
+//! - `mailbox`: each member's bounded queue and its overflow policy.
+//! - `peers`: the streams between workers (abstract Unix sockets, only this
+//!   server's workers may connect).
+//! - `frame`: what those streams carry.
+//!
+//! Routing is by interest: the shared memory lists, for each worker, the
+//! groups it has members of and how many (`ferricorn_shm::groups`), so a
+//! message goes only to the workers with members of its group, and a
+//! group's count is a sum over the workers' tables. Delivery is at most
+//! once, in order per publisher and group.
+
+mod frame;
+mod mailbox;
+mod peers;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::rc::Rc;
+use std::str::FromStr;
+
+use bytes::Bytes;
+use ferricorn_shm::groups::{GroupTable, key};
+use ferricorn_shm::{CellState, Shared};
+use tracing::warn;
+
+pub use mailbox::{Mailbox, Next, Overflow};
+
+use frame::Frame;
+use mailbox::Pushed;
+use peers::Peers;
+
+/// A message for a group or a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Binary(Bytes),
+}
+
+impl Payload {
+    /// Its size in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Text(t) => t.len(),
+            Self::Binary(b) => b.len(),
+        }
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The channel layer's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Messages queued per member before the overflow policy applies.
+    pub capacity: usize,
+    /// What a full member queue does.
+    pub overflow: Overflow,
+    /// The largest message in bytes; larger ones are refused.
+    pub max_message: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            capacity: 100,
+            overflow: Overflow::Close,
+            max_message: 1 << 20,
+        }
+    }
+}
+
+/// Why a message was not sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Over `--channel-max-message`: refused whole, never truncated.
+    #[error("a message of {size} bytes is over the channel layer's limit of {max}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The connection is gone, or the id names none.
+    #[error("no connection {0}")]
+    NoConnection(String),
+    /// A group name over 65,535 bytes.
+    #[error("a group name of {0} bytes is too long")]
+    GroupName(usize),
+}
+
+/// A socket's id: the server instance, the worker's cell and pid, and the
+/// socket's number in that worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnectionId {
+    instance: u64,
+    cell: u32,
+    pid: i32,
+    seq: u64,
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:016x}.{}.{}.{}",
+            self.instance, self.cell, self.pid, self.seq
+        )
+    }
+}
+
+impl FromStr for ConnectionId {
+    type Err = SendError;
+
+    fn from_str(s: &str) -> Result<Self, SendError> {
+        let bad = || SendError::NoConnection(s.chars().take(80).collect());
+        let mut parts = s.split('.');
+        let mut next = || parts.next().ok_or_else(bad);
+        let id = Self {
+            instance: u64::from_str_radix(next()?, 16).map_err(|_| bad())?,
+            cell: next()?.parse().map_err(|_| bad())?,
+            pid: next()?.parse().map_err(|_| bad())?,
+            seq: next()?.parse().map_err(|_| bad())?,
+        };
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(id)
+    }
+}
+
+/// One worker's channel layer. Cheap to clone; for the worker's thread.
+#[derive(Debug, Clone)]
+pub struct Channels(Rc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    shared: Shared,
+    me: usize,
+    pid: i32,
+    table: &'static GroupTable,
+    settings: Settings,
+    /// Each group's members here, by their sequence number.
+    groups: RefCell<HashMap<String, HashMap<u64, Rc<Mailbox>>>>,
+    /// Every member here, by its sequence number.
+    members: RefCell<HashMap<u64, Rc<Mailbox>>>,
+    next_seq: Cell<u64>,
+    peers: Peers,
+}
+
+impl Channels {
+    /// The layer of the worker in cell `me`; it takes the other workers'
+    /// messages once it [listens](Self::listen). `None` past the last cell.
+    pub fn new(shared: Shared, me: usize, settings: Settings) -> Option<Self> {
+        let table = shared.groups(me)?;
+        Some(Self(Rc::new(Inner {
+            shared,
+            me,
+            pid: std::process::id() as i32,
+            table,
+            settings,
+            groups: RefCell::new(HashMap::new()),
+            members: RefCell::new(HashMap::new()),
+            next_seq: Cell::new(1),
+            peers: Peers::new(shared),
+        })))
+    }
+
+    /// Listens for the other workers' messages. Call once, within the
+    /// worker's `LocalSet`, before its sockets join groups.
+    pub fn listen(&self) -> std::io::Result<()> {
+        let weak = Rc::downgrade(&self.0);
+        let max_frame = self.0.settings.max_message + 64 * 1024;
+        self.0.peers.listen(self.0.me, max_frame, move |frame| {
+            if let Some(inner) = weak.upgrade() {
+                Self(inner).deliver(frame);
+            }
+        })
+    }
+
+    /// A new member (one per socket), with its own id and mailbox.
+    pub fn member(&self) -> Member {
+        let seq = self.0.next_seq.get();
+        self.0.next_seq.set(seq + 1);
+        let mailbox = Mailbox::new(self.0.settings.capacity, self.0.settings.overflow);
+        self.0.members.borrow_mut().insert(seq, mailbox.clone());
+        Member {
+            layer: self.clone(),
+            seq,
+            mailbox,
+            groups: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn id_of(&self, seq: u64) -> ConnectionId {
+        ConnectionId {
+            instance: self.0.shared.header().instance(),
+            cell: self.0.me as u32,
+            pid: self.0.pid,
+            seq,
+        }
+    }
+
+    fn check(&self, payload: &Payload) -> Result<(), SendError> {
+        let max = self.0.settings.max_message;
+        if payload.len() > max {
+            return Err(SendError::TooLarge {
+                size: payload.len(),
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sends `payload` to every member of `group` on every worker of this
+    /// host: written here to this worker's members, and once to each other
+    /// worker that has members of it.
+    pub fn send_group(&self, group: &str, payload: Payload) -> Result<(), SendError> {
+        self.check(&payload)?;
+        if group.len() > usize::from(u16::MAX) {
+            return Err(SendError::GroupName(group.len()));
+        }
+        let k = key(group);
+        let mut frame = None;
+        for (cell, _) in self.0.shared.cells() {
+            if cell == self.0.me || !self.0.shared.groups(cell).is_some_and(|t| t.wants(k)) {
+                continue;
+            }
+            let frame = frame.get_or_insert_with(|| {
+                Frame::Group {
+                    group: group.to_owned(),
+                    payload: payload.clone(),
+                }
+                .encode()
+            });
+            self.0.peers.send(cell, frame);
+        }
+        self.deliver_group(group, Rc::new(payload));
+        Ok(())
+    }
+
+    /// Sends `payload` to the connection `to`, on whichever worker of this
+    /// host holds it.
+    pub fn send_to(&self, to: &ConnectionId, payload: Payload) -> Result<(), SendError> {
+        self.check(&payload)?;
+        let gone = || SendError::NoConnection(to.to_string());
+        if to.instance != self.0.shared.header().instance() {
+            return Err(gone());
+        }
+        let cell = to.cell as usize;
+        if cell == self.0.me && to.pid == self.0.pid {
+            let member = self.0.members.borrow().get(&to.seq).cloned();
+            let mailbox = member.ok_or_else(gone)?;
+            mailbox.push(Rc::new(payload));
+            return Ok(());
+        }
+        let alive = self
+            .0
+            .shared
+            .cell(cell)
+            .is_some_and(|c| c.pid() == to.pid && c.state() != CellState::Empty);
+        if !alive {
+            return Err(gone());
+        }
+        let frame = Frame::Direct {
+            seq: to.seq,
+            payload,
+        }
+        .encode();
+        self.0.peers.send(cell, &frame);
+        Ok(())
+    }
+
+    /// The largest message it takes, in bytes (`--channel-max-message`).
+    pub fn max_message(&self) -> usize {
+        self.0.settings.max_message
+    }
+
+    /// The members `group` has on this host.
+    pub fn count(&self, group: &str) -> u64 {
+        let k = key(group);
+        self.0
+            .shared
+            .cells()
+            .filter(|(_, c)| c.state() != CellState::Empty)
+            .filter_map(|(id, _)| self.0.shared.groups(id))
+            .map(|t| u64::from(t.count(k)))
+            .sum()
+    }
+
+    /// The groups this worker has members of, and how many members.
+    pub fn local_groups(&self) -> Vec<(String, usize)> {
+        self.0
+            .groups
+            .borrow()
+            .iter()
+            .map(|(g, m)| (g.clone(), m.len()))
+            .collect()
+    }
+
+    fn deliver(&self, frame: Frame) {
+        match frame {
+            Frame::Group { group, payload } => self.deliver_group(&group, Rc::new(payload)),
+            Frame::Direct { seq, payload } => {
+                let member = self.0.members.borrow().get(&seq).cloned();
+                if let Some(m) = member {
+                    m.push(Rc::new(payload));
+                }
+            }
+        }
+    }
+
+    fn deliver_group(&self, group: &str, payload: Rc<Payload>) {
+        let groups = self.0.groups.borrow();
+        let Some(members) = groups.get(group) else {
+            return;
+        };
+        for mailbox in members.values() {
+            if mailbox.push(payload.clone()) == Pushed::Closing {
+                warn!("channel layer: a member's queue is full; closing it");
+            }
+        }
+    }
+
+    fn join(&self, group: &str, seq: u64, mailbox: &Rc<Mailbox>) -> bool {
+        let mut groups = self.0.groups.borrow_mut();
+        let members = groups.entry(group.to_owned()).or_default();
+        if members.insert(seq, mailbox.clone()).is_some() {
+            return false;
+        }
+        self.0.table.join(key(group));
+        true
+    }
+
+    fn leave(&self, group: &str, seq: u64) -> bool {
+        let mut groups = self.0.groups.borrow_mut();
+        let Some(members) = groups.get_mut(group) else {
+            return false;
+        };
+        if members.remove(&seq).is_none() {
+            return false;
+        }
+        if members.is_empty() {
+            groups.remove(group);
+        }
+        self.0.table.leave(key(group));
+        true
+    }
+}
+
+/// One socket's place in the layer: its id, its mailbox, its groups. It
+/// leaves every group when dropped (its socket closed).
+#[derive(Debug)]
+pub struct Member {
+    layer: Channels,
+    seq: u64,
+    mailbox: Rc<Mailbox>,
+    groups: RefCell<Vec<String>>,
+}
+
+impl Member {
+    /// Its id.
+    pub fn id(&self) -> ConnectionId {
+        self.layer.id_of(self.seq)
+    }
+
+    /// Joins `group`: its messages now reach this member's mailbox, and the
+    /// group counts it. Joining twice is joining once.
+    pub fn join(&self, group: &str) {
+        if self.layer.join(group, self.seq, &self.mailbox) {
+            self.groups.borrow_mut().push(group.to_owned());
+        }
+    }
+
+    /// Leaves `group`.
+    pub fn leave(&self, group: &str) {
+        if self.layer.leave(group, self.seq) {
+            self.groups.borrow_mut().retain(|g| g != group);
+        }
+    }
+
+    /// The groups it is a member of.
+    pub fn groups(&self) -> Vec<String> {
+        self.groups.borrow().clone()
+    }
+
+    /// Its mailbox, which the socket's writer drains.
+    pub fn mailbox(&self) -> &Rc<Mailbox> {
+        &self.mailbox
+    }
+
+    /// The layer it belongs to.
+    pub fn layer(&self) -> &Channels {
+        &self.layer
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        for group in self.groups.take() {
+            self.layer.leave(&group, self.seq);
+        }
+        self.layer.0.members.borrow_mut().remove(&self.seq);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,177 @@
+//! The demo's chat: rooms that span every worker, through the channel
+//! layer. Its wire format is fixed, for clients and tests:
+//!
+//! - `GET /ws/chat/{room}` upgrades; the first frame is
+//!   `{"type":"welcome","id":ID,"worker":SLOT,"room":ROOM}`.
+//! - Each text frame a client sends reaches every member of the room,
+//!   sender included, as `{"type":"message","room":ROOM,"from":ID,"text":TEXT}`.
+//! - On every join and leave each member gets
+//!   `{"type":"presence","room":ROOM,"count":N}`.
+//! - `POST /rooms/{room}` with a text body sends it from `"http"` and
+//!   answers 202; `GET /rooms/{room}` answers `{"room":ROOM,"count":N}`.
+//! - `POST /connections/{id}` with a text body sends it to that one socket,
+//!   on whichever worker holds it, as `{"type":"direct","from":"http","text":TEXT}`;
+//!   202, or 404 when no such socket is open.
+
+use http::StatusCode;
+
+use ferricorn::{Context, Message, Payload, Request, Response, SendError, WebSocketUpgrade};
+
+use crate::demo::{json, status};
+
+/// The longest room name.
+const MAX_ROOM: usize = 100;
+
+/// The room a path names after `prefix`, if it is a valid name: 1 to 100
+/// letters, digits, `-`, `_` or `.`.
+pub(crate) fn room<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let room = path.strip_prefix(prefix)?;
+    let valid = !room.is_empty()
+        && room.len() <= MAX_ROOM
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    valid.then_some(room)
+}
+
+/// A JSON string, quoted and escaped.
+fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn message(room: &str, from: &str, text: &str) -> Payload {
+    Payload::Text(format!(
+        r#"{{"type":"message","room":{},"from":{},"text":{}}}"#,
+        quoted(room),
+        quoted(from),
+        quoted(text)
+    ))
+}
+
+/// Tells the room how many members it has now.
+fn presence(ctx: &Context, room: &str) {
+    let count = ctx.channels().count(room);
+    let payload = Payload::Text(format!(
+        r#"{{"type":"presence","room":{},"count":{count}}}"#,
+        quoted(room)
+    ));
+    if let Err(e) = ctx.channels().send_group(room, payload) {
+        tracing::warn!("chat: presence in {room}: {e}");
+    }
+}
+
+/// `GET /ws/chat/{room}`.
+pub(crate) fn websocket(ctx: &Context, upgrade: WebSocketUpgrade, room: String) -> Response {
+    let ctx = ctx.clone();
+    upgrade.accept(move |mut socket| async move {
+        let id = socket.id().to_string();
+        let welcome = format!(
+            r#"{{"type":"welcome","id":{},"worker":{},"room":{}}}"#,
+            quoted(&id),
+            ctx.slot(),
+            quoted(&room)
+        );
+        if socket.send(Message::Text(welcome)).await.is_err() {
+            return;
+        }
+        socket.join(&room);
+        presence(&ctx, &room);
+        while let Some(m) = socket.recv().await {
+            match m {
+                Message::Text(text) => {
+                    if let Err(e) = ctx.channels().send_group(&room, message(&room, &id, &text)) {
+                        let error =
+                            format!(r#"{{"type":"error","error":{}}}"#, quoted(&e.to_string()));
+                        if socket.send(Message::Text(error)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Message::Binary(_) => {}
+                Message::Close(_) => break,
+            }
+        }
+        socket.leave(&room);
+        presence(&ctx, &room);
+    })
+}
+
+/// `POST /rooms/{room}`: the body, as text, to every member.
+pub(crate) async fn publish(ctx: &Context, room: &str, req: Request) -> Response {
+    // What the layer would refuse is not read: 413 once past its limit.
+    let max = ctx.channels().max_message();
+    let body = match req.into_body().collect(max).await {
+        Ok(b) => b,
+        Err(e) => return status(StatusCode::PAYLOAD_TOO_LARGE, &format!("{e}\n")),
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return status(StatusCode::BAD_REQUEST, "the body is not UTF-8 text\n");
+    };
+    match ctx.channels().send_group(room, message(room, "http", text)) {
+        Ok(()) => status(StatusCode::ACCEPTED, "sent\n"),
+        Err(e @ SendError::TooLarge { .. }) => {
+            status(StatusCode::PAYLOAD_TOO_LARGE, &format!("{e}\n"))
+        }
+        Err(e) => status(StatusCode::BAD_REQUEST, &format!("{e}\n")),
+    }
+}
+
+/// `POST /connections/{id}`: the body, as text, to that one socket.
+pub(crate) async fn direct(ctx: &Context, id: &str, req: Request) -> Response {
+    let Ok(to) = id.parse::<ferricorn::ConnectionId>() else {
+        return status(StatusCode::NOT_FOUND, "no such connection\n");
+    };
+    let max = ctx.channels().max_message();
+    let body = match req.into_body().collect(max).await {
+        Ok(b) => b,
+        Err(e) => return status(StatusCode::PAYLOAD_TOO_LARGE, &format!("{e}\n")),
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return status(StatusCode::BAD_REQUEST, "the body is not UTF-8 text\n");
+    };
+    let payload = Payload::Text(format!(
+        r#"{{"type":"direct","from":"http","text":{}}}"#,
+        quoted(text)
+    ));
+    match ctx.channels().send_to(&to, payload) {
+        Ok(()) => status(StatusCode::ACCEPTED, "sent\n"),
+        Err(SendError::NoConnection(_)) => status(StatusCode::NOT_FOUND, "no such connection\n"),
+        Err(e) => status(StatusCode::PAYLOAD_TOO_LARGE, &format!("{e}\n")),
+    }
+}
+
+/// `GET /rooms/{room}`.
+pub(crate) fn count(ctx: &Context, room: &str) -> Response {
+    json(format!(
+        r#"{{"room":{},"count":{}}}"#,
+        quoted(room),
+        ctx.channels().count(room)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rooms_and_quoting() {
+        assert_eq!(room("/ws/chat/lobby-1", "/ws/chat/"), Some("lobby-1"));
+        assert_eq!(room("/ws/chat/", "/ws/chat/"), None);
+        assert_eq!(room("/ws/chat/a/b", "/ws/chat/"), None);
+        assert_eq!(quoted("a\"b\\\n\u{1}"), r#""a\"b\\\n\u0001""#);
+    }
+}

@@ -1,0 +1,186 @@
+//! The channel layer through the demo's chat: rooms that span the workers
+//! of one server, direct sends, presence counts, and a killed worker's
+//! members leaving the counts.
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::support::{Conn, Server, wait_until};
+use crate::websocket::connect;
+
+type Client = tungstenite::WebSocket<TcpStream>;
+
+/// A chat member: its socket, id and worker slot.
+struct Member {
+    ws: Client,
+    id: String,
+    worker: u64,
+}
+
+/// The value of `"key":` in a flat JSON object, as text (strings unquoted).
+fn field(json: &str, key: &str) -> Option<String> {
+    let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = &json[at..];
+    if let Some(s) = rest.strip_prefix('"') {
+        return Some(s[..s.find('"')?].to_owned());
+    }
+    Some(rest[..rest.find([',', '}'])?].to_owned())
+}
+
+/// The next text frame, within the socket's read timeout.
+fn next_text(ws: &mut Client) -> Option<String> {
+    for _ in 0..100 {
+        match ws.read() {
+            Ok(Message::Text(t)) => return Some(t.to_string()),
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// The next frame of `kind`, skipping others (presence while waiting for a
+/// message, say).
+fn next_of(ws: &mut Client, kind: &str) -> Option<String> {
+    for _ in 0..50 {
+        let t = next_text(ws)?;
+        if field(&t, "type").as_deref() == Some(kind) {
+            return Some(t);
+        }
+    }
+    None
+}
+
+fn join(server: &Server, room: &str) -> Member {
+    let (mut ws, _) = connect(server, &format!("/ws/chat/{room}"), None).expect("upgrade");
+    let welcome = next_text(&mut ws).expect("welcome");
+    assert_eq!(
+        field(&welcome, "type").as_deref(),
+        Some("welcome"),
+        "{welcome}"
+    );
+    assert_eq!(field(&welcome, "room").as_deref(), Some(room));
+    Member {
+        id: field(&welcome, "id").expect("id"),
+        worker: field(&welcome, "worker")
+            .and_then(|w| w.parse().ok())
+            .expect("worker"),
+        ws,
+    }
+}
+
+/// Joins `room` until members sit on both workers (at most 20 tries).
+fn members_on_both_workers(server: &Server, room: &str) -> Vec<Member> {
+    let mut members = Vec::new();
+    for _ in 0..20 {
+        members.push(join(server, room));
+        let on = |w| members.iter().any(|m: &Member| m.worker == w);
+        if on(0) && on(1) {
+            return members;
+        }
+    }
+    panic!("20 members, all on one worker");
+}
+
+fn count(server: &Server, room: &str) -> u64 {
+    let text = server.get(&format!("/rooms/{room}")).text();
+    field(&text, "count")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"))
+}
+
+fn post(server: &Server, path: &str, body: &str) -> u16 {
+    let mut conn = Conn::open(server.port);
+    conn.send(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    conn.read_response(false).expect("response").status
+}
+
+#[test]
+fn a_room_spans_the_workers() {
+    let mut server = Server::start(&["-w", "2"]);
+    let mut members = members_on_both_workers(&server, "lobby");
+    let n = members.len() as u64;
+    assert!(wait_until(Duration::from_secs(5), || count(
+        &server, "lobby"
+    ) == n));
+    let mut other = join(&server, "elsewhere");
+
+    // A member on worker 0 speaks: everyone in the room hears it, itself too.
+    let speaker = members.iter().position(|m| m.worker == 0).expect("on 0");
+    let from = members[speaker].id.clone();
+    members[speaker]
+        .ws
+        .send(Message::text("hello"))
+        .expect("send");
+    for m in &mut members {
+        let got = next_of(&mut m.ws, "message").expect("the message");
+        assert_eq!(field(&got, "text").as_deref(), Some("hello"), "{got}");
+        assert_eq!(field(&got, "from").as_deref(), Some(from.as_str()));
+        assert_eq!(field(&got, "room").as_deref(), Some("lobby"));
+    }
+    // From HTTP, on whichever worker takes the request.
+    assert_eq!(post(&server, "/rooms/lobby", "from http"), 202);
+    for m in &mut members {
+        let got = next_of(&mut m.ws, "message").expect("the message");
+        assert_eq!(field(&got, "from").as_deref(), Some("http"), "{got}");
+    }
+    // Another room heard none of it: the first message it gets is its own.
+    assert_eq!(post(&server, "/rooms/elsewhere", "marker"), 202);
+    let got = next_of(&mut other.ws, "message").expect("its own message");
+    assert_eq!(field(&got, "text").as_deref(), Some("marker"), "{got}");
+
+    // Direct: one socket, on the other worker from most requests' view.
+    let target = members.iter().position(|m| m.worker == 1).expect("on 1");
+    let path = format!("/connections/{}", members[target].id);
+    assert_eq!(post(&server, &path, "just you"), 202);
+    let got = next_of(&mut members[target].ws, "direct").expect("direct");
+    assert_eq!(field(&got, "text").as_deref(), Some("just you"));
+    assert_eq!(post(&server, "/connections/0.0.0.0", "nobody"), 404);
+
+    // Presence: a member leaving is counted, and the others are told.
+    let left = members.pop().expect("a member");
+    drop(left);
+    assert!(wait_until(Duration::from_secs(5), || count(
+        &server, "lobby"
+    ) == n - 1));
+    let got = next_of(&mut members[0].ws, "presence").expect("presence");
+    assert!(field(&got, "count").is_some(), "{got}");
+
+    // Killing a worker takes its members out of the counts at once.
+    let on_one = members.iter().filter(|m| m.worker == 1).count() as u64;
+    let victim = worker_pid(&server, 1);
+    kill(Pid::from_raw(victim), Signal::SIGKILL).expect("kill");
+    let expected = n - 1 - on_one;
+    assert!(
+        wait_until(Duration::from_secs(10), || count(&server, "lobby")
+            == expected),
+        "count {} after the kill, expected {expected}",
+        count(&server, "lobby")
+    );
+    drop((members, other));
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
+
+/// The pid of the worker in `slot`, asked of the workers themselves.
+fn worker_pid(server: &Server, slot: u64) -> i32 {
+    for _ in 0..50 {
+        let text = Conn::open(server.port).get("/worker").text();
+        if field(&text, "slot").and_then(|s| s.parse::<u64>().ok()) == Some(slot) {
+            return field(&text, "pid")
+                .and_then(|p| p.parse().ok())
+                .expect("pid");
+        }
+    }
+    panic!("no answer from slot {slot} in 50 requests");
+}
