@@ -94,7 +94,11 @@ fn count(server: &Server, room: &str) -> u64 {
 }
 
 fn post(server: &Server, path: &str, body: &str) -> u16 {
-    let mut conn = Conn::open(server.port);
+    post_on(&mut Conn::open(server.port), path, body)
+}
+
+/// A POST on a kept-alive connection; its status.
+fn post_on(conn: &mut Conn, path: &str, body: &str) -> u16 {
     conn.send(
         format!(
             "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
@@ -183,4 +187,92 @@ fn worker_pid(server: &Server, slot: u64) -> i32 {
         }
     }
     panic!("no answer from slot {slot} in 50 requests");
+}
+
+/// The resident memory of `pid`, in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Messages of 4 KiB flood a room with a member that never reads: under
+/// `policy`, what does that member get, and does a fast member get all?
+/// Returns (messages the slow member got, its close code if closed).
+fn flood(policy: &str) -> (usize, Option<u16>) {
+    const MESSAGES: usize = 3000;
+    let server = Server::start(&["-w", "1", "--channel-capacity", "50", "--channel-overflow", policy]);
+    let worker = server.workers()[0];
+    let mut slow = join(&server, "flood");
+    let fast = join(&server, "flood");
+    let before = rss_kib(worker);
+    // The fast member reads as it comes, in a thread of its own.
+    let reader = std::thread::spawn(move || {
+        let mut ws = fast.ws;
+        let mut got = 0;
+        while got < MESSAGES {
+            match next_of(&mut ws, "message") {
+                Some(_) => got += 1,
+                None => break,
+            }
+        }
+        got
+    });
+    let text = "x".repeat(4096);
+    let mut conn = Conn::open(server.port);
+    for _ in 0..MESSAGES {
+        assert_eq!(post_on(&mut conn, "/rooms/flood", &text), 202);
+    }
+    assert_eq!(reader.join().expect("reader"), MESSAGES, "the fast member lost messages");
+    let grown = rss_kib(worker).saturating_sub(before);
+    assert!(grown < 16 * 1024, "the worker grew by {grown} KiB for a slow member");
+    // Now read what the slow member was sent.
+    slow.ws
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let (mut got, mut code) = (0, None);
+    for _ in 0..(MESSAGES + 100) {
+        match slow.ws.read() {
+            Ok(Message::Text(t)) if t.contains("\"type\":\"message\"") => got += 1,
+            Ok(Message::Close(frame)) => {
+                code = frame.map(|f| u16::from(f.code));
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    (got, code)
+}
+
+#[test]
+fn a_slow_member_is_closed_and_the_others_get_everything() {
+    let (got, code) = flood("close");
+    assert_eq!(code, Some(1013), "closed with try-again-later, after {got} messages");
+    assert!(got < 3000, "{got}");
+}
+
+#[test]
+fn a_slow_member_loses_its_oldest_messages_under_drop_oldest() {
+    let (got, code) = flood("drop-oldest");
+    assert_eq!(code, None, "not closed");
+    assert!(got < 3000 && got > 0, "{got}");
+}
+
+#[test]
+fn a_message_over_the_limit_is_refused_whole() {
+    let server = Server::start(&["-w", "1", "--channel-max-message", "1000"]);
+    let mut member = join(&server, "small");
+    assert_eq!(post(&server, "/rooms/small", &"y".repeat(1001)), 413);
+    member.ws.send(Message::text("z".repeat(1200))).expect("send");
+    let got = next_of(&mut member.ws, "error").expect("an error frame");
+    assert!(got.contains("over the channel layer's limit of 1000"), "{got}");
+    // Nothing of either reached the room.
+    assert_eq!(post(&server, "/rooms/small", "fits"), 202);
+    let got = next_of(&mut member.ws, "message").expect("message");
+    assert_eq!(field(&got, "text").as_deref(), Some("fits"));
 }
