@@ -9,6 +9,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use crate::metrics::Scrape;
 use crate::support::{Conn, Server, wait_until};
 use crate::websocket::connect;
 
@@ -151,6 +152,26 @@ fn a_room_spans_the_workers() {
     assert_eq!(field(&got, "text").as_deref(), Some("just you"));
     assert_eq!(post(&server, "/connections/0.0.0.0", "nobody"), 404);
 
+    // /metrics: what was published and delivered, and each worker's members.
+    let scrape = Scrape::from_port(server.port);
+    let published = scrape.sum("ferricorn_channel_messages_published_total", &[]);
+    assert!(published >= 3.0, "published {published}");
+    let delivered = scrape.sum("ferricorn_channel_messages_delivered_total", &[]);
+    assert!(delivered >= 2.0 * n as f64, "delivered {delivered}");
+    assert!(scrape.sum("ferricorn_channel_fanout_seconds_count", &[]) >= 2.0 * n as f64);
+    assert_eq!(
+        scrape.sum("ferricorn_worker_channel_members", &[]),
+        (n + 1) as f64,
+        "lobby and elsewhere"
+    );
+    assert_eq!(
+        scrape.get(
+            "ferricorn_channel_messages_dropped_total",
+            &[("reason", "no_members")]
+        ),
+        Some(0.0)
+    );
+
     // Presence: a member leaving is counted, and the others are told.
     let left = members.pop().expect("a member");
     drop(left);
@@ -202,9 +223,16 @@ fn rss_kib(pid: i32) -> u64 {
 /// Messages of 4 KiB flood a room with a member that never reads: under
 /// `policy`, what does that member get, and does a fast member get all?
 /// Returns (messages the slow member got, its close code if closed).
-fn flood(policy: &str) -> (usize, Option<u16>) {
+fn flood(policy: &str) -> (usize, Option<u16>, f64) {
     const MESSAGES: usize = 3000;
-    let server = Server::start(&["-w", "1", "--channel-capacity", "50", "--channel-overflow", policy]);
+    let server = Server::start(&[
+        "-w",
+        "1",
+        "--channel-capacity",
+        "50",
+        "--channel-overflow",
+        policy,
+    ]);
     let worker = server.workers()[0];
     let mut slow = join(&server, "flood");
     let fast = join(&server, "flood");
@@ -226,9 +254,22 @@ fn flood(policy: &str) -> (usize, Option<u16>) {
     for _ in 0..MESSAGES {
         assert_eq!(post_on(&mut conn, "/rooms/flood", &text), 202);
     }
-    assert_eq!(reader.join().expect("reader"), MESSAGES, "the fast member lost messages");
+    assert_eq!(
+        reader.join().expect("reader"),
+        MESSAGES,
+        "the fast member lost messages"
+    );
     let grown = rss_kib(worker).saturating_sub(before);
-    assert!(grown < 16 * 1024, "the worker grew by {grown} KiB for a slow member");
+    assert!(
+        grown < 16 * 1024,
+        "the worker grew by {grown} KiB for a slow member"
+    );
+    let overflowed = Scrape::from_port(server.port)
+        .get(
+            "ferricorn_channel_messages_dropped_total",
+            &[("reason", "overflow")],
+        )
+        .unwrap_or(0.0);
     // Now read what the slow member was sent.
     slow.ws
         .get_ref()
@@ -246,21 +287,31 @@ fn flood(policy: &str) -> (usize, Option<u16>) {
             Err(_) => break,
         }
     }
-    (got, code)
+    (got, code, overflowed)
 }
 
 #[test]
 fn a_slow_member_is_closed_and_the_others_get_everything() {
-    let (got, code) = flood("close");
-    assert_eq!(code, Some(1013), "closed with try-again-later, after {got} messages");
+    let (got, code, overflowed) = flood("close");
+    assert_eq!(
+        code,
+        Some(1013),
+        "closed with try-again-later, after {got} messages"
+    );
     assert!(got < 3000, "{got}");
+    assert!(overflowed >= 1.0, "counted: {overflowed}");
 }
 
 #[test]
 fn a_slow_member_loses_its_oldest_messages_under_drop_oldest() {
-    let (got, code) = flood("drop-oldest");
+    let (got, code, overflowed) = flood("drop-oldest");
     assert_eq!(code, None, "not closed");
     assert!(got < 3000 && got > 0, "{got}");
+    assert!(
+        overflowed >= (3000 - got) as f64 - 1.0,
+        "counted {overflowed}, lost {}",
+        3000 - got
+    );
 }
 
 #[test]
@@ -268,11 +319,26 @@ fn a_message_over_the_limit_is_refused_whole() {
     let server = Server::start(&["-w", "1", "--channel-max-message", "1000"]);
     let mut member = join(&server, "small");
     assert_eq!(post(&server, "/rooms/small", &"y".repeat(1001)), 413);
-    member.ws.send(Message::text("z".repeat(1200))).expect("send");
+    member
+        .ws
+        .send(Message::text("z".repeat(1200)))
+        .expect("send");
     let got = next_of(&mut member.ws, "error").expect("an error frame");
-    assert!(got.contains("over the channel layer's limit of 1000"), "{got}");
+    assert!(
+        got.contains("over the channel layer's limit of 1000"),
+        "{got}"
+    );
     // Nothing of either reached the room.
     assert_eq!(post(&server, "/rooms/small", "fits"), 202);
     let got = next_of(&mut member.ws, "message").expect("message");
     assert_eq!(field(&got, "text").as_deref(), Some("fits"));
+    let scrape = Scrape::from_port(server.port);
+    assert_eq!(
+        scrape.get(
+            "ferricorn_channel_messages_dropped_total",
+            &[("reason", "too_large")]
+        ),
+        Some(1.0),
+        "the WebSocket one; the HTTP one was never read whole"
+    );
 }

@@ -8,6 +8,7 @@
 //! u16  length of the group name (0 for direct)
 //! ...  the group name
 //! u64  the target connection's sequence number (direct; 0 for group)
+//! u64  when it was published, in µs of the host's monotonic clock
 //! ...  the payload
 //! ```
 
@@ -16,15 +17,24 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use crate::Payload;
 
 /// What the length prefix and the fixed fields take.
-pub(crate) const HEADER: usize = 4 + 1 + 1 + 2 + 8;
+pub(crate) const HEADER: usize = 4 + 1 + 1 + 2 + 8 + 8;
 
 /// A message between workers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Frame {
-    /// For every member of `group` the receiving worker holds.
-    Group { group: String, payload: Payload },
-    /// For the connection with sequence number `seq` in the receiving worker.
-    Direct { seq: u64, payload: Payload },
+pub(crate) struct Frame {
+    pub to: To,
+    /// When it was published (µs on the host's monotonic clock).
+    pub published: u64,
+    pub payload: Payload,
+}
+
+/// Whom a frame is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum To {
+    /// Every member of the group the receiving worker holds.
+    Group(String),
+    /// The connection with this sequence number in the receiving worker.
+    Direct(u64),
 }
 
 /// Why a frame could not be read.
@@ -41,15 +51,15 @@ pub(crate) enum Malformed {
 impl Frame {
     /// The frame with its length prefix.
     pub(crate) fn encode(&self) -> Bytes {
-        let (kind, group, seq, payload) = match self {
-            Self::Group { group, payload } => (1u8, group.as_str(), 0u64, payload),
-            Self::Direct { seq, payload } => (2u8, "", *seq, payload),
+        let (kind, group, seq) = match &self.to {
+            To::Group(group) => (1u8, group.as_str(), 0u64),
+            To::Direct(seq) => (2u8, "", *seq),
         };
-        let (text, data) = match payload {
+        let (text, data) = match &self.payload {
             Payload::Text(t) => (0u8, t.as_bytes()),
             Payload::Binary(b) => (1u8, b.as_ref()),
         };
-        let body = 1 + 1 + 2 + group.len() + 8 + data.len();
+        let body = HEADER - 4 + group.len() + data.len();
         let mut out = BytesMut::with_capacity(4 + body);
         out.put_u32(body as u32);
         out.put_u8(kind);
@@ -57,6 +67,7 @@ impl Frame {
         out.put_u16(group.len() as u16);
         out.put_slice(group.as_bytes());
         out.put_u64(seq);
+        out.put_u64(self.published);
         out.put_slice(data);
         out.freeze()
     }
@@ -69,21 +80,27 @@ impl Frame {
         let kind = body.get_u8();
         let text = body.get_u8();
         let group_len = usize::from(body.get_u16());
-        if body.len() < group_len + 8 {
+        if body.len() < group_len + 16 {
             return Err(Malformed::Short);
         }
         let group =
             String::from_utf8(body.split_to(group_len).to_vec()).map_err(|_| Malformed::NotUtf8)?;
         let seq = body.get_u64();
+        let published = body.get_u64();
         let payload = match text {
             0 => Payload::Text(String::from_utf8(body.to_vec()).map_err(|_| Malformed::NotUtf8)?),
             _ => Payload::Binary(body),
         };
-        match kind {
-            1 => Ok(Self::Group { group, payload }),
-            2 => Ok(Self::Direct { seq, payload }),
-            k => Err(Malformed::Kind(k)),
-        }
+        let to = match kind {
+            1 => To::Group(group),
+            2 => To::Direct(seq),
+            k => return Err(Malformed::Kind(k)),
+        };
+        Ok(Self {
+            to,
+            published,
+            payload,
+        })
     }
 }
 
@@ -100,42 +117,47 @@ mod tests {
 
     #[test]
     fn frames_round_trip() {
-        round_trip(Frame::Group {
-            group: "room-é".into(),
+        round_trip(Frame {
+            to: To::Group("room-é".into()),
+            published: 12,
             payload: Payload::Text("hello".into()),
         });
-        round_trip(Frame::Direct {
-            seq: 7,
+        round_trip(Frame {
+            to: To::Direct(7),
+            published: u64::MAX,
             payload: Payload::Binary(Bytes::from_static(&[0, 1, 2])),
         });
-        round_trip(Frame::Group {
-            group: String::new(),
+        round_trip(Frame {
+            to: To::Group(String::new()),
+            published: 0,
             payload: Payload::Text(String::new()),
         });
     }
 
     #[test]
     fn broken_frames_are_refused() {
+        let frame = |kind: u8, group_len: u16, rest: &[u8]| {
+            let mut b = BytesMut::new();
+            b.put_u8(kind);
+            b.put_u8(0);
+            b.put_u16(group_len);
+            b.put_slice(rest);
+            b.freeze()
+        };
         assert_eq!(
             Frame::decode(Bytes::from_static(&[1, 0])),
             Err(Malformed::Short)
         );
         assert_eq!(
-            Frame::decode(Bytes::from_static(&[9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])),
+            Frame::decode(frame(9, 0, &[0; 16])),
             Err(Malformed::Kind(9))
         );
         assert_eq!(
-            Frame::decode(Bytes::from_static(&[
-                1, 0, 0, 9, b'a', 0, 0, 0, 0, 0, 0, 0, 0
-            ])),
+            Frame::decode(frame(1, 9, &[b'a'; 16])),
             Err(Malformed::Short)
         );
-        let mut bad = BytesMut::new();
-        bad.put_u8(1);
-        bad.put_u8(0);
-        bad.put_u16(0);
-        bad.put_u64(0);
-        bad.put_slice(&[0xff, 0xfe]);
-        assert_eq!(Frame::decode(bad.freeze()), Err(Malformed::NotUtf8));
+        let mut rest = vec![0u8; 16];
+        rest.extend_from_slice(&[0xff, 0xfe]);
+        assert_eq!(Frame::decode(frame(1, 0, &rest)), Err(Malformed::NotUtf8));
     }
 }

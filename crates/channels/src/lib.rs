@@ -31,11 +31,12 @@ use std::str::FromStr;
 use bytes::Bytes;
 use ferricorn_shm::groups::{GroupTable, key};
 use ferricorn_shm::{CellState, Shared};
-use tracing::warn;
 
-pub use mailbox::{Mailbox, Next, Overflow};
+pub use mailbox::{Envelope, Mailbox, Next, Overflow};
 
-use frame::Frame;
+use ferricorn_shm::WorkerCell;
+use ferricorn_shm::metrics::{Dropped, at};
+use frame::{Frame, To};
 use mailbox::Pushed;
 use peers::Peers;
 
@@ -153,6 +154,8 @@ struct Inner {
     me: usize,
     pid: i32,
     table: &'static GroupTable,
+    /// The worker's cell, whose counters the layer counts into.
+    cell: &'static WorkerCell,
     settings: Settings,
     /// Each group's members here, by their sequence number.
     groups: RefCell<HashMap<String, HashMap<u64, Rc<Mailbox>>>>,
@@ -167,11 +170,13 @@ impl Channels {
     /// messages once it [listens](Self::listen). `None` past the last cell.
     pub fn new(shared: Shared, me: usize, settings: Settings) -> Option<Self> {
         let table = shared.groups(me)?;
+        let cell = shared.cell(me)?;
         Some(Self(Rc::new(Inner {
             shared,
             me,
             pid: std::process::id() as i32,
             table,
+            cell,
             settings,
             groups: RefCell::new(HashMap::new()),
             members: RefCell::new(HashMap::new()),
@@ -218,6 +223,7 @@ impl Channels {
     fn check(&self, payload: &Payload) -> Result<(), SendError> {
         let max = self.0.settings.max_message;
         if payload.len() > max {
+            self.0.cell.counters.count_dropped(Dropped::TooLarge);
             return Err(SendError::TooLarge {
                 size: payload.len(),
                 max,
@@ -234,22 +240,33 @@ impl Channels {
         if group.len() > usize::from(u16::MAX) {
             return Err(SendError::GroupName(group.len()));
         }
+        let counters = &self.0.cell.counters;
+        counters.add(at::CHANNEL_PUBLISHED, 1);
+        let published = ferricorn_shm::now_us();
         let k = key(group);
         let mut frame = None;
+        let mut reached = false;
         for (cell, _) in self.0.shared.cells() {
             if cell == self.0.me || !self.0.shared.groups(cell).is_some_and(|t| t.wants(k)) {
                 continue;
             }
+            reached = true;
             let frame = frame.get_or_insert_with(|| {
-                Frame::Group {
-                    group: group.to_owned(),
+                Frame {
+                    to: To::Group(group.to_owned()),
+                    published,
                     payload: payload.clone(),
                 }
                 .encode()
             });
-            self.0.peers.send(cell, frame);
+            if !self.0.peers.send(cell, frame) {
+                counters.count_dropped(Dropped::Peer);
+            }
         }
-        self.deliver_group(group, Rc::new(payload));
+        let envelope = Rc::new(Envelope { payload, published });
+        if self.deliver_group(group, envelope) == 0 && !reached {
+            counters.count_dropped(Dropped::NoMembers);
+        }
         Ok(())
     }
 
@@ -261,11 +278,14 @@ impl Channels {
         if to.instance != self.0.shared.header().instance() {
             return Err(gone());
         }
+        let counters = &self.0.cell.counters;
+        let published = ferricorn_shm::now_us();
         let cell = to.cell as usize;
         if cell == self.0.me && to.pid == self.0.pid {
             let member = self.0.members.borrow().get(&to.seq).cloned();
             let mailbox = member.ok_or_else(gone)?;
-            mailbox.push(Rc::new(payload));
+            counters.add(at::CHANNEL_PUBLISHED, 1);
+            self.push(&mailbox, &Rc::new(Envelope { payload, published }));
             return Ok(());
         }
         let alive = self
@@ -276,12 +296,16 @@ impl Channels {
         if !alive {
             return Err(gone());
         }
-        let frame = Frame::Direct {
-            seq: to.seq,
+        counters.add(at::CHANNEL_PUBLISHED, 1);
+        let frame = Frame {
+            to: To::Direct(to.seq),
+            published,
             payload,
         }
         .encode();
-        self.0.peers.send(cell, &frame);
+        if !self.0.peers.send(cell, &frame) {
+            counters.count_dropped(Dropped::Peer);
+        }
         Ok(())
     }
 
@@ -313,26 +337,45 @@ impl Channels {
     }
 
     fn deliver(&self, frame: Frame) {
-        match frame {
-            Frame::Group { group, payload } => self.deliver_group(&group, Rc::new(payload)),
-            Frame::Direct { seq, payload } => {
+        let envelope = Rc::new(Envelope {
+            payload: frame.payload,
+            published: frame.published,
+        });
+        match frame.to {
+            To::Group(group) => {
+                self.deliver_group(&group, envelope);
+            }
+            To::Direct(seq) => {
                 let member = self.0.members.borrow().get(&seq).cloned();
                 if let Some(m) = member {
-                    m.push(Rc::new(payload));
+                    self.push(&m, &envelope);
                 }
             }
         }
     }
 
-    fn deliver_group(&self, group: &str, payload: Rc<Payload>) {
+    /// Queues `envelope` for every member of `group` here; how many.
+    fn deliver_group(&self, group: &str, envelope: Rc<Envelope>) -> usize {
         let groups = self.0.groups.borrow();
         let Some(members) = groups.get(group) else {
-            return;
+            return 0;
         };
         for mailbox in members.values() {
-            if mailbox.push(payload.clone()) == Pushed::Closing {
-                warn!("channel layer: a member's queue is full; closing it");
+            self.push(mailbox, &envelope);
+        }
+        members.len()
+    }
+
+    /// Queues `envelope` for one member, counting what became of it.
+    fn push(&self, mailbox: &Mailbox, envelope: &Rc<Envelope>) {
+        let counters = &self.0.cell.counters;
+        match mailbox.push(envelope.clone()) {
+            Pushed::Queued => counters.add(at::CHANNEL_DELIVERED, 1),
+            Pushed::DroppedOldest => {
+                counters.add(at::CHANNEL_DELIVERED, 1);
+                counters.count_dropped(Dropped::Overflow);
             }
+            Pushed::Closing => counters.count_dropped(Dropped::Overflow),
         }
     }
 

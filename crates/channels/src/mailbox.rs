@@ -11,6 +11,16 @@ use tokio::sync::Notify;
 
 use crate::Payload;
 
+/// A message on its way to a member, with when it was published (µs on the
+/// host's monotonic clock), for the fan-out histogram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The message.
+    pub payload: Payload,
+    /// When it was published.
+    pub published: u64,
+}
+
 /// What a full mailbox does with one more message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overflow {
@@ -25,7 +35,7 @@ pub enum Overflow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Next {
     /// A message to write.
-    Message(Rc<Payload>),
+    Message(Rc<Envelope>),
     /// The mailbox overflowed under [`Overflow::Close`]: close the socket.
     Overflowed,
 }
@@ -43,7 +53,7 @@ pub(crate) enum Pushed {
 /// One member's queue.
 #[derive(Debug)]
 pub struct Mailbox {
-    queue: RefCell<VecDeque<Rc<Payload>>>,
+    queue: RefCell<VecDeque<Rc<Envelope>>>,
     capacity: usize,
     overflow: Overflow,
     overflowed: Cell<bool>,
@@ -61,7 +71,7 @@ impl Mailbox {
         })
     }
 
-    pub(crate) fn push(&self, payload: Rc<Payload>) -> Pushed {
+    pub(crate) fn push(&self, payload: Rc<Envelope>) -> Pushed {
         if self.overflowed.get() {
             return Pushed::Closing;
         }
@@ -111,8 +121,11 @@ impl Mailbox {
 mod tests {
     use super::*;
 
-    fn text(s: &str) -> Rc<Payload> {
-        Rc::new(Payload::Text(s.to_owned()))
+    fn text(s: &str) -> Rc<Envelope> {
+        Rc::new(Envelope {
+            payload: Payload::Text(s.to_owned()),
+            published: 0,
+        })
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -17,7 +17,7 @@ fn ready(shared: &Shared, slot: usize) -> usize {
 
 async fn next_text(m: &Member) -> String {
     match tokio::time::timeout(Duration::from_secs(2), m.mailbox().next()).await {
-        Ok(Next::Message(p)) => match &*p {
+        Ok(Next::Message(p)) => match &p.payload {
             Payload::Text(t) => t.clone(),
             Payload::Binary(_) => panic!("binary"),
         },

@@ -554,6 +554,15 @@ impl<const N: usize> Text<N> {
     }
 }
 
+/// Microseconds on the system-wide monotonic clock, comparable across
+/// processes.
+pub fn now_us() -> u64 {
+    match clock_gettime(ClockId::CLOCK_MONOTONIC) {
+        Ok(ts) => ts.tv_sec() as u64 * 1_000_000 + ts.tv_nsec() as u64 / 1000,
+        Err(_) => 0,
+    }
+}
+
 /// Milliseconds on the system-wide monotonic clock, comparable across processes.
 pub fn now_ms() -> u64 {
     match clock_gettime(ClockId::CLOCK_MONOTONIC) {

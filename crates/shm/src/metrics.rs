@@ -30,9 +30,33 @@ pub const BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Why the channel layer dropped a message, as counted in
+/// `ferricorn_channel_messages_dropped_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Dropped {
+    /// A member's queue was full.
+    Overflow = 0,
+    /// Over `--channel-max-message`.
+    TooLarge = 1,
+    /// Its group had no member anywhere.
+    NoMembers = 2,
+    /// Another worker could not take it (its queue full, or it is gone).
+    Peer = 3,
+}
+
+/// The `reason` label of each [`Dropped`], in its order.
+pub const DROP_REASONS: [&str; 4] = ["overflow", "too_large", "no_members", "peer"];
+
+/// Upper bounds, in seconds, of the channel layer's fan-out histogram (from
+/// publish to the write to a member's socket), then `+Inf`.
+pub const FANOUT_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
 /// Where each counter lives in [`Counters`].
 pub mod at {
-    use super::{BUCKETS, CLASSES, METHODS};
+    use super::{BUCKETS, CLASSES, DROP_REASONS, FANOUT_BUCKETS, METHODS};
 
     /// Requests by method and status class: `REQUESTS + method * 5 + class`.
     pub const REQUESTS: usize = 0;
@@ -52,8 +76,18 @@ pub mod at {
     pub const WS_RECEIVED: usize = WS_ACCEPTED + 1;
     /// WebSocket messages sent.
     pub const WS_SENT: usize = WS_RECEIVED + 1;
+    /// Channel layer messages sent to a group or a connection.
+    pub const CHANNEL_PUBLISHED: usize = WS_SENT + 1;
+    /// Channel layer messages queued for a member's socket.
+    pub const CHANNEL_DELIVERED: usize = CHANNEL_PUBLISHED + 1;
+    /// Channel layer messages dropped, by reason (see [`DROP_REASONS`]).
+    pub const CHANNEL_DROPPED: usize = CHANNEL_DELIVERED + 1;
+    /// Fan-out times, one count per bucket, then `+Inf`.
+    pub const CHANNEL_FANOUT: usize = CHANNEL_DROPPED + DROP_REASONS.len();
+    /// The sum of fan-out times, in microseconds.
+    pub const CHANNEL_FANOUT_SUM_US: usize = CHANNEL_FANOUT + FANOUT_BUCKETS.len() + 1;
     /// How many counters there are.
-    pub const LEN: usize = WS_SENT + 1;
+    pub const LEN: usize = CHANNEL_FANOUT_SUM_US + 1;
 }
 
 /// A plain copy of [`Counters`], summed over any number of them.
@@ -86,6 +120,22 @@ impl Counters {
             .unwrap_or(BUCKETS.len());
         self.add(at::DURATION + bucket, 1);
         self.add(at::DURATION_SUM_US, took.as_micros() as u64);
+    }
+
+    /// Counts one channel message's fan-out time, from publish to write.
+    pub fn observe_fanout(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let bucket = FANOUT_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(FANOUT_BUCKETS.len());
+        self.add(at::CHANNEL_FANOUT + bucket, 1);
+        self.add(at::CHANNEL_FANOUT_SUM_US, took.as_micros() as u64);
+    }
+
+    /// Counts a message the channel layer dropped.
+    pub fn count_dropped(&self, reason: Dropped) {
+        self.add(at::CHANNEL_DROPPED + reason as usize, 1);
     }
 
     /// Adds every counter into `into`.

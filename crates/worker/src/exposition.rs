@@ -8,7 +8,9 @@
 
 use std::fmt::{Display, Write as _};
 
-use ferricorn_shm::metrics::{AppKind, BUCKETS, CLASSES, Exit, METHODS, Snapshot, at};
+use ferricorn_shm::metrics::{
+    AppKind, BUCKETS, CLASSES, DROP_REASONS, Exit, FANOUT_BUCKETS, METHODS, Snapshot, at,
+};
 use ferricorn_shm::procfs::{self, Usage};
 use ferricorn_shm::{CellState, MAX_SLOTS, Shared};
 
@@ -28,12 +30,15 @@ struct View {
     /// Open connections and WebSockets per slot, same order as `slots`.
     open: Vec<(u64, u64)>,
     processes: Vec<Process>,
+    /// Groups with members and members, per slot, same order as `slots`.
+    channels: Vec<(u64, u64)>,
     /// Each app series' values summed over the workers.
     app: Vec<Vec<u64>>,
 }
 
 fn read(shared: &Shared, series: &[ferricorn_shm::metrics::AppSeries]) -> View {
     let mut per_slot: Vec<Option<(Snapshot, u64, u64)>> = vec![None; MAX_SLOTS];
+    let mut groups = vec![(0u64, 0u64); MAX_SLOTS];
     let desired = (shared.header().desired() as usize).min(MAX_SLOTS);
     for (slot, sums) in per_slot.iter_mut().enumerate() {
         let mut totals = [0; at::LEN];
@@ -56,11 +61,17 @@ fn read(shared: &Shared, series: &[ferricorn_shm::metrics::AppSeries]) -> View {
                 .collect()
         })
         .collect();
-    for (_, cell) in shared.cells() {
+    for (id, cell) in shared.cells() {
         let pid = cell.pid();
         let slot = cell.slot();
         if pid <= 0 || slot >= MAX_SLOTS {
             continue;
+        }
+        if let Some(table) = shared.groups(id) {
+            for (_, members) in table.groups() {
+                groups[slot].0 += 1;
+                groups[slot].1 += u64::from(members);
+            }
         }
         let sums = per_slot[slot].get_or_insert(([0; at::LEN], 0, 0));
         cell.counters.sum_into(&mut sums.0);
@@ -87,17 +98,19 @@ fn read(shared: &Shared, series: &[ferricorn_shm::metrics::AppSeries]) -> View {
             }
         }
     }
-    let (mut slots, mut open) = (Vec::new(), Vec::new());
+    let (mut slots, mut open, mut channels) = (Vec::new(), Vec::new(), Vec::new());
     for (slot, s) in per_slot.into_iter().enumerate() {
         if let Some((counters, conns, ws)) = s {
             slots.push((slot, counters));
             open.push((conns, ws));
+            channels.push(groups[slot]);
         }
     }
     View {
         slots,
         open,
         processes,
+        channels,
         app,
     }
 }
@@ -121,6 +134,7 @@ pub(crate) fn render(shared: Shared) -> String {
     // The server as a whole.
     http_families(&mut out, "ferricorn_", &[("", &all)]);
     traffic_families(&mut out, "ferricorn_", &[("", &all, (conns, ws))]);
+    channel_families(&mut out, &all, &view);
 
     // Per worker slot.
     let labelled: Vec<(String, &Snapshot, (u64, u64))> = view
@@ -328,6 +342,66 @@ fn http_families(out: &mut Out, prefix: &str, rows: &[(&str, &Snapshot)]) {
         let sum = Float(s[at::DURATION_SUM_US] as f64 / 1e6);
         let buckets = &s[at::DURATION..at::DURATION + BUCKETS.len() + 1];
         histogram(out, &name, labels, &les, buckets, sum);
+    }
+}
+
+/// The channel layer: messages published, delivered and dropped by reason,
+/// the fan-out histogram, and each slot's groups and members.
+fn channel_families(out: &mut Out, all: &Snapshot, view: &View) {
+    let counters = [
+        (
+            "ferricorn_channel_messages_published_total",
+            at::CHANNEL_PUBLISHED,
+            "Channel layer messages sent to a group or a connection.",
+        ),
+        (
+            "ferricorn_channel_messages_delivered_total",
+            at::CHANNEL_DELIVERED,
+            "Channel layer messages queued for a member's socket (one per member).",
+        ),
+    ];
+    for (name, i, help) in counters {
+        out.family(name, "counter", help);
+        out.sample(name, "", all[i]);
+    }
+    let name = "ferricorn_channel_messages_dropped_total";
+    out.family(
+        name,
+        "counter",
+        "Channel layer messages dropped, by reason.",
+    );
+    for (i, reason) in DROP_REASONS.iter().enumerate() {
+        let labels = format!("reason=\"{reason}\"");
+        out.sample(name, &labels, all[at::CHANNEL_DROPPED + i]);
+    }
+    let name = "ferricorn_channel_fanout_seconds";
+    out.family(
+        name,
+        "histogram",
+        "Time from a channel message's publish to its write to a member's socket.",
+    );
+    let les: Vec<Float> = FANOUT_BUCKETS.iter().copied().map(Float).collect();
+    let sum = Float(all[at::CHANNEL_FANOUT_SUM_US] as f64 / 1e6);
+    let buckets = &all[at::CHANNEL_FANOUT..at::CHANNEL_FANOUT + FANOUT_BUCKETS.len() + 1];
+    histogram(out, name, "", &les, buckets, sum);
+    type Read = fn(&(u64, u64)) -> u64;
+    let gauges: [(&str, &str, Read); 2] = [
+        (
+            "ferricorn_worker_channel_groups",
+            "Groups the slot's workers have members of.",
+            |g| g.0,
+        ),
+        (
+            "ferricorn_worker_channel_members",
+            "Group memberships of the slot's workers' sockets.",
+            |g| g.1,
+        ),
+    ];
+    for (name, help, read) in gauges {
+        out.family(name, "gauge", help);
+        for ((slot, _), g) in view.slots.iter().zip(&view.channels) {
+            out.sample(name, &format!("worker=\"{slot}\""), read(g));
+        }
     }
 }
 

@@ -365,6 +365,8 @@ async fn write(
     cell: &'static WorkerCell,
 ) {
     loop {
+        // When the channel message being written was published.
+        let mut published = None;
         // What the app queued first: a frame it sent before its socket
         // joined a group goes out before the group's messages.
         let out = tokio::select! {
@@ -374,10 +376,14 @@ async fn write(
                 None => break,
             },
             next = mailbox.next() => match next {
-                Next::Message(payload) => Out::Frame(match &*payload {
-                    Payload::Text(t) => WsMessage::text(t.as_str()),
-                    Payload::Binary(b) => WsMessage::Binary(b.clone()),
-                }),
+                Next::Message(envelope) => {
+                    let frame = match &envelope.payload {
+                        Payload::Text(t) => WsMessage::text(t.as_str()),
+                        Payload::Binary(b) => WsMessage::Binary(b.clone()),
+                    };
+                    published = Some(envelope.published);
+                    Out::Frame(frame)
+                }
                 Next::Overflowed => Out::Close(CloseCode::Again, "too slow: messages dropped".to_owned()),
             },
         };
@@ -398,6 +404,10 @@ async fn write(
         };
         if sink.send(frame).await.is_err() || last {
             break;
+        }
+        if let Some(at) = published {
+            let took = ferricorn_shm::now_us().saturating_sub(at);
+            cell.counters.observe_fanout(Duration::from_micros(took));
         }
     }
     let _ = sink.flush().await;
