@@ -64,7 +64,8 @@ fn join(server: &Server, room: &str) -> Member {
         Some("welcome"),
         "{welcome}"
     );
-    assert_eq!(field(&welcome, "room").as_deref(), Some(room));
+    let name = room.split('?').next().unwrap_or(room);
+    assert_eq!(field(&welcome, "room").as_deref(), Some(name));
     Member {
         id: field(&welcome, "id").expect("id"),
         worker: field(&welcome, "worker")
@@ -341,4 +342,37 @@ fn a_message_over_the_limit_is_refused_whole() {
         Some(1.0),
         "the WebSocket one; the HTTP one was never read whole"
     );
+}
+
+#[test]
+fn the_app_path_lets_the_socket_task_choose_what_to_forward() {
+    let server = Server::start(&["-w", "2"]);
+    // Members on both workers, on the app path (`?echo=0`: all but their own).
+    let mut app: Vec<Member> = Vec::new();
+    for _ in 0..20 {
+        app.push(join(&server, "quiet?echo=0"));
+        if app.iter().any(|m| m.worker == 0) && app.iter().any(|m| m.worker == 1) {
+            break;
+        }
+    }
+    let mut fast = join(&server, "quiet");
+    let n = app.len() as u64 + 1;
+    assert!(wait_until(Duration::from_secs(5), || count(
+        &server, "quiet"
+    ) == n));
+    app[0]
+        .ws
+        .send(Message::text("from the app path"))
+        .expect("send");
+    let got = next_of(&mut fast.ws, "message").expect("the fast member hears it");
+    assert_eq!(field(&got, "text").as_deref(), Some("from the app path"));
+    for m in &mut app[1..] {
+        let got = next_of(&mut m.ws, "message").expect("the others hear it");
+        assert_eq!(field(&got, "text").as_deref(), Some("from the app path"));
+    }
+    // Its own message was not forwarded to the sender: the first it gets is
+    // the next one.
+    assert_eq!(post(&server, "/rooms/quiet", "next"), 202);
+    let got = next_of(&mut app[0].ws, "message").expect("the next message");
+    assert_eq!(field(&got, "text").as_deref(), Some("next"), "{got}");
 }

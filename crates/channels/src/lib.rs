@@ -405,6 +405,42 @@ impl Channels {
     }
 }
 
+/// A group's messages for the app to take one by one (the app path), where
+/// a joined socket has the server write them itself (the fast path). It is
+/// a member of the group while it lives, so the group's count includes it;
+/// its queue has the same capacity and overflow policy as a socket's.
+#[derive(Debug)]
+pub struct Subscription {
+    member: Member,
+}
+
+impl Subscription {
+    /// The next message; `None` once its queue overflowed under
+    /// `--channel-overflow close`.
+    pub async fn recv(&mut self) -> Option<Payload> {
+        match self.member.mailbox.next().await {
+            Next::Message(envelope) => {
+                Some(Rc::try_unwrap(envelope).map_or_else(|e| e.payload.clone(), |e| e.payload))
+            }
+            Next::Overflowed => None,
+        }
+    }
+
+    /// Its id, as a member of the group.
+    pub fn id(&self) -> ConnectionId {
+        self.member.id()
+    }
+}
+
+impl Channels {
+    /// Subscribes to `group`'s messages: see [`Subscription`].
+    pub fn subscribe(&self, group: &str) -> Subscription {
+        let member = self.member();
+        member.join(group);
+        Subscription { member }
+    }
+}
+
 /// One socket's place in the layer: its id, its mailbox, its groups. It
 /// leaves every group when dropped (its socket closed).
 #[derive(Debug)]

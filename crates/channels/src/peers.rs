@@ -32,8 +32,8 @@ use crate::frame::{Frame, HEADER};
 pub(crate) const PEER_QUEUE_BYTES: usize = 16 << 20;
 
 /// The abstract socket name of `cell`'s worker in server `instance`.
-fn address(instance: u64, cell: usize) -> io::Result<SocketAddr> {
-    SocketAddr::from_abstract_name(format!("ferricorn/{instance:016x}/{cell}"))
+fn name(instance: u64, cell: usize) -> String {
+    format!("ferricorn/{instance:016x}/{cell}")
 }
 
 /// One worker's streams to the others.
@@ -71,7 +71,8 @@ impl Peers {
         max_frame: usize,
         deliver: impl Fn(Frame) + 'static,
     ) -> io::Result<()> {
-        let listener = std::os::unix::net::UnixListener::bind_addr(&address(self.instance, me)?)?;
+        let addr = SocketAddr::from_abstract_name(name(self.instance, me))?;
+        let listener = std::os::unix::net::UnixListener::bind_addr(&addr)?;
         listener.set_nonblocking(true)?;
         let listener = UnixListener::from_std(listener)?;
         let deliver = Rc::new(deliver);
@@ -124,10 +125,7 @@ impl Peers {
                         dead: Cell::new(false),
                     });
                     links.insert(cell, link.clone());
-                    match address(self.instance, cell) {
-                        Ok(addr) => drop(spawn_local(write_frames(link.clone(), addr))),
-                        Err(_) => return false,
-                    }
+                    spawn_local(write_frames(link.clone(), self.instance, cell));
                     link
                 }
             }
@@ -173,14 +171,24 @@ async fn read_frames(
     }
 }
 
-async fn write_frames(link: Rc<Link>, addr: SocketAddr) {
-    let stream = std::os::unix::net::UnixStream::connect_addr(&addr)
-        .and_then(|s| {
-            s.set_nonblocking(true)?;
-            Ok(s)
-        })
-        .and_then(UnixStream::from_std);
-    let mut stream = match stream {
+/// Connects to `cell`'s worker without ever blocking: a peer whose listen
+/// queue is full (a hung worker) refuses at once (`EAGAIN`), and the
+/// message waits for the next try rather than the event loop for the peer.
+fn connect(instance: u64, cell: usize) -> io::Result<UnixStream> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let addr = UnixAddr::new_abstract(name(instance, cell).as_bytes())?;
+    connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr)?;
+    UnixStream::from_std(std::os::unix::net::UnixStream::from(fd))
+}
+
+async fn write_frames(link: Rc<Link>, instance: u64, cell: usize) {
+    let mut stream = match connect(instance, cell) {
         Ok(s) => s,
         Err(e) => {
             debug!("channel layer: cannot reach a peer: {e}");

@@ -61,7 +61,7 @@ pub use body::{Body, BodySender};
 pub use cli::Args;
 pub use ferricorn_worker::{
     BoxError, Channels, Closed, ConnectionId, Context, Counter, Error, Gauge, Histogram, Message,
-    Payload, RequestInfo, SendError, WebSocket, WebSocketUpgrade,
+    Payload, RequestInfo, SendError, Subscription, WebSocket, WebSocketUpgrade,
 };
 pub use server::Server;
 

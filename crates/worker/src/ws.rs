@@ -308,6 +308,14 @@ impl WebSocket {
         self.member.leave(group);
     }
 
+    /// The app path: `group`'s messages come to the app, one by one, to
+    /// forward as it decides (with [`send`](Self::send)), instead of being
+    /// written by the server. The subscription counts as the group's member
+    /// while it lives.
+    pub fn subscribe(&self, group: &str) -> ferricorn_channels::Subscription {
+        self.member.layer().subscribe(group)
+    }
+
     /// The channel layer, to send to groups and count them.
     pub fn channels(&self) -> &Channels {
         self.member.layer()

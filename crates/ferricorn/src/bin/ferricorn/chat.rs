@@ -9,6 +9,8 @@
 //!   `{"type":"presence","room":ROOM,"count":N}`.
 //! - `POST /rooms/{room}` with a text body sends it from `"http"` and
 //!   answers 202; `GET /rooms/{room}` answers `{"room":ROOM,"count":N}`.
+//! - `GET /ws/chat/{room}?echo=0` takes the app path: the socket's task
+//!   receives the room's messages itself and forwards all but its own.
 //! - `POST /connections/{id}` with a text body sends it to that one socket,
 //!   on whichever worker holds it, as `{"type":"direct","from":"http","text":TEXT}`;
 //!   202, or 404 when no such socket is open.
@@ -77,6 +79,14 @@ fn presence(ctx: &Context, room: &str) {
 /// `GET /ws/chat/{room}`.
 pub(crate) fn websocket(ctx: &Context, upgrade: WebSocketUpgrade, room: String) -> Response {
     let ctx = ctx.clone();
+    let echo = !upgrade
+        .request()
+        .uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "echo=0"));
+    if !echo {
+        return app_path(ctx, upgrade, room);
+    }
     upgrade.accept(move |mut socket| async move {
         let id = socket.id().to_string();
         let welcome = format!(
@@ -106,6 +116,48 @@ pub(crate) fn websocket(ctx: &Context, upgrade: WebSocketUpgrade, room: String) 
             }
         }
         socket.leave(&room);
+        presence(&ctx, &room);
+    })
+}
+
+/// The app path: the socket's task takes the room's messages from a
+/// subscription and forwards every one not from itself.
+fn app_path(ctx: Context, upgrade: WebSocketUpgrade, room: String) -> Response {
+    upgrade.accept(move |mut socket| async move {
+        let mut room_messages = socket.subscribe(&room);
+        let id = room_messages.id().to_string();
+        let welcome = format!(
+            r#"{{"type":"welcome","id":{},"worker":{},"room":{}}}"#,
+            quoted(&id),
+            ctx.slot(),
+            quoted(&room)
+        );
+        if socket.send(Message::Text(welcome)).await.is_err() {
+            return;
+        }
+        presence(&ctx, &room);
+        let own = format!(r#""from":{}"#, quoted(&id));
+        loop {
+            tokio::select! {
+                m = socket.recv() => match m {
+                    Some(Message::Text(text)) => {
+                        let _ = ctx.channels().send_group(&room, message(&room, &id, &text));
+                    }
+                    Some(Message::Binary(_)) => {}
+                    Some(Message::Close(_)) | None => break,
+                },
+                m = room_messages.recv() => match m {
+                    Some(Payload::Text(t)) if !t.contains(&own) => {
+                        if socket.send(Message::Text(t)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
+            }
+        }
+        drop(room_messages);
         presence(&ctx, &room);
     })
 }
