@@ -376,3 +376,13 @@ fn the_app_path_lets_the_socket_task_choose_what_to_forward() {
     let got = next_of(&mut app[0].ws, "message").expect("the next message");
     assert_eq!(field(&got, "text").as_deref(), Some("next"), "{got}");
 }
+
+#[test]
+fn the_chat_page_is_served() {
+    let server = Server::start(&["-w", "1"]);
+    let res = server.get("/chat");
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("content-type"), Some("text/html; charset=utf-8"));
+    let page = res.text();
+    assert!(page.contains("/ws/chat/") && page.contains("presence"), "{page}");
+}

@@ -11,6 +11,7 @@
 //!   answers 202; `GET /rooms/{room}` answers `{"room":ROOM,"count":N}`.
 //! - `GET /ws/chat/{room}?echo=0` takes the app path: the socket's task
 //!   receives the room's messages itself and forwards all but its own.
+//! - `GET /chat` serves a page for people (`chat.html`, in the binary).
 //! - `POST /connections/{id}` with a text body sends it to that one socket,
 //!   on whichever worker holds it, as `{"type":"direct","from":"http","text":TEXT}`;
 //!   202, or 404 when no such socket is open.
@@ -204,6 +205,16 @@ pub(crate) async fn direct(ctx: &Context, id: &str, req: Request) -> Response {
         Err(SendError::NoConnection(_)) => status(StatusCode::NOT_FOUND, "no such connection\n"),
         Err(e) => status(StatusCode::PAYLOAD_TOO_LARGE, &format!("{e}\n")),
     }
+}
+
+/// `GET /chat`: the page, embedded in the binary.
+pub(crate) fn page() -> Response {
+    let mut res = Response::new(ferricorn::Body::from(include_str!("chat.html")));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    res
 }
 
 /// `GET /rooms/{room}`.

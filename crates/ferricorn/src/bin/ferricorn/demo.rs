@@ -13,6 +13,7 @@
 //! | `GET /ws/sink`        | WebSocket: accepts and never reads (back-pressure)  |
 //! | `GET /ws/chat/{room}` | WebSocket: a chat room spanning every worker (see `chat`) |
 //! | `POST /rooms/{room}`, `GET /rooms/{room}` | send to a room; its member count |
+//! | `GET /chat`           | a chat page for people                              |
 //!
 //! It also shows the app's own metrics, served in `/metrics` summed over
 //! the workers: `demo_echo_requests_total` (a counter), `demo_blocking_seconds`
@@ -179,6 +180,7 @@ impl App for Demo {
         }
         match (req.uri().path(), get) {
             ("/", true) => text("Hello, World!"),
+            ("/chat", true) => crate::chat::page(),
             ("/json", true) => json(r#"{"message":"Hello, World!"}"#),
             ("/echo", _) if req.method() == Method::POST => {
                 if let Ok(m) = &self.metrics {
@@ -206,7 +208,7 @@ impl App for Demo {
                 self.ctx.slot(),
                 self.ctx.requests()
             )),
-            ("/" | "/json" | "/stream" | "/blocking" | "/worker" | "/whoami", false) => {
+            ("/" | "/json" | "/stream" | "/blocking" | "/worker" | "/whoami" | "/chat", false) => {
                 method_not_allowed("GET, HEAD")
             }
             ("/echo", _) => method_not_allowed("POST"),
