@@ -384,5 +384,29 @@ fn the_chat_page_is_served() {
     assert_eq!(res.status, 200);
     assert_eq!(res.header("content-type"), Some("text/html; charset=utf-8"));
     let page = res.text();
-    assert!(page.contains("/ws/chat/") && page.contains("presence"), "{page}");
+    assert!(
+        page.contains("/ws/chat/") && page.contains("presence"),
+        "{page}"
+    );
+}
+
+#[test]
+fn replaced_workers_take_part_once_ready() {
+    let server = Server::start(&["-w", "2"]);
+    server.signal(Signal::SIGHUP);
+    server.wait_log("reload complete", Duration::from_secs(15));
+    server.wait_ready();
+    // The new workers' members hear each other, and the counts are theirs
+    // alone: the old workers' members left with them.
+    let mut members = members_on_both_workers(&server, "after-reload");
+    let n = members.len() as u64;
+    assert!(wait_until(Duration::from_secs(5), || count(
+        &server,
+        "after-reload"
+    ) == n));
+    assert_eq!(post(&server, "/rooms/after-reload", "still here"), 202);
+    for m in &mut members {
+        let got = next_of(&mut m.ws, "message").expect("the message");
+        assert_eq!(field(&got, "text").as_deref(), Some("still here"));
+    }
 }

@@ -320,6 +320,12 @@ fn check_config_and_bad_values_exit_2_with_one_line() {
             "env FERRICORN_WORKERZ: not a name ferricorn reads; did you mean `FERRICORN_WORKERS`?",
         ),
         (
+            &["--channel-layer", "redis://127.0.0.1:6379"],
+            &[],
+            None,
+            "invalid value for `channel_layer` (from cli): the Redis channel layer is not built yet",
+        ),
+        (
             &["--workerz", "3"],
             &[],
             None,

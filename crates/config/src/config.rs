@@ -18,8 +18,8 @@ use crate::checks::{
 use crate::cpus::Cpus;
 use crate::options::{Flag, Int, Kind, List, Secs, Text};
 use crate::values::{
-    Bind, ChannelOverflow, Group, Identity, IpNet, Limits, LogFormat, LogLevel, MAX_REQUEST_LINE,
-    ProxyProtocol, User, WebSocket,
+    Bind, ChannelLayer, ChannelOverflow, Group, Identity, IpNet, Limits, LogFormat, LogLevel,
+    MAX_REQUEST_LINE, ProxyProtocol, User, WebSocket,
 };
 
 /// The most worker processes one server runs (the shared memory's slot count).

@@ -40,8 +40,8 @@ pub use docs::settings_table;
 pub use layers::{clap_error, first_line};
 pub use options::{Options, SETTINGS, Setting};
 pub use values::{
-    Bind, ChannelOverflow, Group, Identity, IpNet, Limits, LogFormat, LogLevel, ProxyProtocol,
-    User, WebSocket,
+    Bind, ChannelLayer, ChannelOverflow, Group, Identity, IpNet, Limits, LogFormat, LogLevel,
+    ProxyProtocol, User, WebSocket,
 };
 
 /// Why the settings could not be loaded. Each renders as one line that names

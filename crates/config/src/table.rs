@@ -286,6 +286,14 @@ macro_rules! for_each_setting {
                 env: [],
                 doc: "the app's mount path behind a proxy, given to it as `RequestInfo::root_path` (ASGI's `root_path`); empty or `/PATH` without a trailing `/`",
             }
+            channel_layer: Text => ChannelLayer = "memory" {
+                help: "Where WebSocket groups span: memory (every worker of this server, no broker)",
+                check: parsed,
+                section: "Channel layer",
+                flag: ([], "LAYER"),
+                env: [],
+                doc: "`memory`: groups, direct sends and counts span every worker of this server, through its shared memory and streams between its workers, with no broker (see docs/channels.md); `redis://` to span hosts is not built yet and is refused",
+            }
             channel_capacity: Int => usize = "100" {
                 help: "Messages queued for one WebSocket member of a group before --channel-overflow applies",
                 check: |k, n| range(k, n, 1, 1 << 20),

@@ -102,6 +102,31 @@ impl FromStr for IpNet {
     }
 }
 
+/// Where the channel layer spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelLayer {
+    /// Every worker of this server, through its shared memory.
+    Memory,
+}
+
+impl FromStr for ChannelLayer {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("memory") {
+            return Ok(Self::Memory);
+        }
+        if s.starts_with("redis://") || s.starts_with("rediss://") || s.starts_with("redis+unix://")
+        {
+            return Err(Error::Value(
+                "the Redis channel layer is not built yet; `memory` spans the workers of this server".to_owned(),
+            ));
+        }
+        Err(Error::Value(format!("`{s}` is not `memory`")))
+    }
+}
+
 /// What a channel layer member's full queue does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelOverflow {
