@@ -41,6 +41,10 @@ bench-compare:
 bench-instructions:
     bash benches/instructions.sh
 
+# The channel layer's fan-out beside the in-process limit (a tokio-tungstenite broadcast server).
+bench-fanout:
+    bash benches/fanout.sh
+
 # The cost of metrics, on against off.
 bench-metrics:
     bash benches/metrics.sh

@@ -44,10 +44,13 @@ use tracing::debug;
 use crate::RequestInfo;
 use crate::counted::{OpenConnection, OpenWebSocket};
 
-/// What tungstenite reads at most per `read(2)`. It zeroes that much of its
-/// buffer before every read, including the last one that finds nothing
-/// (its default of 128 KiB made two 128 KiB memsets per echoed message).
-const READ_BUFFER: usize = 16 * 1024;
+/// What tungstenite reads at most per `read(2)`, and the read buffer every
+/// socket keeps. It zeroes that much of its buffer before every read,
+/// including the last one that finds nothing (its default of 128 KiB made
+/// two 128 KiB memsets per echoed message). 4 KiB rather than 16: a chat
+/// server holds thousands of idle members, and 12 KiB less each halves
+/// their memory (benches/fanout.sh); a large message takes more reads.
+const READ_BUFFER: usize = 4 * 1024;
 
 /// How long the server waits for the client's close frame after its own.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
