@@ -5,9 +5,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::future::Future;
 use std::rc::Rc;
-
-use tokio::sync::Notify;
+use std::task::{Poll, Waker};
 
 use crate::Payload;
 
@@ -57,7 +57,10 @@ pub struct Mailbox {
     capacity: usize,
     overflow: Overflow,
     overflowed: Cell<bool>,
-    notify: Notify,
+    /// The writer waiting for a message. A plain waker, not a `Notify`:
+    /// the writer polls the mailbox beside its other queue for every frame
+    /// it writes, and registering with a `Notify` takes a lock each time.
+    waiter: RefCell<Option<Waker>>,
 }
 
 impl Mailbox {
@@ -67,7 +70,7 @@ impl Mailbox {
             capacity: capacity.max(1),
             overflow,
             overflowed: Cell::new(false),
-            notify: Notify::new(),
+            waiter: RefCell::new(None),
         })
     }
 
@@ -84,26 +87,38 @@ impl Mailbox {
         } else {
             self.overflowed.set(true);
             queue.clear();
-            self.notify.notify_one();
+            drop(queue);
+            self.wake();
             return Pushed::Closing;
         };
         queue.push_back(payload);
         drop(queue);
-        self.notify.notify_one();
+        self.wake();
         pushed
     }
 
-    /// The next message, waiting for one.
-    pub async fn next(&self) -> Next {
-        loop {
+    fn wake(&self) {
+        if let Some(w) = self.waiter.borrow().as_ref() {
+            w.wake_by_ref();
+        }
+    }
+
+    /// The next message, waiting for one. Cancel-safe: nothing is taken
+    /// until it is returned.
+    pub fn next(&self) -> impl Future<Output = Next> + '_ {
+        std::future::poll_fn(move |cx| {
             if self.overflowed.get() {
-                return Next::Overflowed;
+                return Poll::Ready(Next::Overflowed);
             }
             if let Some(p) = self.queue.borrow_mut().pop_front() {
-                return Next::Message(p);
+                return Poll::Ready(Next::Message(p));
             }
-            self.notify.notified().await;
-        }
+            let mut waiter = self.waiter.borrow_mut();
+            if !waiter.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *waiter = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
     }
 
     /// Messages waiting.
