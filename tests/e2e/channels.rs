@@ -145,10 +145,18 @@ fn a_room_spans_the_workers() {
     let got = next_of(&mut other.ws, "message").expect("its own message");
     assert_eq!(field(&got, "text").as_deref(), Some("marker"), "{got}");
 
-    // Direct: one socket, on the other worker from most requests' view.
-    let target = members.iter().position(|m| m.worker == 1).expect("on 1");
+    // Direct: to one socket on the other worker than the one serving the
+    // request (a kept-alive connection stays with its worker).
+    let mut conn = Conn::open(server.port);
+    let here = field(&conn.get("/worker").text(), "slot")
+        .and_then(|s| s.parse::<u64>().ok())
+        .expect("slot");
+    let target = members
+        .iter()
+        .position(|m| m.worker != here)
+        .expect("elsewhere");
     let path = format!("/connections/{}", members[target].id);
-    assert_eq!(post(&server, &path, "just you"), 202);
+    assert_eq!(post_on(&mut conn, &path, "just you"), 202);
     let got = next_of(&mut members[target].ws, "direct").expect("direct");
     assert_eq!(field(&got, "text").as_deref(), Some("just you"));
     assert_eq!(post(&server, "/connections/0.0.0.0", "nobody"), 404);
