@@ -16,7 +16,8 @@
 //!   the limits, the `Host` rule, the smuggling guard, trusted proxy
 //!   headers, ferricorn's own endpoints, the app, and what happens when a
 //!   response is done.
-//! - `ws`: WebSocket upgrades and the tasks that drive each socket.
+//! - `ws`: WebSocket upgrades and the tasks that drive each socket;
+//!   `queue`: the bounded queues between those tasks.
 //! - [`access`]: the access log.
 //! - `ids`: request ids.
 //! - `counted`: guards that count open connections, WebSockets and
@@ -40,6 +41,7 @@ mod ids;
 mod lifecycle;
 mod metrics;
 mod proxy_protocol;
+mod queue;
 mod ws;
 
 use std::future::Future;

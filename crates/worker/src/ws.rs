@@ -32,7 +32,7 @@ use http::header::{
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::spawn_local;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
@@ -43,6 +43,7 @@ use tracing::debug;
 
 use crate::RequestInfo;
 use crate::counted::{OpenConnection, OpenWebSocket};
+use crate::queue;
 
 /// What tungstenite reads at most per `read(2)`, and the read buffer every
 /// socket keeps. It zeroes that much of its buffer before every read,
@@ -263,8 +264,8 @@ impl WebSocketUpgrade {
 /// An open WebSocket, as the app sees it.
 #[derive(Debug)]
 pub struct WebSocket {
-    incoming: mpsc::Receiver<Message>,
-    outgoing: mpsc::Sender<Out>,
+    incoming: queue::Receiver<Message>,
+    outgoing: queue::Sender<Out>,
     protocol: Option<String>,
     member: Member,
 }
@@ -342,8 +343,8 @@ where
 {
     let queue = hub.settings.max_queue;
     let (sink, mut source) = stream.split();
-    let (to_app, incoming) = mpsc::channel(queue);
-    let (out, outgoing) = mpsc::channel(queue);
+    let (to_app, incoming) = queue::channel(queue);
+    let (out, outgoing) = queue::channel(queue);
     let member = hub.channels.member();
     let mailbox = member.mailbox().clone();
     let socket = WebSocket {
@@ -371,7 +372,7 @@ where
 /// `--channel-overflow close` closes the socket with 1013 (try again later).
 async fn write(
     mut sink: futures_util::stream::SplitSink<Stream, WsMessage>,
-    mut outgoing: mpsc::Receiver<Out>,
+    mut outgoing: queue::Receiver<Out>,
     mailbox: std::rc::Rc<Mailbox>,
     cell: &'static WorkerCell,
 ) {
@@ -429,8 +430,8 @@ async fn write(
 /// Returns whether it queued a close frame the writer may still be sending.
 async fn read(
     source: &mut futures_util::stream::SplitStream<Stream>,
-    out: &mpsc::Sender<Out>,
-    to_app: &mpsc::Sender<Message>,
+    out: &queue::Sender<Out>,
+    to_app: &queue::Sender<Message>,
     hub: &Hub,
 ) -> bool {
     let mut stop = hub.stop.clone();
@@ -544,11 +545,11 @@ async fn read(
 /// one frame. `None` when the stream has ended.
 async fn read_one<'a>(
     source: &mut futures_util::stream::SplitStream<Stream>,
-    to_app: &'a mpsc::Sender<Message>,
+    to_app: &'a queue::Sender<Message>,
     app_gone: bool,
 ) -> Option<(
     Result<WsMessage, WsError>,
-    Option<mpsc::Permit<'a, Message>>,
+    Option<queue::Permit<'a, Message>>,
 )> {
     let permit = if app_gone {
         None
@@ -559,7 +560,7 @@ async fn read_one<'a>(
     Some((frame, permit))
 }
 
-fn deliver(permit: Option<mpsc::Permit<'_, Message>>, message: Message) {
+fn deliver(permit: Option<queue::Permit<'_, Message>>, message: Message) {
     if let Some(p) = permit {
         p.send(message);
     }
