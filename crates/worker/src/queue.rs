@@ -23,8 +23,13 @@ struct Shared<T> {
     receiver: Cell<bool>,
     /// The receiver, waiting for an item or for the senders to go.
     recv_waker: RefCell<Option<Waker>>,
-    /// Senders waiting for room, or for the receiver to go.
+    /// Senders waiting for room (or for the receiver to go, which frees
+    /// them too).
     send_wakers: RefCell<Vec<Waker>>,
+    /// Tasks waiting only for the receiver to go (`closed`): not woken
+    /// when room frees, so a reader watching for its app to go is not
+    /// woken by every message the app takes.
+    closed_wakers: RefCell<Vec<Waker>>,
 }
 
 impl<T> Shared<T> {
@@ -39,13 +44,16 @@ impl<T> Shared<T> {
     }
 
     fn wake_senders(&self) {
+        if self.send_wakers.borrow().is_empty() {
+            return;
+        }
         for w in self.send_wakers.borrow_mut().drain(..) {
             w.wake();
         }
     }
 
-    fn wait_as_sender(&self, cx: &Context<'_>) {
-        let mut wakers = self.send_wakers.borrow_mut();
+    fn wait_in(wakers: &RefCell<Vec<Waker>>, cx: &Context<'_>) {
+        let mut wakers = wakers.borrow_mut();
         if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
             wakers.push(cx.waker().clone());
         }
@@ -62,6 +70,7 @@ pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         receiver: Cell::new(true),
         recv_waker: RefCell::new(None),
         send_wakers: RefCell::new(Vec::new()),
+        closed_wakers: RefCell::new(Vec::new()),
     });
     (Sender(shared.clone()), Receiver(shared))
 }
@@ -108,6 +117,9 @@ impl<T> Drop for Receiver<T> {
         self.0.receiver.set(false);
         self.0.queue.borrow_mut().clear();
         self.0.wake_senders();
+        for w in self.0.closed_wakers.borrow_mut().drain(..) {
+            w.wake();
+        }
     }
 }
 
@@ -132,7 +144,7 @@ impl<T> Sender<T> {
                 return Poll::Ready(Err(()));
             }
             if shared.full() {
-                shared.wait_as_sender(cx);
+                Shared::<T>::wait_in(&shared.send_wakers, cx);
                 return Poll::Pending;
             }
             shared.reserved.set(shared.reserved.get() + 1);
@@ -151,7 +163,7 @@ impl<T> Sender<T> {
         let shared = &*self.0;
         poll_fn(|cx| {
             if shared.receiver.get() {
-                shared.wait_as_sender(cx);
+                Shared::<T>::wait_in(&shared.closed_wakers, cx);
                 Poll::Pending
             } else {
                 Poll::Ready(())
