@@ -14,11 +14,23 @@
 # to receipt p50/p99/p99.9, server CPU µs per delivered message (/proc),
 # server RSS per member. The load client shares the machine's CPUs, so
 # absolute latencies are judged against the in-process limit's in the same
-# run. FANOUT_SECONDS (default 5) sets each step's length.
+# run. FANOUT_SECONDS (default 5) sets each step's length; SERVER_CPUS and
+# LOAD_CPUS (taskset lists, say 1 and 0) pin the server and the load client
+# apart, so that neither waits behind the other for a CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
 SECONDS_EACH=${FANOUT_SECONDS:-5}
+SERVER_CPUS=${SERVER_CPUS:-}
+LOAD_CPUS=${LOAD_CPUS:-}
+
+# pinned CPUS COMMAND...: becomes COMMAND on CPUS, if given (run it in
+# the background, so that $! is the command's own pid).
+pinned() {
+    local cpus=$1
+    shift
+    if [ -n "$cpus" ]; then exec taskset -c "$cpus" "$@"; else exec "$@"; fi
+}
 ulimit -n 30000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 cargo build --release --quiet --bin ferricorn
@@ -30,11 +42,11 @@ start() {
     PORT=$(free_port)
     case "$1" in
         ferricorn)
-            ./target/release/ferricorn -w 2 -b "127.0.0.1:$PORT" --log-level warning \
-                --worker-connections 10000 &
+            pinned "$SERVER_CPUS" ./target/release/ferricorn -w 2 -b "127.0.0.1:$PORT" \
+                --log-level warning --worker-connections 10000 &
             ;;
         broadcast)
-            benches/baselines/target/release/ws-broadcast "127.0.0.1:$PORT" 2 &
+            pinned "$SERVER_CPUS" benches/baselines/target/release/ws-broadcast "127.0.0.1:$PORT" 2 &
             ;;
     esac
     SERVER=$!
@@ -55,7 +67,8 @@ stop() {
 run() {
     start "$1"
     printf '%-10s ' "$1"
-    timeout 300 "$LOAD" "ws://127.0.0.1:$PORT" "$2" "$3" "$4" "$SECONDS_EACH" "$PIDS" || echo "load failed"
+    (pinned "$LOAD_CPUS" timeout 300 "$LOAD" "ws://127.0.0.1:$PORT" "$2" "$3" "$4" "$SECONDS_EACH" "$PIDS") ||
+        echo "load failed"
     stop
 }
 
