@@ -10,6 +10,12 @@
 #    100 ms with no loss;
 # 3. 10,000 members in 100 rooms, 10 publishes/s: memory per member.
 #
+# With FANOUT_DJANGO=1, also Django Channels with channels_redis on Uvicorn
+# (2 workers; benches/django_channels/chat.py, the same wire format), the
+# stack the deployments it replaces run: Django, channels, channels_redis
+# and uvicorn from PyPI into target/django-venv, and Debian's redis-server,
+# started on a free loopback port (its CPU counted with the server's).
+#
 # Each line: published, delivered, loss, delivered/s, latency from publish
 # to receipt p50/p99/p99.9, server CPU µs per delivered message (/proc),
 # server RSS per member. The load client shares the machine's CPUs, so
@@ -48,6 +54,15 @@ start() {
         broadcast)
             pinned "$SERVER_CPUS" benches/baselines/target/release/ws-broadcast "127.0.0.1:$PORT" 2 &
             ;;
+        django)
+            REDIS_PORT=$(free_port)
+            redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
+            REDIS=$!
+            sleep 0.5
+            (cd benches/django_channels && REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
+                pinned "$SERVER_CPUS" ../../target/django-venv/bin/uvicorn chat:application \
+                --workers 2 --port "$PORT" --log-level warning) &
+            ;;
     esac
     SERVER=$!
     for _ in $(seq 100); do
@@ -56,11 +71,22 @@ start() {
     done
     sleep 0.5
     PIDS=$(echo "$SERVER" $(pgrep -P "$SERVER" || true) | tr ' ' ',')
+    if [ "$1" = django ]; then
+        # uvicorn's workers start after it listens; Redis counts too.
+        sleep 2
+        PIDS=$(echo "$SERVER" $(pgrep -P "$SERVER" || true) "$REDIS" | tr ' ' ',')
+    fi
 }
 
 stop() {
     kill -TERM "$SERVER" 2>/dev/null || true
+    pkill -TERM -P "$SERVER" 2>/dev/null || true
     wait "$SERVER" 2>/dev/null || true
+    if [ -n "${REDIS:-}" ]; then
+        kill "$REDIS" 2>/dev/null || true
+        wait "$REDIS" 2>/dev/null || true
+        REDIS=
+    fi
 }
 
 # run NAME MEMBERS ROOMS RATE: one load step against a fresh server.
@@ -90,3 +116,15 @@ done
 
 echo "## 10,000 members in 100 rooms, 10 publishes/s: memory per member"
 for s in ferricorn broadcast; do run "$s" 10000 100 10; done
+
+if [ "${FANOUT_DJANGO:-}" = 1 ]; then
+    need redis-server redis-server
+    # The package may start a system service; this bench starts its own.
+    (service redis-server stop || systemctl stop redis-server) >/dev/null 2>&1 || true
+    if [ ! -x target/django-venv/bin/uvicorn ]; then
+        python3 -m venv target/django-venv
+        target/django-venv/bin/pip install -q django channels channels_redis "uvicorn[standard]"
+    fi
+    echo "## Django Channels (channels_redis, Uvicorn, 2 workers), 1,000 members, one room"
+    for rate in 1 2 5 10 100; do run django 1000 1 "$rate"; done
+fi
