@@ -15,6 +15,7 @@
 //! - [`env`](mod@env): every environment variable read.
 //! - [`Cpus`]: the CPU count the automatic worker and thread numbers use.
 //! - `docs`: the README's settings table.
+//! - `toml`: raw values as TOML writes them.
 //!
 //! This is the only crate that knows figment.
 
@@ -27,6 +28,7 @@ pub mod env;
 pub mod layers;
 pub mod options;
 mod table;
+mod toml;
 mod values;
 
 use std::fmt::Write as _;
@@ -130,7 +132,7 @@ pub fn load(code: &Options, cli: &Options, config_file: Option<&Path>) -> Result
         .iter()
         .map(|s| Shown {
             key: s.key,
-            value: merged.get(s.key).map(layers::render).unwrap_or_default(),
+            value: merged.get(s.key).map(toml::render).unwrap_or_default(),
             source: layers::source_of(figment, s.key),
         })
         .collect();
@@ -258,7 +260,7 @@ fn disagreements(values: &[layers::EnvValue], shown: &[Shown]) -> Vec<String> {
             .iter()
             .map(|v| {
                 let name = v.name.replace("env ", "");
-                format!("{name}={}", layers::render(&v.value))
+                format!("{name}={}", toml::render(&v.value))
             })
             .collect();
         out.push(format!(

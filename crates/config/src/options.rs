@@ -72,7 +72,7 @@ pub enum Flag {}
 fn quoted(value: &Value) -> String {
     match value {
         Value::String(_, s) => format!("`{s}`"),
-        other => format!("`{}`", crate::layers::render(other)),
+        other => format!("`{}`", crate::toml::render(other)),
     }
 }
 
@@ -81,7 +81,7 @@ fn scalar_text(value: &Value) -> Option<String> {
     match value {
         Value::String(_, s) => Some(s.clone()),
         Value::Char(_, c) => Some(c.to_string()),
-        Value::Num(..) | Value::Bool(..) => Some(crate::layers::render(value)),
+        Value::Num(..) | Value::Bool(..) => Some(crate::toml::render(value)),
         Value::Array(..) | Value::Dict(..) | Value::Empty(..) => None,
     }
 }

@@ -20,7 +20,7 @@ use http::StatusCode;
 
 use ferricorn::{Context, Message, Payload, Request, Response, SendError, WebSocketUpgrade};
 
-use crate::demo::{json, status};
+use crate::reply::{json, status};
 
 /// The longest room name.
 const MAX_ROOM: usize = 100;
@@ -65,6 +65,16 @@ fn message(room: &str, from: &str, text: &str) -> Payload {
     ))
 }
 
+/// A socket's first frame: its id, its worker and its room.
+fn welcome(id: &str, ctx: &Context, room: &str) -> Message {
+    Message::Text(format!(
+        r#"{{"type":"welcome","id":{},"worker":{},"room":{}}}"#,
+        quoted(id),
+        ctx.slot(),
+        quoted(room)
+    ))
+}
+
 /// Tells the room how many members it has now.
 fn presence(ctx: &Context, room: &str) {
     let count = ctx.channels().count(room);
@@ -90,13 +100,7 @@ pub(crate) fn websocket(ctx: &Context, upgrade: WebSocketUpgrade, room: String) 
     }
     upgrade.accept(move |mut socket| async move {
         let id = socket.id().to_string();
-        let welcome = format!(
-            r#"{{"type":"welcome","id":{},"worker":{},"room":{}}}"#,
-            quoted(&id),
-            ctx.slot(),
-            quoted(&room)
-        );
-        if socket.send(Message::Text(welcome)).await.is_err() {
+        if socket.send(welcome(&id, &ctx, &room)).await.is_err() {
             return;
         }
         socket.join(&room);
@@ -127,13 +131,7 @@ fn app_path(ctx: Context, upgrade: WebSocketUpgrade, room: String) -> Response {
     upgrade.accept(move |mut socket| async move {
         let mut room_messages = socket.subscribe(&room);
         let id = room_messages.id().to_string();
-        let welcome = format!(
-            r#"{{"type":"welcome","id":{},"worker":{},"room":{}}}"#,
-            quoted(&id),
-            ctx.slot(),
-            quoted(&room)
-        );
-        if socket.send(Message::Text(welcome)).await.is_err() {
+        if socket.send(welcome(&id, &ctx, &room)).await.is_err() {
             return;
         }
         presence(&ctx, &room);

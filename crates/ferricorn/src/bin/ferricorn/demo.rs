@@ -31,10 +31,11 @@
 
 use std::time::Duration;
 
-use http::header::{ALLOW, CONTENT_TYPE, EXPECT, HeaderValue};
+use http::header::{CONTENT_TYPE, EXPECT};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 
+use crate::reply::{json, method_not_allowed, status, text};
 use ferricorn::{
     App, Body, BoxError, Context, Counter, Gauge, Histogram, Message, Request, Response,
     WebSocketUpgrade,
@@ -231,9 +232,7 @@ impl Demo {
                 }
             }
         });
-        let mut res = Response::new(body);
-        content_type(&mut res, TEXT);
-        res
+        text(body)
     }
 
     async fn blocking(&self, req: &Request) -> Response {
@@ -337,38 +336,4 @@ fn number(req: &Request, key: &str, default: u64, max: u64) -> Result<u64, Box<R
             &format!("query parameter `{key}` must be a whole number from 0 to {max}\n"),
         ))),
     }
-}
-
-// Made at compile time: `from_static` checks every byte when run.
-const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
-const JSON: HeaderValue = HeaderValue::from_static("application/json");
-
-fn content_type(res: &mut Response, value: HeaderValue) {
-    res.headers_mut().insert(CONTENT_TYPE, value);
-}
-
-fn text(body: impl Into<Body>) -> Response {
-    let mut res = Response::new(body.into());
-    content_type(&mut res, TEXT);
-    res
-}
-
-pub(crate) fn json(body: impl Into<Body>) -> Response {
-    let mut res = Response::new(body.into());
-    content_type(&mut res, JSON);
-    res
-}
-
-pub(crate) fn status(code: StatusCode, body: &str) -> Response {
-    let mut res = Response::new(Body::from(body.to_owned()));
-    *res.status_mut() = code;
-    content_type(&mut res, TEXT);
-    res
-}
-
-fn method_not_allowed(allow: &'static str) -> Response {
-    let mut res = status(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
-    res.headers_mut()
-        .insert(ALLOW, HeaderValue::from_static(allow));
-    res
 }

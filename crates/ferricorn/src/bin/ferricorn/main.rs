@@ -3,6 +3,7 @@
 
 mod chat;
 mod demo;
+mod reply;
 
 fn main() -> std::process::ExitCode {
     ferricorn::run(demo::app)
