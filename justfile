@@ -12,6 +12,10 @@ test:
 readme:
     bash tests/readme/check.sh
 
+# The chat page in a real browser (headless Chromium, Selenium).
+browser:
+    bash tests/browser/run.sh
+
 # What CI runs.
 ci:
     bash .ci/run
