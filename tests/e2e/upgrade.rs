@@ -168,3 +168,25 @@ fn reload_is_refused_with_a_user() {
         "{stderr}"
     );
 }
+
+#[test]
+fn reload_follows_the_settings_a_sighup_reads() {
+    let bin = binary_copy("reload-on-hup");
+    let file = bin.with_file_name("ferricorn.toml");
+    std::fs::write(&file, "workers = 1\n").expect("write");
+    let server = Server::spawn_bin(&bin, &["-c", file.to_str().expect("utf-8")], &[]);
+    server.wait_ready();
+    assert!(!server.log().contains("reload: watching"));
+    std::fs::write(&file, "workers = 1\nreload = true\n").expect("write");
+    server.signal(Signal::SIGHUP);
+    server.wait_log("reload: watching", Duration::from_secs(10));
+    server.wait_log("reload complete", Duration::from_secs(15));
+    let tmp = bin.with_extension("new");
+    std::fs::copy(BIN, &tmp).expect("copy");
+    std::fs::rename(&tmp, &bin).expect("swap binary");
+    server.wait_log(
+        "reload: a watched file changed; re-executing in place",
+        Duration::from_secs(10),
+    );
+    server.wait_log("upgrade complete", Duration::from_secs(15));
+}

@@ -202,7 +202,7 @@ macro_rules! for_each_setting {
                 section: "Process management",
                 flag: ([], ""),
                 env: [],
-                doc: "development only: the supervisor watches its own executable (and each `--reload-path`) and, when it has changed and stayed unchanged for half a second (a `cargo build` in another terminal), re-executes itself in place as on SIGUSR2, with no failed request; refused with `user` or `group`; read at start (and at each re-execution), not at SIGHUP",
+                doc: "development only: the supervisor watches its own executable (and each `--reload-path`) and, when it has changed and stayed unchanged for half a second (a `cargo build` in another terminal), re-executes itself in place as on SIGUSR2, with no failed request; refused with `user` or `group`; a SIGHUP applies a change to it",
             }
             reload_path: List => Vec<PathBuf> = "" {
                 help: "Files or directories --reload watches besides the executable; repeat for several",

@@ -80,6 +80,11 @@ impl Watch {
         Some(since + SETTLE)
     }
 
+    /// What is watched besides the executable.
+    pub(crate) fn extra(&self) -> &[PathBuf] {
+        &self.paths[1..]
+    }
+
     /// What is watched, for the log.
     pub(crate) fn describe(&self) -> String {
         let names: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();

@@ -223,14 +223,7 @@ impl<H: Host> Arbiter<H> {
     ) -> Self {
         let desired = config.workers.clamp(1, MAX_WORKERS);
         let exec = Exec::current();
-        let watch = exec
-            .as_ref()
-            .filter(|_| config.reload)
-            .map(|e| Watch::new(e.path(), &config.reload_path));
-        if let Some(w) = &watch {
-            info!("reload: watching {} (development only)", w.describe());
-        }
-        Self {
+        let mut arbiter = Self {
             config,
             previous: None,
             generation: 0,
@@ -245,7 +238,31 @@ impl<H: Host> Arbiter<H> {
             failure: None,
             listener_fds,
             exec,
-            watch,
+            watch: None,
+        };
+        arbiter.watch_as_configured();
+        arbiter
+    }
+
+    /// Watches what `--reload` and `--reload-path` now say (at start, and
+    /// when a SIGHUP changes them).
+    fn watch_as_configured(&mut self) {
+        let paths = &self.config.reload_path;
+        let current = self
+            .watch
+            .as_ref()
+            .is_some_and(|w| w.extra() == paths.as_slice());
+        match (&self.exec, self.config.reload) {
+            (Some(exec), true) if !current => {
+                let watch = Watch::new(exec.path(), paths);
+                info!("reload: watching {} (development only)", watch.describe());
+                self.watch = Some(watch);
+            }
+            (_, false) if self.watch.is_some() => {
+                info!("reload: no longer watching");
+                self.watch = None;
+            }
+            _ => {}
         }
     }
 

@@ -124,6 +124,7 @@ impl<H: Host> Arbiter<H> {
                 let grown = self.desired;
                 self.desired = previous.workers.clamp(1, MAX_WORKERS);
                 self.config = previous;
+                self.watch_as_configured();
                 self.generation += 1;
                 for slot in self.desired..grown {
                     self.retire_slot(slot);

@@ -227,6 +227,7 @@ impl<H: Host> Arbiter<H> {
         );
         self.shared.header().events.count_reload();
         self.previous = Some(std::mem::replace(&mut self.config, config));
+        self.watch_as_configured();
         self.generation += 1;
         self.desired = new;
         for slot in 0..old.min(new) {
