@@ -418,3 +418,38 @@ fn replaced_workers_take_part_once_ready() {
         assert_eq!(field(&got, "text").as_deref(), Some("still here"));
     }
 }
+
+#[test]
+fn a_hung_worker_never_blocks_a_publisher() {
+    const MESSAGES: usize = 2000;
+    let server = Server::start(&["-w", "2", "--channel-capacity", "5000"]);
+    let mut members = members_on_both_workers(&server, "patient");
+    // Publish on a connection to one worker while the other is stopped:
+    // 8 MB for it, far more than its socket buffers hold.
+    let mut conn = Conn::open(server.port);
+    let here = field(&conn.get("/worker").text(), "slot")
+        .and_then(|s| s.parse::<u64>().ok())
+        .expect("slot");
+    let stopped = worker_pid(&server, 1 - here);
+    kill(Pid::from_raw(stopped), Signal::SIGSTOP).expect("stop");
+    let text = "p".repeat(4096);
+    let started = std::time::Instant::now();
+    for _ in 0..MESSAGES {
+        assert_eq!(post_on(&mut conn, "/rooms/patient", &text), 202);
+    }
+    let took = started.elapsed();
+    kill(Pid::from_raw(stopped), Signal::SIGCONT).expect("continue");
+    assert!(
+        took < Duration::from_secs(20),
+        "publishing took {took:?} with a peer stopped"
+    );
+    // Once it runs again, its members get what was queued for them, in order.
+    let theirs = members
+        .iter_mut()
+        .find(|m| m.worker != here)
+        .expect("a member on the stopped worker");
+    for _ in 0..MESSAGES {
+        let got = next_of(&mut theirs.ws, "message").expect("a queued message");
+        assert_eq!(field(&got, "from").as_deref(), Some("http"));
+    }
+}
