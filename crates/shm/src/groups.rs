@@ -12,8 +12,9 @@
 //! retry around. A worker with more groups than the table holds sets
 //! `overflow`: it then receives every group's messages, and its members of
 //! the groups past the table are not counted. When a worker exits, the
-//! supervisor clears its table with the rest of its cell, so its
-//! memberships vanish at once, whatever killed it.
+//! supervisor empties its table with the rest of its cell (giving its pages
+//! back to the kernel), so its memberships vanish at once, whatever killed
+//! it.
 
 use std::sync::atomic::{
     AtomicU32, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release, fence,
@@ -37,9 +38,11 @@ pub fn key(group: &str) -> u64 {
     h.max(1)
 }
 
-/// One worker's groups and member counts.
+/// One worker's groups and member counts. Page-aligned, so that the
+/// supervisor can give a dead worker's table back to the kernel whole
+/// (see `Shared::release`) instead of writing zeros over it.
 #[derive(Debug)]
-#[repr(C)]
+#[repr(C, align(4096))]
 pub struct GroupTable {
     /// Odd while the owner compacts the table.
     seq: AtomicU64,
@@ -158,7 +161,13 @@ impl GroupTable {
         self.seq.fetch_add(1, Release);
     }
 
-    /// Empties the table when its worker is gone. The supervisor only.
+    /// Whether the table holds nothing: no key, no overflow.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.used.load(Relaxed) == 0 && self.overflow.load(Relaxed) == 0
+    }
+
+    /// Empties the table when its worker is gone (where its pages cannot be
+    /// given back). The supervisor only.
     pub(crate) fn clear(&self) {
         self.seq.fetch_add(1, Relaxed);
         fence(Release);
