@@ -447,6 +447,7 @@ fn help_groups_the_options_and_ends_with_signals_exit_codes_and_names() {
         "Proxies:",
         "Request limits:",
         "WebSocket:",
+        "Channel layer:",
         "Health and metrics:",
         "Settings:",
         "Signals (to the supervisor):",

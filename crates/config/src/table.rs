@@ -286,38 +286,6 @@ macro_rules! for_each_setting {
                 env: [],
                 doc: "the app's mount path behind a proxy, given to it as `RequestInfo::root_path` (ASGI's `root_path`); empty or `/PATH` without a trailing `/`",
             }
-            channel_layer: Text => ChannelLayer = "memory" {
-                help: "Where WebSocket groups span: memory (every worker of this server, no broker)",
-                check: parsed,
-                section: "Channel layer",
-                flag: ([], "LAYER"),
-                env: [],
-                doc: "`memory`: groups, direct sends and counts span every worker of this server, through its shared memory and streams between its workers, with no broker (see docs/channels.md); `redis://` to span hosts is not built yet and is refused",
-            }
-            channel_capacity: Int => usize = "100" {
-                help: "Messages queued for one WebSocket member of a group before --channel-overflow applies",
-                check: |k, n| range(k, n, 1, 1 << 20),
-                section: "Channel layer",
-                flag: ([], "N"),
-                env: [$crate::env::CHANNEL_LAYER_CAPACITY],
-                doc: "group and direct messages queued for one socket; a full queue is handled by `--channel-overflow`, so a slow member never holds up the others or grows the worker's memory",
-            }
-            channel_overflow: Text => ChannelOverflow = "close" {
-                help: "What a member's full queue does: close (the socket, with 1013) or drop-oldest",
-                check: parsed,
-                section: "Channel layer",
-                flag: ([], "POLICY"),
-                env: [],
-                doc: "`close`: the member's socket is closed with 1013 (try again later), so its client reconnects and resyncs; `drop-oldest`: its oldest queued message is dropped",
-            }
-            channel_max_message: Int => usize = "1048576" {
-                help: "Largest group or direct message in bytes; a larger one is refused, never truncated",
-                check: |k, n| range(k, n, 1, 64 << 20),
-                section: "Channel layer",
-                flag: ([], "BYTES"),
-                env: [],
-                doc: "a larger message is refused with an error the app sees",
-            }
             limit_concurrency: Int => Option<usize> = "0" {
                 help: "Requests in flight per worker beyond which requests get 503 at once; 0 turns the limit off",
                 check: |k, n| range(k, n, 0, 1 << 30).map(nonzero),
@@ -381,6 +349,38 @@ macro_rules! for_each_setting {
                 flag: ([], "N"),
                 env: [],
                 doc: "incoming messages buffered per socket; when full, reading pauses (back-pressure)",
+            }
+            channel_layer: Text => ChannelLayer = "memory" {
+                help: "Where WebSocket groups span: memory (every worker of this server, no broker)",
+                check: parsed,
+                section: "Channel layer",
+                flag: ([], "LAYER"),
+                env: [],
+                doc: "`memory`: groups, direct sends and counts span every worker of this server, through its shared memory and streams between its workers, with no broker (see docs/channels.md); `redis://` to span hosts is not built yet and is refused",
+            }
+            channel_capacity: Int => usize = "100" {
+                help: "Messages queued for one WebSocket member of a group before --channel-overflow applies",
+                check: |k, n| range(k, n, 1, 1 << 20),
+                section: "Channel layer",
+                flag: ([], "N"),
+                env: [$crate::env::CHANNEL_LAYER_CAPACITY],
+                doc: "group and direct messages queued for one socket; a full queue is handled by `--channel-overflow`, so a slow member never holds up the others or grows the worker's memory",
+            }
+            channel_overflow: Text => ChannelOverflow = "close" {
+                help: "What a member's full queue does: close (the socket, with 1013) or drop-oldest",
+                check: parsed,
+                section: "Channel layer",
+                flag: ([], "POLICY"),
+                env: [],
+                doc: "`close`: the member's socket is closed with 1013 (try again later), so its client reconnects and resyncs; `drop-oldest`: its oldest queued message is dropped",
+            }
+            channel_max_message: Int => usize = "1048576" {
+                help: "Largest group or direct message in bytes; a larger one is refused, never truncated",
+                check: |k, n| range(k, n, 1, 64 << 20),
+                section: "Channel layer",
+                flag: ([], "BYTES"),
+                env: [],
+                doc: "a larger message is refused with an error the app sees",
             }
             health_path: Text => Option<String> = "/healthz" {
                 help: "Path of the liveness endpoint; empty turns it off",
