@@ -18,6 +18,13 @@ fn binary_copy(name: &str) -> PathBuf {
     path
 }
 
+/// A rebuild: a new file in the binary's place, as cargo leaves it.
+fn rebuild(bin: &Path) {
+    let tmp = bin.with_extension("new");
+    std::fs::copy(BIN, &tmp).expect("copy");
+    std::fs::rename(&tmp, bin).expect("swap binary");
+}
+
 /// Replaces `path` with a shell script, as a deploy replaces a binary.
 fn replace_with_script(path: &Path, script: &str) {
     let tmp = path.with_extension("new");
@@ -135,10 +142,7 @@ fn reload_re_executes_when_the_binary_is_rebuilt() {
     let (supervisor, before) = (server.pid(), server.workers());
     let load = Load::start(server.port, 4, 2);
     assert!(load.wait_for_ok(200, Duration::from_secs(10)));
-    // A rebuild: a new file in the binary's place, as cargo leaves it.
-    let tmp = bin.with_extension("new");
-    std::fs::copy(BIN, &tmp).expect("copy");
-    std::fs::rename(&tmp, &bin).expect("swap binary");
+    rebuild(&bin);
     server.wait_log(
         "reload: a watched file changed; re-executing in place",
         Duration::from_secs(10),
@@ -181,9 +185,7 @@ fn reload_follows_the_settings_a_sighup_reads() {
     server.signal(Signal::SIGHUP);
     server.wait_log("reload: watching", Duration::from_secs(10));
     server.wait_log("reload complete", Duration::from_secs(15));
-    let tmp = bin.with_extension("new");
-    std::fs::copy(BIN, &tmp).expect("copy");
-    std::fs::rename(&tmp, &bin).expect("swap binary");
+    rebuild(&bin);
     server.wait_log(
         "reload: a watched file changed; re-executing in place",
         Duration::from_secs(10),

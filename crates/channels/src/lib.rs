@@ -326,16 +326,6 @@ impl Channels {
             .sum()
     }
 
-    /// The groups this worker has members of, and how many members.
-    pub fn local_groups(&self) -> Vec<(String, usize)> {
-        self.0
-            .groups
-            .borrow()
-            .iter()
-            .map(|(g, m)| (g.clone(), m.len()))
-            .collect()
-    }
-
     fn deliver(&self, frame: Frame) {
         let envelope = Rc::new(Envelope {
             payload: frame.payload,
@@ -470,11 +460,6 @@ impl Member {
         if self.layer.leave(group, self.seq) {
             self.groups.borrow_mut().retain(|g| g != group);
         }
-    }
-
-    /// The groups it is a member of.
-    pub fn groups(&self) -> Vec<String> {
-        self.groups.borrow().clone()
     }
 
     /// Its mailbox, which the socket's writer drains.

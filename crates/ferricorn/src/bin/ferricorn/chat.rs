@@ -161,18 +161,33 @@ fn app_path(ctx: Context, upgrade: WebSocketUpgrade, room: String) -> Response {
     })
 }
 
+/// A request's body as text, read only up to what the channel layer takes
+/// (413 past it, 400 when it is not UTF-8).
+async fn body_text(ctx: &Context, req: Request) -> Result<String, Box<Response>> {
+    let max = ctx.channels().max_message();
+    let body = req
+        .into_body()
+        .collect(max)
+        .await
+        .map_err(|e| Box::new(status(StatusCode::PAYLOAD_TOO_LARGE, &format!("{e}\n"))))?;
+    String::from_utf8(body.to_vec()).map_err(|_| {
+        Box::new(status(
+            StatusCode::BAD_REQUEST,
+            "the body is not UTF-8 text\n",
+        ))
+    })
+}
+
 /// `POST /rooms/{room}`: the body, as text, to every member.
 pub(crate) async fn publish(ctx: &Context, room: &str, req: Request) -> Response {
-    // What the layer would refuse is not read: 413 once past its limit.
-    let max = ctx.channels().max_message();
-    let body = match req.into_body().collect(max).await {
-        Ok(b) => b,
-        Err(e) => return status(StatusCode::PAYLOAD_TOO_LARGE, &format!("{e}\n")),
+    let text = match body_text(ctx, req).await {
+        Ok(t) => t,
+        Err(res) => return *res,
     };
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return status(StatusCode::BAD_REQUEST, "the body is not UTF-8 text\n");
-    };
-    match ctx.channels().send_group(room, message(room, "http", text)) {
+    match ctx
+        .channels()
+        .send_group(room, message(room, "http", &text))
+    {
         Ok(()) => status(StatusCode::ACCEPTED, "sent\n"),
         Err(e @ SendError::TooLarge { .. }) => {
             status(StatusCode::PAYLOAD_TOO_LARGE, &format!("{e}\n"))
@@ -186,17 +201,13 @@ pub(crate) async fn direct(ctx: &Context, id: &str, req: Request) -> Response {
     let Ok(to) = id.parse::<ferricorn::ConnectionId>() else {
         return status(StatusCode::NOT_FOUND, "no such connection\n");
     };
-    let max = ctx.channels().max_message();
-    let body = match req.into_body().collect(max).await {
-        Ok(b) => b,
-        Err(e) => return status(StatusCode::PAYLOAD_TOO_LARGE, &format!("{e}\n")),
-    };
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return status(StatusCode::BAD_REQUEST, "the body is not UTF-8 text\n");
+    let text = match body_text(ctx, req).await {
+        Ok(t) => t,
+        Err(res) => return *res,
     };
     let payload = Payload::Text(format!(
         r#"{{"type":"direct","from":"http","text":{}}}"#,
-        quoted(text)
+        quoted(&text)
     ));
     match ctx.channels().send_to(&to, payload) {
         Ok(()) => status(StatusCode::ACCEPTED, "sent\n"),
