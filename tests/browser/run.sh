@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The real-browser suite: the demo's chat page in Debian's Chromium,
 # headless, driven by Selenium (PyPI) through Debian's chromedriver
-# (tests/browser/chat.py). Installs what is missing; when Chromium cannot be
-# installed, prints a WARNING and skips this suite alone. A test that runs
-# and fails, fails.
+# (tests/browser/chat.py), on two servers sharing Debian's redis-server.
+# Installs what is missing; when Chromium cannot be installed, prints a
+# WARNING and skips this suite alone. A test that runs and fails, fails.
 #
 #   bash tests/browser/run.sh
 set -euo pipefail
@@ -15,6 +15,10 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
         echo "WARNING: browser suite skipped: Chromium and chromedriver could not be installed" >&2
         exit 0
     fi
+fi
+if ! command -v redis-server >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
 fi
 venv=target/browser-venv
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import selenium" 2>/dev/null; then

@@ -16,14 +16,14 @@ use crate::websocket::connect;
 type Client = tungstenite::WebSocket<TcpStream>;
 
 /// A chat member: its socket, id and worker slot.
-struct Member {
-    ws: Client,
-    id: String,
-    worker: u64,
+pub(crate) struct Member {
+    pub ws: Client,
+    pub id: String,
+    pub worker: u64,
 }
 
 /// The value of `"key":` in a flat JSON object, as text (strings unquoted).
-fn field(json: &str, key: &str) -> Option<String> {
+pub(crate) fn field(json: &str, key: &str) -> Option<String> {
     let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
     let rest = &json[at..];
     if let Some(s) = rest.strip_prefix('"') {
@@ -46,7 +46,7 @@ fn next_text(ws: &mut Client) -> Option<String> {
 
 /// The next frame of `kind`, skipping others (presence while waiting for a
 /// message, say).
-fn next_of(ws: &mut Client, kind: &str) -> Option<String> {
+pub(crate) fn next_of(ws: &mut Client, kind: &str) -> Option<String> {
     for _ in 0..50 {
         let t = next_text(ws)?;
         if field(&t, "type").as_deref() == Some(kind) {
@@ -56,7 +56,7 @@ fn next_of(ws: &mut Client, kind: &str) -> Option<String> {
     None
 }
 
-fn join(server: &Server, room: &str) -> Member {
+pub(crate) fn join(server: &Server, room: &str) -> Member {
     let (mut ws, _) = connect(server, &format!("/ws/chat/{room}"), None).expect("upgrade");
     let welcome = next_text(&mut ws).expect("welcome");
     assert_eq!(
@@ -88,14 +88,14 @@ fn members_on_both_workers(server: &Server, room: &str) -> Vec<Member> {
     panic!("20 members, all on one worker");
 }
 
-fn count(server: &Server, room: &str) -> u64 {
+pub(crate) fn count(server: &Server, room: &str) -> u64 {
     let text = server.get(&format!("/rooms/{room}")).text();
     field(&text, "count")
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("{text}"))
 }
 
-fn post(server: &Server, path: &str, body: &str) -> u16 {
+pub(crate) fn post(server: &Server, path: &str, body: &str) -> u16 {
     post_on(&mut Conn::open(server.port), path, body)
 }
 

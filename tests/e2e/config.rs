@@ -320,10 +320,22 @@ fn check_config_and_bad_values_exit_2_with_one_line() {
             "env FERRICORN_WORKERZ: not a name ferricorn reads; did you mean `FERRICORN_WORKERS`?",
         ),
         (
-            &["--channel-layer", "redis://127.0.0.1:6379"],
+            &["--channel-layer", "redis://127.0.0.1:0"],
             &[],
             None,
-            "invalid value for `channel_layer` (from cli): the Redis channel layer is not built yet",
+            "invalid value for `channel_layer` (from cli): `redis://127.0.0.1:0`: the port is not a number from 1 to 65535",
+        ),
+        (
+            &[],
+            &[("FERRICORN_CHANNEL_LAYER", "rediss://:secret@cache:6380")],
+            None,
+            "invalid value for `channel_layer` (from env FERRICORN_CHANNEL_LAYER): `rediss://:****@cache:6380`: TLS to Redis is not supported yet",
+        ),
+        (
+            &["--channel-layer", "redis+unix://relative.sock"],
+            &[],
+            None,
+            "a Unix socket needs an absolute path",
         ),
         (
             &["--workerz", "3"],

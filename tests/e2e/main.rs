@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `ferricorn` binary on loopback, real requests,
 //! real signals. Split by area.
 
+mod broker;
 mod channels;
 mod config;
 mod example;

@@ -104,9 +104,93 @@ impl Frame {
     }
 }
 
+/// What crosses the broker: the publishing server, then (for a direct
+/// send) the target's cell and pid, then the frame with its length prefix,
+/// so that the receiving host's gateway can route it.
+///
+/// ```text
+/// u64  the publishing server's instance id
+/// u32  the target's cell (direct; 0 for group)
+/// i32  the target's pid (direct; 0 for group)
+/// ...  the frame, length prefix included
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Wire {
+    pub origin: u64,
+    pub cell: u32,
+    pub pid: i32,
+    /// The frame, without its length prefix.
+    pub body: Bytes,
+}
+
+/// What a [`Wire`] header takes.
+const WIRE_HEADER: usize = 8 + 4 + 4;
+
+impl Wire {
+    /// `frame` (as [`Frame::encode`] made it) from `origin` for `cell` and `pid`.
+    pub(crate) fn encode(origin: u64, cell: u32, pid: i32, frame: &[u8]) -> Bytes {
+        let mut out = BytesMut::with_capacity(WIRE_HEADER + frame.len());
+        out.put_u64(origin);
+        out.put_u32(cell);
+        out.put_i32(pid);
+        out.put_slice(frame);
+        out.freeze()
+    }
+
+    /// The wire message in `bytes`.
+    pub(crate) fn decode(mut bytes: Bytes) -> Result<Self, Malformed> {
+        if bytes.len() < WIRE_HEADER + 4 {
+            return Err(Malformed::Short);
+        }
+        let origin = bytes.get_u64();
+        let cell = bytes.get_u32();
+        let pid = bytes.get_i32();
+        let len = bytes.get_u32() as usize;
+        if len != bytes.len() {
+            return Err(Malformed::Short);
+        }
+        Ok(Self {
+            origin,
+            cell,
+            pid,
+            body: bytes,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_messages_round_trip() {
+        let frame = Frame {
+            to: To::Direct(3),
+            published: 5,
+            payload: Payload::Text("hi".into()),
+        };
+        let wire = Wire::decode(Wire::encode(7, 2, 99, &frame.encode())).expect("decodes");
+        assert_eq!((wire.origin, wire.cell, wire.pid), (7, 2, 99));
+        assert_eq!(Frame::decode(wire.body), Ok(frame));
+        assert_eq!(
+            Wire::decode(Bytes::from_static(&[0; 19])),
+            Err(Malformed::Short)
+        );
+        let mut cut = Wire::encode(
+            7,
+            0,
+            0,
+            &Frame {
+                to: To::Group("g".into()),
+                published: 0,
+                payload: Payload::Text("x".into()),
+            }
+            .encode(),
+        )
+        .to_vec();
+        cut.pop();
+        assert_eq!(Wire::decode(Bytes::from(cut)), Err(Malformed::Short));
+    }
 
     fn round_trip(frame: Frame) {
         let mut bytes = frame.encode();

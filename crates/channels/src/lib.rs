@@ -11,6 +11,9 @@
 //! - `peers`: the streams between workers (abstract Unix sockets, only this
 //!   server's workers may connect).
 //! - `frame`: what those streams carry.
+//! - `broker`: across hosts, through Redis: each worker publishes, one
+//!   worker per host (the gateway) subscribes to the host's groups and
+//!   writes its counts.
 //!
 //! Routing is by interest: the shared memory lists, for each worker, the
 //! groups it has members of and how many (`ferricorn_shm::groups`), so a
@@ -18,6 +21,7 @@
 //! group's count is a sum over the workers' tables. Delivery is at most
 //! once, in order per publisher and group.
 
+mod broker;
 mod frame;
 mod mailbox;
 mod peers;
@@ -65,8 +69,10 @@ impl Payload {
 }
 
 /// The channel layer's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
+    /// The Redis that joins this server to others, if any.
+    pub redis: Option<Redis>,
     /// Messages queued per member before the overflow policy applies.
     pub capacity: usize,
     /// What a full member queue does.
@@ -81,8 +87,26 @@ impl Default for Settings {
             capacity: 100,
             overflow: Overflow::Close,
             max_message: 1 << 20,
+            redis: None,
         }
     }
+}
+
+/// A Redis to span hosts through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redis {
+    /// Its URL: `redis://…` or `redis+unix://…`.
+    pub url: String,
+    /// The URL as logs show it, its password masked.
+    pub shown: String,
+}
+
+/// Whether `url` is a Redis URL the layer can use; why not.
+pub fn check_redis(url: &str) -> Result<(), String> {
+    use redis::IntoConnectionInfo;
+    url.into_connection_info()
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// Why a message was not sent.
@@ -163,6 +187,8 @@ struct Inner {
     members: RefCell<HashMap<u64, Rc<Mailbox>>>,
     next_seq: Cell<u64>,
     peers: Peers,
+    /// Across hosts, with `--channel-layer redis://…`.
+    broker: Option<broker::Broker>,
 }
 
 impl Channels {
@@ -171,6 +197,11 @@ impl Channels {
     pub fn new(shared: Shared, me: usize, settings: Settings) -> Option<Self> {
         let table = shared.groups(me)?;
         let cell = shared.cell(me)?;
+        let broker = settings.redis.as_ref().and_then(|r| {
+            broker::Broker::new(&r.url, r.shown.clone())
+                .inspect_err(|e| tracing::error!("channel layer: {}: {e}", r.shown))
+                .ok()
+        });
         Some(Self(Rc::new(Inner {
             shared,
             me,
@@ -182,6 +213,7 @@ impl Channels {
             members: RefCell::new(HashMap::new()),
             next_seq: Cell::new(1),
             peers: Peers::new(shared),
+            broker,
         })))
     }
 
@@ -194,7 +226,20 @@ impl Channels {
             if let Some(inner) = weak.upgrade() {
                 Self(inner).deliver(frame);
             }
-        })
+        })?;
+        self.start_broker();
+        Ok(())
+    }
+
+    fn instance(&self) -> u64 {
+        self.0.shared.header().instance()
+    }
+
+    /// Sends an encoded frame to the worker in `cell`, counting a drop.
+    fn forward(&self, cell: usize, frame: &Bytes) {
+        if !self.0.peers.send(cell, frame) {
+            self.0.cell.counters.count_dropped(Dropped::Peer);
+        }
     }
 
     /// A new member (one per socket), with its own id and mailbox.
@@ -213,7 +258,7 @@ impl Channels {
 
     fn id_of(&self, seq: u64) -> ConnectionId {
         ConnectionId {
-            instance: self.0.shared.header().instance(),
+            instance: self.instance(),
             cell: self.0.me as u32,
             pid: self.0.pid,
             seq,
@@ -234,7 +279,8 @@ impl Channels {
 
     /// Sends `payload` to every member of `group` on every worker of this
     /// host: written here to this worker's members, and once to each other
-    /// worker that has members of it.
+    /// worker that has members of it; with a broker, once to Redis for the
+    /// other hosts.
     pub fn send_group(&self, group: &str, payload: Payload) -> Result<(), SendError> {
         self.check(&payload)?;
         if group.len() > usize::from(u16::MAX) {
@@ -245,23 +291,28 @@ impl Channels {
         let published = ferricorn_shm::now_us();
         let k = key(group);
         let mut frame = None;
-        let mut reached = false;
+        let mut encoded = || {
+            frame
+                .get_or_insert_with(|| {
+                    Frame {
+                        to: To::Group(group.to_owned()),
+                        published,
+                        payload: payload.clone(),
+                    }
+                    .encode()
+                })
+                .clone()
+        };
+        let mut reached = self.0.broker.is_some();
         for (cell, _) in self.0.shared.cells() {
             if cell == self.0.me || !self.0.shared.groups(cell).is_some_and(|t| t.wants(k)) {
                 continue;
             }
             reached = true;
-            let frame = frame.get_or_insert_with(|| {
-                Frame {
-                    to: To::Group(group.to_owned()),
-                    published,
-                    payload: payload.clone(),
-                }
-                .encode()
-            });
-            if !self.0.peers.send(cell, frame) {
-                counters.count_dropped(Dropped::Peer);
-            }
+            self.forward(cell, &encoded());
+        }
+        if self.0.broker.is_some() {
+            self.publish_group(k, &encoded());
         }
         let envelope = Rc::new(Envelope { payload, published });
         if self.deliver_group(group, envelope) == 0 && !reached {
@@ -270,16 +321,26 @@ impl Channels {
         Ok(())
     }
 
-    /// Sends `payload` to the connection `to`, on whichever worker of this
-    /// host holds it.
+    /// Sends `payload` to the connection `to`, on whichever worker (and,
+    /// with a broker, whichever host) holds it.
     pub fn send_to(&self, to: &ConnectionId, payload: Payload) -> Result<(), SendError> {
         self.check(&payload)?;
         let gone = || SendError::NoConnection(to.to_string());
-        if to.instance != self.0.shared.header().instance() {
-            return Err(gone());
-        }
         let counters = &self.0.cell.counters;
         let published = ferricorn_shm::now_us();
+        if to.instance != self.instance() {
+            let frame = Frame {
+                to: To::Direct(to.seq),
+                published,
+                payload,
+            }
+            .encode();
+            if !self.publish_direct(to.instance, to.cell, to.pid, &frame) {
+                return Err(gone());
+            }
+            counters.add(at::CHANNEL_PUBLISHED, 1);
+            return Ok(());
+        }
         let cell = to.cell as usize;
         if cell == self.0.me && to.pid == self.0.pid {
             let member = self.0.members.borrow().get(&to.seq).cloned();
@@ -303,9 +364,7 @@ impl Channels {
             payload,
         }
         .encode();
-        if !self.0.peers.send(cell, &frame) {
-            counters.count_dropped(Dropped::Peer);
-        }
+        self.forward(cell, &frame);
         Ok(())
     }
 
@@ -314,8 +373,21 @@ impl Channels {
         self.0.settings.max_message
     }
 
-    /// The members `group` has on this host.
-    pub fn count(&self, group: &str) -> u64 {
+    /// The members `group` has over the whole deployment: this host's, and
+    /// with a broker every other live host's (as their gateways last wrote
+    /// them, within milliseconds of a join). While Redis cannot answer, this
+    /// host's alone.
+    pub async fn count(&self, group: &str) -> u64 {
+        let here = self.host_count(group);
+        match self.remote_count(key(group)).await {
+            Some(there) => here + there,
+            None => here,
+        }
+    }
+
+    /// The members `group` has on this host, read from the shared memory
+    /// without waiting.
+    pub fn host_count(&self, group: &str) -> u64 {
         let k = key(group);
         self.0
             .shared

@@ -42,8 +42,8 @@ fn groups_reach_members_on_both_workers_and_count_them() {
         m1.join("room");
         m2.join("room");
         m3.join("other");
-        assert_eq!((one.count("room"), two.count("room")), (2, 2));
-        assert_eq!(one.count("other"), 1);
+        assert_eq!((one.host_count("room"), two.host_count("room")), (2, 2));
+        assert_eq!(one.host_count("other"), 1);
 
         one.send_group("room", Payload::Text("hi".into()))
             .expect("send");
@@ -66,8 +66,8 @@ fn groups_reach_members_on_both_workers_and_count_them() {
 
         // A closed socket leaves its groups.
         drop(m2);
-        assert_eq!(one.count("room"), 1);
+        assert_eq!(one.host_count("room"), 1);
         m1.leave("room");
-        assert_eq!(one.count("room"), 0);
+        assert_eq!(one.host_count("room"), 0);
     });
 }

@@ -351,12 +351,12 @@ macro_rules! for_each_setting {
                 doc: "incoming messages buffered per socket; when full, reading pauses (back-pressure)",
             }
             channel_layer: Text => ChannelLayer = "memory" {
-                help: "Where WebSocket groups span: memory (every worker of this server, no broker)",
+                help: "Where WebSocket groups span: memory (this server's workers, no broker) or redis://HOST[:PORT][/DB] (every server naming that Redis)",
                 check: parsed,
                 section: "Channel layer",
                 flag: ([], "LAYER"),
                 env: [],
-                doc: "`memory`: groups, direct sends and counts span every worker of this server, through its shared memory and streams between its workers, with no broker (see docs/channels.md); `redis://` to span hosts is not built yet and is refused",
+                doc: "`memory`: groups, direct sends and counts span every worker of this server, through its shared memory and streams between its workers, with no broker; `redis://[[user]:password@]host[:port][/db]` or `redis+unix:///path[?db=N&pass=P]`: they span every server that names the same Redis, each host subscribing only to the groups it has members of (see docs/channels.md)",
             }
             channel_capacity: Int => usize = "100" {
                 help: "Messages queued for one WebSocket member of a group before --channel-overflow applies",

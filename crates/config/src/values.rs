@@ -103,10 +103,52 @@ impl FromStr for IpNet {
 }
 
 /// Where the channel layer spans.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelLayer {
     /// Every worker of this server, through its shared memory.
     Memory,
+    /// Every server naming the same Redis: `redis://[[user]:password@]host[:port][/db]`
+    /// or `redis+unix:///path[?db=N&user=U&pass=P]`, checked here.
+    Redis(String),
+}
+
+impl ChannelLayer {
+    /// The layer as the logs show it: a Redis URL's password masked.
+    pub fn shown(&self) -> String {
+        match self {
+            Self::Memory => "memory".to_owned(),
+            Self::Redis(url) => mask_password(url),
+        }
+    }
+}
+
+/// `url` with the password in its authority (or its `pass=` query) masked.
+fn mask_password(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}:****@{host}"),
+            None => format!("{user}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some(("pass" | "password", _)) => {
+                        format!("{}=****", &kv[..kv.find('=').unwrap_or(0)])
+                    }
+                    _ => kv.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 impl FromStr for ChannelLayer {
@@ -117,13 +159,52 @@ impl FromStr for ChannelLayer {
         if s.eq_ignore_ascii_case("memory") {
             return Ok(Self::Memory);
         }
-        if s.starts_with("redis://") || s.starts_with("rediss://") || s.starts_with("redis+unix://")
-        {
-            return Err(Error::Value(
-                "the Redis channel layer is not built yet; `memory` spans the workers of this server".to_owned(),
-            ));
+        let bad = |why: &str| Err(Error::Value(format!("`{}`: {why}", mask_password(s))));
+        let Some((scheme, rest)) = s.split_once("://") else {
+            return Err(Error::Value(format!(
+                "`{s}` is not `memory`, `redis://host[:port][/db]` or `redis+unix:///path`"
+            )));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "redis" => {
+                let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+                let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+                let (host, port) = match host.strip_prefix('[') {
+                    Some(v6) => match v6.split_once(']') {
+                        Some((h, p)) => (h, p.strip_prefix(':')),
+                        None => return bad("an IPv6 host needs its closing `]`"),
+                    },
+                    None => match host.rsplit_once(':') {
+                        Some((h, p)) => (h, Some(p)),
+                        None => (host, None),
+                    },
+                };
+                if host.is_empty() {
+                    return bad("no host");
+                }
+                if let Some(port) = port
+                    && port.parse::<u16>().map_or(true, |p| p == 0)
+                {
+                    return bad("the port is not a number from 1 to 65535");
+                }
+                let db = path.split('?').next().unwrap_or("").trim_start_matches('/');
+                if !db.is_empty() && db.parse::<u16>().is_err() {
+                    return bad("the database is not a number");
+                }
+                Ok(Self::Redis(s.to_owned()))
+            }
+            "redis+unix" | "unix" => {
+                let path = rest.split('?').next().unwrap_or("");
+                if !path.starts_with('/') {
+                    return bad("a Unix socket needs an absolute path (`redis+unix:///path`)");
+                }
+                Ok(Self::Redis(s.to_owned()))
+            }
+            "rediss" => bad(
+                "TLS to Redis is not supported yet; use `redis://` (on a private network) or `redis+unix://`",
+            ),
+            _ => bad("the scheme is not `redis` or `redis+unix`"),
         }
-        Err(Error::Value(format!("`{s}` is not `memory`")))
     }
 }
 
@@ -310,6 +391,58 @@ pub struct WebSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channel_layers_parse_and_hide_passwords() {
+        let ok = [
+            "redis://127.0.0.1",
+            "redis://cache:6379/2",
+            "redis://:secret@cache:6379",
+            "redis://user:secret@[::1]:6380/0",
+            "redis+unix:///run/redis.sock?db=1&pass=secret",
+        ];
+        for url in ok {
+            assert_eq!(
+                url.parse::<ChannelLayer>().ok(),
+                Some(ChannelLayer::Redis(url.to_owned())),
+                "{url}"
+            );
+        }
+        assert_eq!(
+            "Memory".parse::<ChannelLayer>().ok(),
+            Some(ChannelLayer::Memory)
+        );
+        let bad = [
+            ("redis://", "no host"),
+            ("redis://cache:99999", "the port"),
+            ("redis://cache/x", "the database"),
+            ("redis://[::1", "closing"),
+            ("redis+unix://run/redis.sock", "absolute path"),
+            ("rediss://cache", "TLS"),
+            ("http://cache", "scheme"),
+            ("mem", "is not `memory`"),
+        ];
+        for (url, why) in bad {
+            let e = url.parse::<ChannelLayer>().expect_err(url).to_string();
+            assert!(e.contains(why), "{url}: {e}");
+        }
+        let shown = |u: &str| ChannelLayer::Redis(u.to_owned()).shown();
+        assert_eq!(
+            shown("redis://:secret@cache:6379/1"),
+            "redis://:****@cache:6379/1"
+        );
+        assert_eq!(shown("redis://me:secret@cache"), "redis://me:****@cache");
+        assert_eq!(shown("redis://cache"), "redis://cache");
+        assert_eq!(
+            shown("redis+unix:///r.sock?db=1&pass=secret"),
+            "redis+unix:///r.sock?db=1&pass=****"
+        );
+        let e = "redis://:secret@cache:0"
+            .parse::<ChannelLayer>()
+            .expect_err("port 0")
+            .to_string();
+        assert!(!e.contains("secret"), "{e}");
+    }
 
     #[test]
     fn ip_networks_match() {

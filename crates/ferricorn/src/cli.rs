@@ -221,6 +221,15 @@ pub(crate) fn main<A: App>(
         print!("{}", loaded.report());
         return Ok(());
     }
+    if let ferricorn_config::ChannelLayer::Redis(url) = &loaded.config.channel_layer
+        && let Err(e) = ferricorn_worker::check_redis(url)
+    {
+        eprintln!(
+            "ferricorn: error: invalid value for `channel_layer`: `{}`: {e}",
+            loaded.config.channel_layer.shown()
+        );
+        return Err(EXIT_CONFIG);
+    }
     if cli.check_config {
         // Asked by a running server before it upgrades to this binary.
         if let Some(theirs) = std::env::var_os(ferricorn_supervisor::upgrade::SHM_SIZE_ENV) {

@@ -50,6 +50,9 @@ pub struct GroupTable {
     overflow: AtomicU32,
     /// Entries holding a key, live or not (the owner's count).
     used: AtomicU32,
+    /// Bumped by the owner after each join and leave, so that a reader can
+    /// tell that the table changed without reading it.
+    changes: AtomicU64,
     keys: [AtomicU64; GROUP_ENTRIES],
     counts: [AtomicU32; GROUP_ENTRIES],
 }
@@ -99,8 +102,19 @@ impl GroupTable {
         self.overflow.load(Relaxed) != 0
     }
 
+    /// How many joins and leaves the table has seen: a reader that finds
+    /// the same number twice knows nothing changed in between.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Acquire)
+    }
+
     /// One member more of the group with `key`. The owning worker only.
     pub fn join(&self, key: u64) {
+        self.add(key);
+        self.changes.fetch_add(1, Release);
+    }
+
+    fn add(&self, key: u64) {
         if let Some(at) = self.slot_of(key) {
             self.counts[at].fetch_add(1, Relaxed);
             return;
@@ -129,6 +143,7 @@ impl GroupTable {
         if let Some(at) = self.slot_of(key) {
             let _ = self.counts[at].fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
         }
+        self.changes.fetch_add(1, Release);
     }
 
     /// Drops the keys of groups without members, under the sequence lock.

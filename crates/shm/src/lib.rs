@@ -35,8 +35,8 @@ use std::fmt;
 use std::num::NonZeroUsize;
 use std::os::fd::{BorrowedFd, IntoRawFd, RawFd};
 use std::sync::atomic::{
-    AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering::Acquire, Ordering::Relaxed,
-    Ordering::Release, fence,
+    AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering::AcqRel, Ordering::Acquire,
+    Ordering::Relaxed, Ordering::Release, fence,
 };
 
 use metrics::{APP_VALUES, AppSeries, AppTable, Counters, Events, RegisterError, Snapshot};
@@ -74,12 +74,95 @@ pub struct Header {
     /// This server's id, made when the region is: it names the server's
     /// channel endpoints and outlives an upgrade, which keeps the region.
     instance: AtomicU64,
+    /// The channel layer's gateway to its broker: the worker holding the
+    /// host's subscription (see [`Gateway`]), 0 for none.
+    gateway: AtomicU64,
+    /// The broker's state as the gateway last saw it (see [`Broker`]).
+    broker: AtomicU32,
+    /// Times the gateway got its broker back after losing it.
+    broker_reconnects: AtomicU64,
+}
+
+/// Which worker is the channel layer's gateway: its cell and pid, packed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gateway {
+    /// Its cell.
+    pub cell: usize,
+    /// Its pid.
+    pub pid: i32,
+}
+
+impl Gateway {
+    fn pack(self) -> u64 {
+        (u64::from(self.pid as u32) << 32) | (self.cell as u64 + 1)
+    }
+
+    fn unpack(word: u64) -> Option<Self> {
+        let cell = (word & 0xffff_ffff) as usize;
+        (cell != 0).then(|| Self {
+            cell: cell - 1,
+            pid: (word >> 32) as u32 as i32,
+        })
+    }
+}
+
+/// The channel layer's broker, as its gateway last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Broker {
+    /// Not reached yet (or no broker).
+    Unknown = 0,
+    /// Connected.
+    Up = 1,
+    /// Lost: the gateway reconnects.
+    Down = 2,
 }
 
 impl Header {
     /// This server's id (see the field).
     pub fn instance(&self) -> u64 {
         self.instance.load(Relaxed)
+    }
+
+    /// The channel layer's gateway, if one was elected.
+    pub fn gateway(&self) -> Option<Gateway> {
+        Gateway::unpack(self.gateway.load(Acquire))
+    }
+
+    /// Makes `new` the gateway if `old` still is; whether it did.
+    pub fn swap_gateway(&self, old: Option<Gateway>, new: Gateway) -> bool {
+        let old = old.map_or(0, Gateway::pack);
+        self.gateway
+            .compare_exchange(old, new.pack(), AcqRel, Acquire)
+            .is_ok()
+    }
+
+    /// The broker's state.
+    pub fn broker(&self) -> Broker {
+        match self.broker.load(Relaxed) {
+            1 => Broker::Up,
+            2 => Broker::Down,
+            _ => Broker::Unknown,
+        }
+    }
+
+    /// Records the broker's state; the one it replaces.
+    pub fn set_broker(&self, state: Broker) -> Broker {
+        match self.broker.swap(state as u32, Relaxed) {
+            1 => Broker::Up,
+            2 => Broker::Down,
+            _ => Broker::Unknown,
+        }
+    }
+
+    /// Counts a reconnection to the broker.
+    pub fn count_broker_reconnect(&self) {
+        self.broker_reconnects.fetch_add(1, Relaxed);
+    }
+
+    /// Reconnections to the broker.
+    pub fn broker_reconnects(&self) -> u64 {
+        self.broker_reconnects.load(Relaxed)
     }
 }
 

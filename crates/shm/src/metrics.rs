@@ -43,10 +43,12 @@ pub enum Dropped {
     NoMembers = 2,
     /// Another worker could not take it (its queue full, or it is gone).
     Peer = 3,
+    /// It was for other hosts and the broker is down.
+    BrokerDown = 4,
 }
 
 /// The `reason` label of each [`Dropped`], in its order.
-pub const DROP_REASONS: [&str; 4] = ["overflow", "too_large", "no_members", "peer"];
+pub const DROP_REASONS: [&str; 5] = ["overflow", "too_large", "no_members", "peer", "broker_down"];
 
 /// Upper bounds, in seconds, of the channel layer's fan-out histogram (from
 /// publish to the write to a member's socket), then `+Inf`.

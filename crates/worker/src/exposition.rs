@@ -135,6 +135,7 @@ pub(crate) fn render(shared: Shared) -> String {
     http_families(&mut out, "ferricorn_", &[("", &all)]);
     traffic_families(&mut out, "ferricorn_", &[("", &all, (conns, ws))]);
     channel_families(&mut out, &all, &view);
+    broker_families(&mut out, shared);
 
     // Per worker slot.
     let labelled: Vec<(String, &Snapshot, (u64, u64))> = view
@@ -403,6 +404,31 @@ fn channel_families(out: &mut Out, all: &Snapshot, view: &View) {
             out.sample(name, &format!("worker=\"{slot}\""), read(g));
         }
     }
+}
+
+/// The channel layer's broker, once a gateway was elected (with
+/// `--channel-layer redis://…` only): whether it is connected, and how
+/// often it came back.
+fn broker_families(out: &mut Out, shared: Shared) {
+    let header = shared.header();
+    if header.gateway().is_none() {
+        return;
+    }
+    let name = "ferricorn_channel_broker_connected";
+    out.family(
+        name,
+        "gauge",
+        "Whether the channel layer's gateway is connected to Redis (1) or not (0).",
+    );
+    let up = header.broker() == ferricorn_shm::Broker::Up;
+    out.sample(name, "", u64::from(up));
+    let name = "ferricorn_channel_broker_reconnects_total";
+    out.family(
+        name,
+        "counter",
+        "Times the channel layer's gateway got Redis back after losing it.",
+    );
+    out.sample(name, "", header.broker_reconnects());
 }
 
 /// Bytes, connections and WebSockets.

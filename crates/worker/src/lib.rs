@@ -53,7 +53,9 @@ pub use ws::{Closed, Message, WebSocket, WebSocketUpgrade};
 
 /// The channel layer the app reaches through [`Context::channels`] and
 /// [`WebSocket::join`].
-pub use ferricorn_channels::{Channels, ConnectionId, Payload, SendError, Subscription};
+pub use ferricorn_channels::{
+    Channels, ConnectionId, Payload, SendError, Subscription, check_redis,
+};
 
 /// An error type apps may return from any call.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

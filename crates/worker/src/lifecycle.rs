@@ -229,6 +229,13 @@ fn channel_settings(config: &Config) -> ChannelSettings {
             ferricorn_config::ChannelOverflow::DropOldest => Overflow::DropOldest,
         },
         max_message: config.channel_max_message,
+        redis: match &config.channel_layer {
+            ferricorn_config::ChannelLayer::Memory => None,
+            layer @ ferricorn_config::ChannelLayer::Redis(url) => Some(ferricorn_channels::Redis {
+                url: url.clone(),
+                shown: layer.shown(),
+            }),
+        },
     }
 }
 

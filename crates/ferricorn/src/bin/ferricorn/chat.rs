@@ -75,9 +75,9 @@ fn welcome(id: &str, ctx: &Context, room: &str) -> Message {
     ))
 }
 
-/// Tells the room how many members it has now.
-fn presence(ctx: &Context, room: &str) {
-    let count = ctx.channels().count(room);
+/// Tells the room how many members it has now, over the deployment.
+async fn presence(ctx: &Context, room: &str) {
+    let count = ctx.channels().count(room).await;
     let payload = Payload::Text(format!(
         r#"{{"type":"presence","room":{},"count":{count}}}"#,
         quoted(room)
@@ -104,7 +104,7 @@ pub(crate) fn websocket(ctx: &Context, upgrade: WebSocketUpgrade, room: String) 
             return;
         }
         socket.join(&room);
-        presence(&ctx, &room);
+        presence(&ctx, &room).await;
         while let Some(m) = socket.recv().await {
             match m {
                 Message::Text(text) => {
@@ -121,7 +121,7 @@ pub(crate) fn websocket(ctx: &Context, upgrade: WebSocketUpgrade, room: String) 
             }
         }
         socket.leave(&room);
-        presence(&ctx, &room);
+        presence(&ctx, &room).await;
     })
 }
 
@@ -134,7 +134,7 @@ fn app_path(ctx: Context, upgrade: WebSocketUpgrade, room: String) -> Response {
         if socket.send(welcome(&id, &ctx, &room)).await.is_err() {
             return;
         }
-        presence(&ctx, &room);
+        presence(&ctx, &room).await;
         let own = format!(r#""from":{}"#, quoted(&id));
         loop {
             tokio::select! {
@@ -157,7 +157,7 @@ fn app_path(ctx: Context, upgrade: WebSocketUpgrade, room: String) -> Response {
             }
         }
         drop(room_messages);
-        presence(&ctx, &room);
+        presence(&ctx, &room).await;
     })
 }
 
@@ -227,11 +227,11 @@ pub(crate) fn page() -> Response {
 }
 
 /// `GET /rooms/{room}`.
-pub(crate) fn count(ctx: &Context, room: &str) -> Response {
+pub(crate) async fn count(ctx: &Context, room: &str) -> Response {
     json(format!(
         r#"{{"room":{},"count":{}}}"#,
         quoted(room),
-        ctx.channels().count(room)
+        ctx.channels().count(room).await
     ))
 }
 

@@ -168,7 +168,7 @@ impl App for Demo {
             let room = room.to_owned();
             return match *req.method() {
                 Method::POST => crate::chat::publish(&self.ctx, &room, req).await,
-                _ if get => crate::chat::count(&self.ctx, &room),
+                _ if get => crate::chat::count(&self.ctx, &room).await,
                 _ => method_not_allowed("GET, HEAD, POST"),
             };
         }
