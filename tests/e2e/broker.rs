@@ -19,23 +19,39 @@ use crate::support::{Server, children, is_gone, wait_until};
 pub struct Redis {
     child: Child,
     pub port: u16,
+    password: Option<String>,
 }
 
 impl Redis {
     /// Starts one on a free port and waits until it answers.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts one on a free port with extra arguments.
+    pub fn start_with(extra: &[&str]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        Self::start_on(port)
+        Self::spawn(port, extra)
     }
 
     /// Starts one on `port` (again, after [`kill`](Self::kill)).
     pub fn start_on(port: u16) -> Self {
+        Self::spawn(port, &[])
+    }
+
+    fn spawn(port: u16, extra: &[&str]) -> Self {
         install();
+        let password = extra
+            .iter()
+            .position(|a| *a == "--requirepass")
+            .and_then(|i| extra.get(i + 1))
+            .map(|p| (*p).to_owned());
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(extra)
             .args([
                 "--save",
                 "",
@@ -48,7 +64,11 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server (Debian's redis-server package; .ci/run installs it)");
-        let redis = Self { child, port };
+        let redis = Self {
+            child,
+            port,
+            password,
+        };
         assert!(
             wait_until(Duration::from_secs(10), || redis
                 .try_cmd(&["PING"])
@@ -73,14 +93,23 @@ impl Redis {
     fn try_cmd(&self, args: &[&str]) -> Option<String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        let mut out = format!("*{}\r\n", args.len());
+        let mut out = String::new();
+        if let Some(p) = &self.password {
+            out.push_str(&format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{p}\r\n", p.len()));
+        }
+        out.push_str(&format!("*{}\r\n", args.len()));
         for a in args {
             out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
         }
         s.write_all(out.as_bytes()).ok()?;
+        let mut reader = BufReader::new(s);
         let mut reply = String::new();
-        BufReader::new(s).read_line(&mut reply).ok()?;
-        (!reply.is_empty()).then_some(reply)
+        if self.password.is_some() {
+            reader.read_line(&mut reply).ok()?;
+            reply.clear();
+        }
+        reader.read_line(&mut reply).ok()?;
+        (!reply.is_empty() && !reply.starts_with('-')).then_some(reply)
     }
 }
 
@@ -268,6 +297,46 @@ fn two_servers_share_rooms_directs_and_counts_through_redis() {
 }
 
 #[test]
+fn a_password_and_a_unix_socket_reach_the_same_redis() {
+    let dir = crate::support::temp_dir("redis-unix");
+    let socket = dir.join("redis.sock");
+    let redis = Redis::start_with(&[
+        "--unixsocket",
+        socket.to_str().expect("utf-8 path"),
+        "--requirepass",
+        "s3cret",
+    ]);
+    let tcp = format!("redis://:s3cret@127.0.0.1:{}/3", redis.port);
+    let unix = format!("redis+unix://{}?db=3&pass=s3cret", socket.display());
+    let a = Server::start(&["-w", "1", "--channel-layer", &tcp]);
+    let b = Server::start(&["-w", "1", "--channel-layer", &unix]);
+    let mut here = join(&a, "secure");
+    let mut there = join(&b, "secure");
+    assert!(wait_until(Duration::from_secs(5), || count(&a, "secure") == 2));
+    assert_eq!(post(&b, "/rooms/secure", "via unix"), 202);
+    assert_eq!(text_of(&mut here, "message"), "via unix");
+    assert_eq!(text_of(&mut there, "message"), "via unix");
+    assert_eq!(post(&a, "/rooms/secure", "via tcp"), 202);
+    assert_eq!(text_of(&mut there, "message"), "via tcp");
+    // The password never reaches the log.
+    for s in [&a, &b] {
+        let log = s.log();
+        assert!(log.contains(":****@") || log.contains("pass=****"), "{log}");
+        assert!(!log.contains("s3cret"), "{log}");
+    }
+    // A wrong password: said once, and the server serves on, by itself.
+    let wrong = format!("redis://:wrong@127.0.0.1:{}/3", redis.port);
+    let c = Server::start(&["-w", "1", "--channel-layer", &wrong]);
+    c.wait_log("is unavailable", Duration::from_secs(10));
+    assert_eq!(c.get("/readyz").status, 200);
+    assert_eq!(broker_connected(&c), Some(0.0));
+    let mut alone = join(&c, "secure");
+    assert_eq!(post(&c, "/rooms/secure", "local only"), 202);
+    assert_eq!(text_of(&mut alone, "message"), "local only");
+    assert_eq!(count(&c, "secure"), 1);
+}
+
+#[test]
 fn redis_down_is_a_degraded_mode_and_its_return_needs_no_restart() {
     let mut redis = Redis::start();
     let a = server(&redis, "2");
@@ -310,7 +379,7 @@ fn redis_down_is_a_degraded_mode_and_its_return_needs_no_restart() {
     assert_eq!(a.get("/readyz").status, 200);
     // Said once, not once per message.
     let log = a.log();
-    assert_eq!(log.matches("is unreachable").count(), 1, "{log}");
+    assert_eq!(log.matches("is unavailable").count(), 1, "{log}");
 
     // Redis comes back on the same port, empty: each server resubscribes
     // and writes its counts again, with no restart.

@@ -25,7 +25,7 @@
 //! ferricorn:<db>:h:<instance>      channel: direct sends to one server's sockets
 //! ferricorn:<db>:p:<key>           hash: each server's member count of a group
 //! ferricorn:<db>:alive:<instance>  string: a live server's heartbeat, PX 5000
-//! ferricorn:<db>:groups:<instance> set: the groups a server wrote counts for
+//! ferricorn:<db>:groups:<instance> set: the groups a server wrote counts for, PX 1 h
 //! ```
 
 use std::cell::{Cell, RefCell};
@@ -55,6 +55,10 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long a host's heartbeat key lives: a host that stops renewing it
 /// stops being counted this long after its last renewal.
 pub(crate) const HOST_TTL: Duration = Duration::from_secs(5);
+
+/// How long the set of groups a host wrote counts for outlives its last
+/// heartbeat.
+const GROUPS_TTL: Duration = Duration::from_secs(3600);
 
 /// How often the gateway looks at the host's tables (reading a counter per
 /// worker when nothing changed).
@@ -138,6 +142,16 @@ enum Link {
     Down,
 }
 
+/// A message waiting for Redis.
+#[derive(Debug)]
+struct Outgoing {
+    channel: String,
+    wire: Bytes,
+    /// Whether it reached a member on this host already: if no other host
+    /// takes it either, it had no members anywhere.
+    reached: bool,
+}
+
 /// One worker's side of the broker.
 pub(crate) struct Broker {
     client: Client,
@@ -147,7 +161,7 @@ pub(crate) struct Broker {
     link: Cell<Link>,
     /// The publishing connection while it is up, for counts.
     conn: RefCell<Option<MultiplexedConnection>>,
-    outbox: RefCell<VecDeque<(String, Bytes)>>,
+    outbox: RefCell<VecDeque<Outgoing>>,
     queued: Cell<usize>,
     wake: Notify,
     /// Whether the server has sharded pub/sub (Redis 7).
@@ -211,12 +225,13 @@ impl Broker {
 
     /// Queues `wire` for `channel`; false when it was dropped (Redis down,
     /// or the queue full).
-    fn queue(&self, channel: String, wire: Bytes) -> bool {
-        if self.link.get() == Link::Down || self.queued.get() + wire.len() > OUTBOX_BYTES {
+    fn queue(&self, out: Outgoing) -> bool {
+        let len = out.wire.len();
+        if self.link.get() == Link::Down || self.queued.get() + len > OUTBOX_BYTES {
             return false;
         }
-        self.queued.set(self.queued.get() + wire.len());
-        self.outbox.borrow_mut().push_back((channel, wire));
+        self.queued.set(self.queued.get() + len);
+        self.outbox.borrow_mut().push_back(out);
         self.wake.notify_one();
         true
     }
@@ -260,11 +275,16 @@ impl Channels {
         tokio::task::spawn_local(async move { layer.elect().await });
     }
 
-    /// Sends `frame` to the other hosts' members of the group with `key`.
-    pub(crate) fn publish_group(&self, key: u64, frame: &Bytes) {
+    /// Sends `frame` to the other hosts' members of the group with `key`;
+    /// `reached` says whether it reached members here.
+    pub(crate) fn publish_group(&self, key: u64, frame: &Bytes, reached: bool) {
         let Some(broker) = &self.0.broker else { return };
-        let wire = Wire::encode(self.instance(), 0, 0, frame);
-        if !broker.queue(broker.names.group(key), wire) {
+        let out = Outgoing {
+            channel: broker.names.group(key),
+            wire: Wire::encode(self.instance(), 0, 0, frame),
+            reached,
+        };
+        if !broker.queue(out) {
             self.0.cell.counters.count_dropped(Dropped::BrokerDown);
         }
     }
@@ -275,8 +295,12 @@ impl Channels {
         let Some(broker) = &self.0.broker else {
             return false;
         };
-        let wire = Wire::encode(self.instance(), cell, pid, frame);
-        if !broker.queue(broker.names.host(instance), wire) {
+        let out = Outgoing {
+            channel: broker.names.host(instance),
+            wire: Wire::encode(self.instance(), cell, pid, frame),
+            reached: false,
+        };
+        if !broker.queue(out) {
             self.0.cell.counters.count_dropped(Dropped::BrokerDown);
         }
         true
@@ -344,23 +368,32 @@ impl Channels {
                     return e;
                 }
             }
-            let batch: Vec<(String, Bytes)> = {
+            let batch: Vec<Outgoing> = {
                 let mut outbox = broker.outbox.borrow_mut();
                 let n = outbox.len().min(PUBLISH_BATCH);
                 outbox.drain(..n).collect()
             };
-            let bytes: usize = batch.iter().map(|(_, w)| w.len()).sum();
+            let bytes: usize = batch.iter().map(|o| o.wire.len()).sum();
             broker.queued.set(broker.queued.get().saturating_sub(bytes));
             let mut p = pipe();
-            for (channel, wire) in &batch {
+            for out in &batch {
                 p.cmd(broker.publish_cmd())
-                    .arg(channel)
-                    .arg(&wire[..])
-                    .ignore();
+                    .arg(&out.channel)
+                    .arg(&out.wire[..]);
             }
-            if let Err(e) = p.exec_async(conn).await {
-                self.count_broker_down(batch.len());
-                return e;
+            // Each reply: how many subscribers (hosts) took it.
+            match p.query_async::<Vec<u64>>(conn).await {
+                Ok(taken) => {
+                    for (out, n) in batch.iter().zip(taken) {
+                        if n == 0 && !out.reached {
+                            self.0.cell.counters.count_dropped(Dropped::NoMembers);
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.count_broker_down(batch.len());
+                    return e;
+                }
             }
         }
     }
@@ -429,7 +462,7 @@ impl Channels {
             };
             if header.set_broker(State::Down) != State::Down {
                 error!(
-                    "channel layer: Redis at {} is unreachable ({e}); messages stay on this host, those for other hosts are dropped and counted, until it answers again",
+                    "channel layer: Redis at {} is unavailable ({e}); messages stay on this host, those for other hosts are dropped and counted, until it answers again",
                     broker.shown
                 );
             }
@@ -622,6 +655,12 @@ impl Channels {
                 .arg(std::process::id())
                 .arg("PX")
                 .arg(HOST_TTL.as_millis() as u64)
+                .ignore();
+            // Kept an hour past the last beat: a new gateway (or this one,
+            // back from an outage) reads it to take back stale counts.
+            p.cmd("PEXPIRE")
+                .arg(names.groups_of(self.instance()))
+                .arg(GROUPS_TTL.as_millis() as u64)
                 .ignore();
             writes += 1;
         }

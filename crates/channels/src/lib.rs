@@ -303,7 +303,7 @@ impl Channels {
                 })
                 .clone()
         };
-        let mut reached = self.0.broker.is_some();
+        let mut reached = false;
         for (cell, _) in self.0.shared.cells() {
             if cell == self.0.me || !self.0.shared.groups(cell).is_some_and(|t| t.wants(k)) {
                 continue;
@@ -311,12 +311,14 @@ impl Channels {
             reached = true;
             self.forward(cell, &encoded());
         }
-        if self.0.broker.is_some() {
-            self.publish_group(k, &encoded());
-        }
+        let for_hosts = self.0.broker.is_some().then(&mut encoded);
         let envelope = Rc::new(Envelope { payload, published });
-        if self.deliver_group(group, envelope) == 0 && !reached {
-            counters.count_dropped(Dropped::NoMembers);
+        reached |= self.deliver_group(group, envelope) > 0;
+        match for_hosts {
+            // Whether another host had members is known once Redis answers.
+            Some(frame) => self.publish_group(k, &frame, reached),
+            None if !reached => counters.count_dropped(Dropped::NoMembers),
+            None => {}
         }
         Ok(())
     }
