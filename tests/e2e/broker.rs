@@ -278,6 +278,28 @@ fn two_servers_share_rooms_directs_and_counts_through_redis() {
     assert_eq!(post(&b, "/rooms/lobby", "after reload"), 202);
     assert_eq!(text_of(&mut late, "message"), "after reload");
 
+    // Both of `a`'s workers killed at once (kill -9), its gateway with
+    // them: the replacements elect another and subscribe again.
+    let old = a.workers();
+    for pid in &old {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    assert!(wait_until(Duration::from_secs(20), || {
+        let now = a.workers();
+        now.len() == 2 && now.iter().all(|p| !old.contains(p))
+    }));
+    drop(late);
+    let mut later = join(&a, "lobby");
+    assert!(
+        wait_until(Duration::from_secs(5), || subscribers(&redis, "lobby") == 2
+            && count(&b, "lobby") == 2),
+        "after the kill: {} subscribers, count {} on b",
+        subscribers(&redis, "lobby"),
+        count(&b, "lobby")
+    );
+    assert_eq!(post(&b, "/rooms/lobby", "after kill"), 202);
+    assert_eq!(text_of(&mut later, "message"), "after kill");
+
     // A server that dies (kill -9, workers and all) stops being counted
     // within the heartbeat key's 5 s.
     let b_pids: Vec<i32> = std::iter::once(b.pid()).chain(children(b.pid())).collect();
@@ -293,7 +315,7 @@ fn two_servers_share_rooms_directs_and_counts_through_redis() {
         "count on a after b died: {}",
         count(&a, "lobby")
     );
-    drop((there, other, late));
+    drop((there, other, later));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! ferricorn's channel layer: WebSocket groups, direct sends and presence
-//! across the workers of one host, with no broker.
+//! across the workers of one host with no broker, and across hosts through
+//! Redis.
 //!
 //! - [`Channels`]: one worker's layer. Its sockets join and leave groups
 //!   through their [`Member`]; anything in the worker sends to a group or

@@ -43,7 +43,8 @@ pub enum Dropped {
     NoMembers = 2,
     /// Another worker could not take it (its queue full, or it is gone).
     Peer = 3,
-    /// It was for other hosts and the broker is down.
+    /// It was for other hosts and Redis could not take it: down, or this
+    /// worker's queue for it full.
     BrokerDown = 4,
 }
 

@@ -8,7 +8,9 @@
 //! per member.
 //!
 //! `fanout-load URL MEMBERS ROOMS RATE SECONDS PIDS` (loopback only:
-//! URL is ws://127.0.0.1:PORT; PIDS comma-separated).
+//! URL is ws://127.0.0.1:PORT, or several comma-separated, over which the
+//! members are spread in turn (servers sharing a channel layer); PIDS
+//! comma-separated).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -53,8 +55,10 @@ async fn main() {
     let usage_line = "usage: fanout-load URL MEMBERS ROOMS RATE SECONDS PIDS";
     let args: Vec<String> = std::env::args().skip(1).collect();
     assert!(args.len() == 6, "{usage_line}");
-    let url = args[0].clone();
-    assert!(url.starts_with("ws://127.0.0.1:"), "loopback only: {url}");
+    let urls: Vec<String> = args[0].split(',').map(str::to_owned).collect();
+    for url in &urls {
+        assert!(url.starts_with("ws://127.0.0.1:"), "loopback only: {url}");
+    }
     let members: usize = args[1].parse::<usize>().expect("MEMBERS").clamp(1, 20_000);
     let rooms: usize = args[2].parse::<usize>().expect("ROOMS").clamp(1, members);
     let rate: u64 = args[3].parse::<u64>().expect("RATE").clamp(1, 1_000_000);
@@ -66,13 +70,18 @@ async fn main() {
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let delivered = Arc::new(AtomicU64::new(0));
+    let message_bytes = Arc::new(AtomicU64::new(0));
+    // When any member last got anything (ns from start): the joins'
+    // presence messages have drained once it stops moving.
+    let last_seen = Arc::new(AtomicU64::new(0));
     // At most 200 handshakes at once, so no listen queue overflows.
     let gate = Arc::new(Semaphore::new(200));
     let mut readers = Vec::new();
     let mut publishers = Vec::new();
     for i in 0..members {
         let room = i % rooms;
-        let url = format!("{url}/ws/chat/bench-{room}");
+        // Each room's members alternate over the servers.
+        let url = format!("{}/ws/chat/bench-{room}", urls[(i / rooms) % urls.len()]);
         let permit = gate.clone().acquire_owned().await.expect("gate");
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
@@ -86,6 +95,7 @@ async fn main() {
             drop(sink);
         }
         let (measuring, stop, delivered) = (measuring.clone(), stop.clone(), delivered.clone());
+        let (message_bytes, last_seen) = (message_bytes.clone(), last_seen.clone());
         readers.push(tokio::spawn(async move {
             let mut latencies: Vec<u32> = Vec::new();
             while !stop.load(Ordering::Relaxed) {
@@ -96,6 +106,7 @@ async fn main() {
                     }
                     continue;
                 };
+                last_seen.store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 let Some(at) = t.find("\"text\":\"t:") else {
                     continue;
                 };
@@ -111,15 +122,26 @@ async fn main() {
                     latencies
                         .push((now.saturating_sub(sent) / 1000).min(u64::from(u32::MAX)) as u32);
                     delivered.fetch_add(1, Ordering::Relaxed);
+                    message_bytes.store(t.len() as u64, Ordering::Relaxed);
                 }
             }
             latencies
         }));
     }
-    // Let the joins' presence messages drain.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let the joins' presence messages drain: until no member got anything
+    // for half a second (at most 60 s).
+    let settle = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let quiet = start.elapsed().as_nanos() as u64 - last_seen.load(Ordering::Relaxed);
+        if quiet > 500_000_000 || settle.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+    }
     let (ticks_before, rss_connected) = usage(&pids);
     measuring.store(true, Ordering::Relaxed);
+    // For a script that samples the servers over the same window.
+    eprintln!("window: open");
     let window = Instant::now();
     let mut published = 0u64;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
@@ -137,6 +159,10 @@ async fn main() {
     // Let the last messages arrive, then stop the readers.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (ticks_after, _) = usage(&pids);
+    eprintln!("window: closed");
+    // Give that script a moment before the members leave (and their
+    // leaving sends presence messages).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
     for r in readers {
@@ -151,7 +177,8 @@ async fn main() {
     println!(
         "members={members} rooms={rooms} rate={rate}/s seconds={:.1} published={published} \
          delivered={delivered} expected={expected} loss={:.3}% delivered_per_s={:.0} \
-         p50_ms={:.3} p99_ms={:.3} p999_ms={:.3} cpu_us_per_delivery={:.3} rss_kib_per_member={:.1}",
+         p50_ms={:.3} p99_ms={:.3} p999_ms={:.3} cpu_us_per_delivery={:.3} rss_kib_per_member={:.1} \
+         message_bytes={}",
         elapsed.as_secs_f64(),
         100.0 * (expected.saturating_sub(delivered)) as f64 / expected.max(1) as f64,
         delivered as f64 / elapsed.as_secs_f64(),
@@ -160,5 +187,6 @@ async fn main() {
         percentile(&all, 0.999),
         cpu_us / delivered.max(1) as f64,
         rss_connected.saturating_sub(rss_idle) as f64 / members as f64,
+        message_bytes.load(Ordering::Relaxed),
     );
 }
