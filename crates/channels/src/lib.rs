@@ -312,14 +312,19 @@ impl Channels {
             reached = true;
             self.forward(cell, &encoded());
         }
-        let for_hosts = self.0.broker.is_some().then(&mut encoded);
-        let envelope = Rc::new(Envelope { payload, published });
-        reached |= self.deliver_group(group, envelope) > 0;
-        match for_hosts {
+        // Other hosts first: the connection's task is woken before this
+        // worker's members' writers, so the copy for Redis does not wait
+        // behind the local fan-out.
+        let here = self.0.groups.borrow().get(group).is_some_and(|m| !m.is_empty());
+        reached |= here;
+        match self.0.broker.is_some().then(&mut encoded) {
             // Whether another host had members is known once Redis answers.
             Some(frame) => self.publish_group(k, &frame, reached),
             None if !reached => counters.count_dropped(Dropped::NoMembers),
             None => {}
+        }
+        if here {
+            self.deliver_group(group, Rc::new(Envelope { payload, published }));
         }
         Ok(())
     }
