@@ -315,7 +315,12 @@ impl Channels {
         // Other hosts first: the connection's task is woken before this
         // worker's members' writers, so the copy for Redis does not wait
         // behind the local fan-out.
-        let here = self.0.groups.borrow().get(group).is_some_and(|m| !m.is_empty());
+        let here = self
+            .0
+            .groups
+            .borrow()
+            .get(group)
+            .is_some_and(|m| !m.is_empty());
         reached |= here;
         match self.0.broker.is_some().then(&mut encoded) {
             // Whether another host had members is known once Redis answers.

@@ -351,7 +351,7 @@ macro_rules! for_each_setting {
                 doc: "incoming messages buffered per socket; when full, reading pauses (back-pressure)",
             }
             channel_layer: Text => ChannelLayer = "memory" {
-                help: "Where WebSocket groups span: memory (this server's workers, no broker) or redis://HOST[:PORT][/DB] (every server naming that Redis)",
+                help: "Where WebSocket groups span: memory (this server's workers, no broker) or redis://HOST:PORT/DB (every server naming that Redis)",
                 check: parsed,
                 section: "Channel layer",
                 flag: ([], "LAYER"),
