@@ -33,18 +33,24 @@ def free_port():
     return port
 
 
-def wait_up(port):
+def wait_answer(port, ask, answer, what):
+    """Until `ask` sent to `port` is answered with `answer` (bounded)."""
     deadline = time.time() + TIMEOUT
     while time.time() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                s.sendall(ask)
+                if s.recv(64).startswith(answer):
                     return
         except OSError:
             pass
         time.sleep(0.1)
-    sys.exit(f"the server on port {port} never became ready")
+    sys.exit(f"{what} on port {port} never answered")
+
+
+def wait_up(port):
+    ask = b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    wait_answer(port, ask, b"HTTP/1.1 200", "the server")
 
 
 def browser():
@@ -77,17 +83,7 @@ def log_has(driver, text):
 
 
 def redis_up(port):
-    deadline = time.time() + TIMEOUT
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    sys.exit(f"redis-server on port {port} never answered")
+    wait_answer(port, b"PING\r\n", b"+PONG", "redis-server")
 
 
 def main():

@@ -11,7 +11,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::channels::{Member, count, field, join, next_of, post};
+use crate::channels::{Member, count, field, join, members_on_both_workers, next_of, post};
 use crate::metrics::Scrape;
 use crate::support::{Server, children, is_gone, wait_until};
 
@@ -170,19 +170,6 @@ fn server(redis: &Redis, workers: &str) -> Server {
     Server::start(&["-w", workers, "--channel-layer", &redis.url()])
 }
 
-/// Joins `room` on `server` until members sit on both its workers.
-fn on_both_workers(server: &Server, room: &str) -> Vec<Member> {
-    let mut members = Vec::new();
-    for _ in 0..20 {
-        members.push(join(server, room));
-        let on = |w| members.iter().any(|m: &Member| m.worker == w);
-        if on(0) && on(1) {
-            return members;
-        }
-    }
-    panic!("20 members, all on one worker");
-}
-
 fn text_of(m: &mut Member, kind: &str) -> String {
     let got = next_of(&mut m.ws, kind).unwrap_or_else(|| panic!("no {kind} for {}", m.id));
     field(&got, "text").unwrap_or_else(|| panic!("{got}"))
@@ -197,7 +184,7 @@ fn two_servers_share_rooms_directs_and_counts_through_redis() {
     let redis = Redis::start();
     let a = server(&redis, "2");
     let mut b = server(&redis, "1");
-    let mut here = on_both_workers(&a, "lobby");
+    let mut here = members_on_both_workers(&a, "lobby");
     let mut there = vec![join(&b, "lobby")];
     let total = (here.len() + there.len()) as u64;
     // Counted over both servers, from either; a server is counted only once
@@ -364,7 +351,7 @@ fn redis_down_is_a_degraded_mode_and_its_return_needs_no_restart() {
     let a = server(&redis, "2");
     let b = server(&redis, "1");
     let pids = (a.workers(), b.workers());
-    let mut here = on_both_workers(&a, "ops");
+    let mut here = members_on_both_workers(&a, "ops");
     let mut there = join(&b, "ops");
     let total = here.len() as u64 + 1;
     assert!(wait_until(Duration::from_secs(5), || count(&a, "ops") == total));

@@ -76,7 +76,7 @@ pub(crate) fn join(server: &Server, room: &str) -> Member {
 }
 
 /// Joins `room` until members sit on both workers (at most 20 tries).
-fn members_on_both_workers(server: &Server, room: &str) -> Vec<Member> {
+pub(crate) fn members_on_both_workers(server: &Server, room: &str) -> Vec<Member> {
     let mut members = Vec::new();
     for _ in 0..20 {
         members.push(join(server, room));

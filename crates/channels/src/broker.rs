@@ -612,16 +612,8 @@ impl Channels {
             .filter(|k| !state.subscribed.contains(k))
             .copied()
             .collect();
-        for chunk in new.chunks(SUBSCRIBE_BATCH) {
-            let mut p = pipe();
-            for key in chunk {
-                p.cmd(broker.subscribe_cmd())
-                    .arg(names.group(*key))
-                    .ignore();
-            }
-            p.exec_async(conn).await?;
-            state.subscribed.extend(chunk);
-        }
+        self.each_group(conn, broker.subscribe_cmd(), &new).await?;
+        state.subscribed.extend(&new);
         let mut p = pipe();
         let mut writes = 0;
         for (key, n) in &wanted {
@@ -677,17 +669,29 @@ impl Channels {
             .filter(|k| !wanted.contains_key(k))
             .copied()
             .collect();
-        for chunk in left.chunks(SUBSCRIBE_BATCH) {
+        self.each_group(conn, broker.unsubscribe_cmd(), &left)
+            .await?;
+        for key in &left {
+            state.subscribed.remove(key);
+        }
+        Ok(())
+    }
+
+    /// Sends `command` (a subscribe or unsubscribe) for each group's channel,
+    /// one channel per command (one reply each), in pipelines.
+    async fn each_group(
+        &self,
+        conn: &mut MultiplexedConnection,
+        command: &str,
+        keys: &[u64],
+    ) -> Result<(), RedisError> {
+        let names = &self.broker().names;
+        for chunk in keys.chunks(SUBSCRIBE_BATCH) {
             let mut p = pipe();
             for key in chunk {
-                p.cmd(broker.unsubscribe_cmd())
-                    .arg(names.group(*key))
-                    .ignore();
+                p.cmd(command).arg(names.group(*key)).ignore();
             }
             p.exec_async(conn).await?;
-            for key in chunk {
-                state.subscribed.remove(key);
-            }
         }
         Ok(())
     }

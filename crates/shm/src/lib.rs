@@ -118,6 +118,16 @@ pub enum Broker {
     Down = 2,
 }
 
+impl Broker {
+    fn from_u32(v: u32) -> Self {
+        match v {
+            1 => Self::Up,
+            2 => Self::Down,
+            _ => Self::Unknown,
+        }
+    }
+}
+
 impl Header {
     /// This server's id (see the field).
     pub fn instance(&self) -> u64 {
@@ -139,20 +149,12 @@ impl Header {
 
     /// The broker's state.
     pub fn broker(&self) -> Broker {
-        match self.broker.load(Relaxed) {
-            1 => Broker::Up,
-            2 => Broker::Down,
-            _ => Broker::Unknown,
-        }
+        Broker::from_u32(self.broker.load(Relaxed))
     }
 
     /// Records the broker's state; the one it replaces.
     pub fn set_broker(&self, state: Broker) -> Broker {
-        match self.broker.swap(state as u32, Relaxed) {
-            1 => Broker::Up,
-            2 => Broker::Down,
-            _ => Broker::Unknown,
-        }
+        Broker::from_u32(self.broker.swap(state as u32, Relaxed))
     }
 
     /// Counts a reconnection to the broker.
