@@ -294,7 +294,12 @@ impl Loaded {
         for s in &self.values {
             // The automatic counts are shown with the numbers they came to.
             let auto = match s.key {
-                "workers" => Some(format!("auto: {} for {} CPUs", c.workers, c.cpus.count)),
+                "workers" => Some(format!(
+                    "auto: {} for {} CPU{}",
+                    c.workers,
+                    c.cpus.count,
+                    if c.cpus.count == 1 { "" } else { "s" }
+                )),
                 "threads" => Some(format!(
                     "auto: {} = min(32, {} CPUs + 4)",
                     c.threads, c.cpus.count
