@@ -297,4 +297,57 @@ ready
 docker rm -f "$CONTAINER" >/dev/null
 echo "ok"
 
+echo "## 6. compose: Redis, two replicas sharing the channel layer, HAProxy"
+if ! command -v docker-compose >/dev/null; then
+    apt-get install -y -qq docker-compose >/dev/null || fail "docker-compose could not be installed"
+fi
+# rootfs_of IMAGE FILE...: an image of FILEs (at their paths) and the
+# libraries they load, where IMAGE is missing.
+rootfs_of() {
+    local image=$1
+    shift
+    have_image "$image" && return 0
+    local root=$work/root-${image//[:\/]/-}
+    mkdir -p "$root/tmp" "$root/etc"
+    chmod 1777 "$root/tmp"
+    for f in "$@" $(ldd "$@" | grep -o '/[^ :]*' | sort -u); do
+        mkdir -p "$root$(dirname "$f")"
+        cp -L "$f" "$root$f"
+    done
+    printf 'root:x:0:0:root:/root:/sbin/nologin\n' >"$root/etc/passwd"
+    tar -C "$root" -c . | docker import - "$image" >/dev/null
+    echo "made $image: this host's $*"
+}
+command -v haproxy >/dev/null || apt-get install -y -qq haproxy >/dev/null || fail "haproxy could not be installed"
+(systemctl stop haproxy || service haproxy stop || true) >/dev/null 2>&1
+rootfs_of redis:7-bookworm /usr/bin/redis-server /usr/bin/redis-cli
+rootfs_of haproxy:2.6 /usr/sbin/haproxy
+docker tag "$IMAGE" ferricorn:latest
+project=ferricorn-test-$$
+lb_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+compose() {
+    HOST_PORT=127.0.0.1:$lb_port docker-compose -p "$project" -f docker/compose.yaml --compatibility "$@"
+}
+down() {
+    compose down -v --remove-orphans >/dev/null 2>&1 || true
+}
+trap 'down; cleanup' EXIT
+compose up -d --no-build >/dev/null 2>&1 || { compose logs --tail 30 >&2; fail "compose up"; }
+replicas=$(compose ps -q web)
+[ "$(echo "$replicas" | wc -l)" = 2 ] || fail "compose started $(echo "$replicas" | wc -l) web replicas, not 2"
+for r in $replicas; do
+    [ "$(docker inspect -f '{{.HostConfig.NanoCpus}}' "$r")" = 1000000000 ] || fail "replica $r has no 1-CPU limit"
+done
+for _ in $(seq 150); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$lb_port/readyz")" = 200 ] && break
+    sleep 0.2
+done
+python3 tests/docker/compose_chat.py "$lb_port" $(echo "$replicas" | head -1) ||
+    { compose logs --tail 20 >&2; fail "the compose chat"; }
+compose down -v --remove-orphans >/dev/null 2>&1 || fail "compose down"
+left=$(docker ps -aq --filter "label=com.docker.compose.project=$project" | wc -l)
+[ "$left" = 0 ] || fail "$left containers left after compose down"
+docker network ls -q --filter "name=${project}_" | grep -q . && fail "a network left after compose down"
+echo "ok"
+
 echo "docker suite: passed (image $((size / 1000)) kB)"
