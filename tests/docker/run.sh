@@ -149,6 +149,18 @@ wait_workers() {
     fail "$CONTAINER has $(workers | wc -l) workers, not $1"
 }
 
+# wait_replaced BEFORE N: until the container has N workers, none of those
+# listed in BEFORE (at most 20 s).
+wait_replaced() {
+    local now
+    for _ in $(seq 100); do
+        now=$(workers | sort)
+        [ "$(comm -12 <(echo "$1") <(echo "$now") | wc -l)" = 0 ] && [ "$(echo "$now" | wc -l)" = "$2" ] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
 # config_line KEY [docker run options...]: KEY's line of --print-config.
 config_line() {
     local key=$1
@@ -268,12 +280,7 @@ docker kill -s HUP "$CONTAINER" >/dev/null
 wait "$loader"
 read -r ok failed <"$work/load.txt"
 [ "$failed" = 0 ] && [ "$ok" -gt 0 ] || fail "HUP under load: $ok answered, $failed failed"
-for _ in $(seq 100); do
-    now=$(workers | sort)
-    [ "$(comm -12 <(echo "$before") <(echo "$now") | wc -l)" = 0 ] && [ "$(echo "$now" | wc -l)" = 2 ] && break
-    sleep 0.2
-done
-[ "$(comm -12 <(echo "$before") <(echo "$now") | wc -l)" = 0 ] || fail "HUP did not replace the workers"
+wait_replaced "$before" 2 || fail "HUP did not replace the workers"
 # TTIN and TTOU scale.
 docker kill -s TTIN "$CONTAINER" >/dev/null
 wait_workers 3
@@ -282,12 +289,7 @@ wait_workers 2
 # USR2 upgrades in place: the same PID 1, new workers, still serving.
 before=$(workers | sort)
 docker kill -s USR2 "$CONTAINER" >/dev/null
-for _ in $(seq 100); do
-    now=$(workers | sort)
-    [ "$(comm -12 <(echo "$before") <(echo "$now") | wc -l)" = 0 ] && [ "$(echo "$now" | wc -l)" = 2 ] && break
-    sleep 0.2
-done
-[ "$(comm -12 <(echo "$before") <(echo "$now") | wc -l)" = 0 ] || fail "USR2 did not replace the workers"
+wait_replaced "$before" 2 || fail "USR2 did not replace the workers"
 [ "$(docker inspect -f '{{.State.Pid}}' "$CONTAINER")" = "$pid1" ] || fail "USR2 changed PID 1"
 [ "$(docker inspect -f '{{.State.Running}}' "$CONTAINER")" = true ] || fail "USR2 stopped the container"
 ready

@@ -251,10 +251,7 @@ fn two_servers_share_rooms_directs_and_counts_through_redis() {
     // member there still hears `b`.
     let old = a.workers();
     a.signal(Signal::SIGHUP);
-    assert!(wait_until(Duration::from_secs(20), || {
-        let now = a.workers();
-        now.len() == 2 && now.iter().all(|p| !old.contains(p))
-    }));
+    assert!(a.wait_replaced(&old, 2, Duration::from_secs(20)));
     drop(here);
     let mut late = join(&a, "lobby");
     assert!(
@@ -271,10 +268,7 @@ fn two_servers_share_rooms_directs_and_counts_through_redis() {
     for pid in &old {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL);
     }
-    assert!(wait_until(Duration::from_secs(20), || {
-        let now = a.workers();
-        now.len() == 2 && now.iter().all(|p| !old.contains(p))
-    }));
+    assert!(a.wait_replaced(&old, 2, Duration::from_secs(20)));
     drop(late);
     let mut later = join(&a, "lobby");
     assert!(

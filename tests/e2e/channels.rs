@@ -10,7 +10,7 @@ use nix::unistd::Pid;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::metrics::Scrape;
-use crate::support::{Conn, Server, is_gone, wait_until};
+use crate::support::{Conn, Server, wait_until};
 use crate::websocket::connect;
 
 type Client = tungstenite::WebSocket<TcpStream>;
@@ -407,9 +407,7 @@ fn replaced_workers_take_part_once_ready() {
     server.wait_ready();
     // Until the old workers are gone: one that has not yet seen its drain
     // order may still accept a socket, and then close it as it drains.
-    assert!(wait_until(Duration::from_secs(15), || old
-        .iter()
-        .all(|p| is_gone(*p))));
+    assert!(server.wait_replaced(&old, 2, Duration::from_secs(15)));
     // The new workers' members hear each other, and the counts are theirs
     // alone: the old workers' members left with them.
     let mut members = members_on_both_workers(&server, "after-reload");

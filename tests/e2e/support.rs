@@ -201,6 +201,15 @@ impl Server {
         children(self.pid())
     }
 
+    /// Waits until the server has `n` workers, none of them in `before`
+    /// (so every old one has exited); whether it did within `limit`.
+    pub fn wait_replaced(&self, before: &[i32], n: usize, limit: Duration) -> bool {
+        wait_until(limit, || {
+            let now = self.workers();
+            now.len() == n && now.iter().all(|p| !before.contains(p))
+        })
+    }
+
     pub fn conn(&self) -> Conn {
         Conn::open(self.port)
     }
@@ -515,10 +524,7 @@ impl Load {
     /// in `before`, then for 300 more requests to succeed, and stops: whether
     /// every worker was replaced, and the tally.
     pub fn stop_once_replaced(self, server: &Server, before: &[i32], n: usize) -> (bool, Tally) {
-        let replaced = wait_until(Duration::from_secs(15), || {
-            let now = server.workers();
-            now.len() == n && now.iter().all(|p| !before.contains(p))
-        });
+        let replaced = server.wait_replaced(before, n, Duration::from_secs(15));
         let seen = self.ok_so_far();
         assert!(self.wait_for_ok(seen + 300, Duration::from_secs(10)));
         (replaced, self.stop())

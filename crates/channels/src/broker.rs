@@ -131,17 +131,6 @@ impl Names {
     }
 }
 
-/// The state of a worker's own publishing connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Link {
-    /// Not tried yet: messages queue.
-    Connecting,
-    /// Connected: messages queue.
-    Up,
-    /// Lost: messages are dropped and counted until it is back.
-    Down,
-}
-
 /// A message waiting for Redis.
 #[derive(Debug)]
 struct Outgoing {
@@ -158,7 +147,9 @@ pub(crate) struct Broker {
     /// The URL as logs show it (password masked).
     shown: String,
     names: Names,
-    link: Cell<Link>,
+    /// Whether the publishing connection was lost: messages are dropped and
+    /// counted until it is back (before the first try, they queue).
+    down: Cell<bool>,
     /// The publishing connection while it is up, for counts.
     conn: RefCell<Option<MultiplexedConnection>>,
     outbox: RefCell<VecDeque<Outgoing>>,
@@ -174,7 +165,7 @@ impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Broker")
             .field("url", &self.shown)
-            .field("link", &self.link.get())
+            .field("down", &self.down.get())
             .finish_non_exhaustive()
     }
 }
@@ -189,7 +180,7 @@ impl Broker {
             client: Client::open(info)?,
             shown,
             names: Names { prefix },
-            link: Cell::new(Link::Connecting),
+            down: Cell::new(false),
             conn: RefCell::new(None),
             outbox: RefCell::new(VecDeque::new()),
             queued: Cell::new(0),
@@ -199,35 +190,16 @@ impl Broker {
         })
     }
 
-    fn publish_cmd(&self) -> &'static str {
-        if self.sharded.get() {
-            "SPUBLISH"
-        } else {
-            "PUBLISH"
-        }
-    }
-
-    fn subscribe_cmd(&self) -> &'static str {
-        if self.sharded.get() {
-            "SSUBSCRIBE"
-        } else {
-            "SUBSCRIBE"
-        }
-    }
-
-    fn unsubscribe_cmd(&self) -> &'static str {
-        if self.sharded.get() {
-            "SUNSUBSCRIBE"
-        } else {
-            "UNSUBSCRIBE"
-        }
+    /// A pub/sub command: its sharded form where the server has one.
+    fn verb(&self, plain: &'static str, sharded: &'static str) -> &'static str {
+        if self.sharded.get() { sharded } else { plain }
     }
 
     /// Queues `wire` for `channel`; false when it was dropped (Redis down,
     /// or the queue full).
     fn queue(&self, out: Outgoing) -> bool {
         let len = out.wire.len();
-        if self.link.get() == Link::Down || self.queued.get() + len > OUTBOX_BYTES {
+        if self.down.get() || self.queued.get() + len > OUTBOX_BYTES {
             return false;
         }
         self.queued.set(self.queued.get() + len);
@@ -340,7 +312,7 @@ impl Channels {
             match broker.connect(AsyncConnectionConfig::new()).await {
                 Ok(mut conn) => {
                     *broker.conn.borrow_mut() = Some(conn.clone());
-                    broker.link.set(Link::Up);
+                    broker.down.set(false);
                     backoff = BACKOFF.0;
                     let e = self.publish_queued(&mut conn).await;
                     debug!("channel layer: publishing to Redis failed: {e}");
@@ -348,7 +320,7 @@ impl Channels {
                 Err(e) => debug!("channel layer: cannot connect to Redis to publish: {e}"),
             }
             broker.conn.borrow_mut().take();
-            broker.link.set(Link::Down);
+            broker.down.set(true);
             let lost = broker.outbox.borrow_mut().drain(..).count();
             broker.queued.set(0);
             self.count_broker_down(lost);
@@ -380,7 +352,7 @@ impl Channels {
             broker.queued.set(broker.queued.get().saturating_sub(bytes));
             let mut p = pipe();
             for out in &batch {
-                p.cmd(broker.publish_cmd())
+                p.cmd(broker.verb("PUBLISH", "SPUBLISH"))
                     .arg(&out.channel)
                     .arg(&out.wire[..]);
             }
@@ -414,10 +386,18 @@ impl Channels {
         }
     }
 
+    /// Whether `g` can serve as the gateway: its worker lives and is ready
+    /// (not gone, not draining).
+    fn serving(&self, g: Gateway) -> bool {
+        self.0
+            .shared
+            .cell(g.cell)
+            .is_some_and(|c| c.pid() == g.pid && c.state() == CellState::Ready)
+    }
+
     /// Whether this worker is (still) the host's gateway: elected, and ready.
     fn is_gateway(&self) -> bool {
-        self.0.shared.header().gateway() == Some(self.me())
-            && self.0.cell.state() == CellState::Ready
+        self.0.shared.header().gateway() == Some(self.me()) && self.serving(self.me())
     }
 
     /// Keeps the host supplied with a gateway: when the elected one's worker
@@ -432,13 +412,8 @@ impl Channels {
                 continue;
             }
             let current = header.gateway();
-            let serving = current.is_some_and(|g| {
-                self.0
-                    .shared
-                    .cell(g.cell)
-                    .is_some_and(|c| c.pid() == g.pid && c.state() == CellState::Ready)
-            });
-            if serving || !header.swap_gateway(current, self.me()) {
+            if current.is_some_and(|g| self.serving(g)) || !header.swap_gateway(current, self.me())
+            {
                 continue;
             }
             broker.gateway.set(true);
@@ -487,7 +462,7 @@ impl Channels {
         let mut conn = broker
             .connect(AsyncConnectionConfig::new().set_push_sender(tx))
             .await?;
-        cmd(broker.subscribe_cmd())
+        cmd(broker.verb("SUBSCRIBE", "SSUBSCRIBE"))
             .arg(broker.names.host(self.instance()))
             .exec_async(&mut conn)
             .await?;
@@ -612,7 +587,8 @@ impl Channels {
             .filter(|k| !state.subscribed.contains(k))
             .copied()
             .collect();
-        self.each_group(conn, broker.subscribe_cmd(), &new).await?;
+        self.each_group(conn, broker.verb("SUBSCRIBE", "SSUBSCRIBE"), &new)
+            .await?;
         state.subscribed.extend(&new);
         let mut p = pipe();
         let mut writes = 0;
@@ -669,7 +645,7 @@ impl Channels {
             .filter(|k| !wanted.contains_key(k))
             .copied()
             .collect();
-        self.each_group(conn, broker.unsubscribe_cmd(), &left)
+        self.each_group(conn, broker.verb("UNSUBSCRIBE", "SUNSUBSCRIBE"), &left)
             .await?;
         for key in &left {
             state.subscribed.remove(key);
@@ -719,35 +695,17 @@ impl Channels {
         match &frame.to {
             To::Group(group) => {
                 let key = ferricorn_shm::groups::key(group);
-                let cells: Vec<usize> = self
-                    .0
-                    .shared
-                    .cells()
-                    .filter(|(id, c)| {
-                        *id != self.0.me
-                            && c.state() != CellState::Empty
-                            && self.0.shared.groups(*id).is_some_and(|t| t.wants(key))
-                    })
-                    .map(|(id, _)| id)
-                    .collect();
-                if !cells.is_empty() {
-                    let encoded = frame.encode();
-                    for cell in cells {
-                        self.forward(cell, &encoded);
-                    }
-                }
+                let mut encoded = None;
+                self.to_workers(key, || {
+                    encoded.get_or_insert_with(|| frame.encode()).clone()
+                });
                 self.deliver(frame);
             }
             To::Direct(_) => {
                 let cell = wire.cell as usize;
                 if cell == self.0.me && wire.pid == self.0.pid {
                     self.deliver(frame);
-                } else if self
-                    .0
-                    .shared
-                    .cell(cell)
-                    .is_some_and(|c| c.pid() == wire.pid && c.state() != CellState::Empty)
-                {
+                } else if self.is_live(cell, wire.pid) {
                     self.forward(cell, &frame.encode());
                 }
             }

@@ -236,6 +236,30 @@ impl Channels {
         self.0.shared.header().instance()
     }
 
+    /// Sends a group's frame (`encoded` makes it, once) to every other
+    /// worker of this host with members of the group with `key`; whether
+    /// there was one.
+    fn to_workers(&self, key: u64, mut encoded: impl FnMut() -> Bytes) -> bool {
+        let mut reached = false;
+        for (cell, c) in self.0.shared.cells() {
+            let wants = || self.0.shared.groups(cell).is_some_and(|t| t.wants(key));
+            if cell == self.0.me || c.state() == CellState::Empty || !wants() {
+                continue;
+            }
+            reached = true;
+            self.forward(cell, &encoded());
+        }
+        reached
+    }
+
+    /// Whether the worker in `cell` is the live process `pid`.
+    fn is_live(&self, cell: usize, pid: i32) -> bool {
+        self.0
+            .shared
+            .cell(cell)
+            .is_some_and(|c| c.pid() == pid && c.state() != CellState::Empty)
+    }
+
     /// Sends an encoded frame to the worker in `cell`, counting a drop.
     fn forward(&self, cell: usize, frame: &Bytes) {
         if !self.0.peers.send(cell, frame) {
@@ -304,14 +328,7 @@ impl Channels {
                 })
                 .clone()
         };
-        let mut reached = false;
-        for (cell, _) in self.0.shared.cells() {
-            if cell == self.0.me || !self.0.shared.groups(cell).is_some_and(|t| t.wants(k)) {
-                continue;
-            }
-            reached = true;
-            self.forward(cell, &encoded());
-        }
+        let mut reached = self.to_workers(k, &mut encoded);
         // Other hosts first: the connection's task is woken before this
         // worker's members' writers, so the copy for Redis does not wait
         // behind the local fan-out.
@@ -362,12 +379,7 @@ impl Channels {
             self.push(&mailbox, &Rc::new(Envelope { payload, published }));
             return Ok(());
         }
-        let alive = self
-            .0
-            .shared
-            .cell(cell)
-            .is_some_and(|c| c.pid() == to.pid && c.state() != CellState::Empty);
-        if !alive {
+        if !self.is_live(cell, to.pid) {
             return Err(gone());
         }
         counters.add(at::CHANNEL_PUBLISHED, 1);
