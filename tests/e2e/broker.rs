@@ -269,6 +269,13 @@ fn two_servers_share_rooms_directs_and_counts_through_redis() {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL);
     }
     assert!(a.wait_replaced(&old, 2, Duration::from_secs(20)));
+    // The killed workers' member leaves the other server's count too, once
+    // the new gateway takes back what the old one wrote.
+    assert!(
+        wait_until(Duration::from_secs(5), || count(&b, "lobby") == 1),
+        "count on b after a's workers were killed: {}",
+        count(&b, "lobby")
+    );
     drop(late);
     let mut later = join(&a, "lobby");
     assert!(
