@@ -20,6 +20,7 @@ import time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.support.ui import WebDriverWait
 
 TIMEOUT = 15
@@ -76,10 +77,18 @@ def join(driver, url, room, name):
     return status.split("on worker ")[1].split(" ")[0]
 
 
-def log_has(driver, text):
-    return WebDriverWait(driver, TIMEOUT).until(
-        lambda d: any(text in p.text for p in d.find_elements(By.CSS_SELECTOR, "#log p"))
-    )
+def page_log(driver):
+    return [p.text for p in driver.find_elements(By.CSS_SELECTOR, "#log p")]
+
+
+def log_has(driver, text, pages):
+    """Until `driver`'s page shows `text` (bounded); on a timeout, exits
+    with what every page shows."""
+    try:
+        WebDriverWait(driver, TIMEOUT).until(lambda d: any(text in t for t in page_log(d)))
+    except TimeoutException:
+        seen = "; ".join(f"page {i}: {page_log(d)}" for i, d in enumerate(pages))
+        sys.exit(f"{text!r} never appeared within {TIMEOUT} s ({seen})")
 
 
 def redis_up(port):
@@ -110,15 +119,15 @@ def main():
         worker_b = join(b, f"http://127.0.0.1:{ports[1]}/chat", "browser", "bob")
         # Both see two members, counted over both servers (the presence
         # message of bob's join, which reaches alice through Redis).
-        log_has(a, "2 in browser")
-        log_has(b, "2 in browser")
+        log_has(a, "2 in browser", drivers)
+        log_has(b, "2 in browser", drivers)
         a.find_element(By.ID, "text").send_keys("hello from another server")
         a.find_element(By.ID, "send").click()
-        log_has(b, "alice: hello from another server")
-        log_has(a, "alice: hello from another server")
+        log_has(b, "alice: hello from another server", drivers)
+        log_has(a, "alice: hello from another server", drivers)
         b.find_element(By.ID, "text").send_keys("and back")
         b.find_element(By.ID, "send").click()
-        log_has(a, "bob: and back")
+        log_has(a, "bob: and back", drivers)
         print(
             f"browser chat: pages on two servers (ports {ports[0]} worker {worker_a}, "
             f"{ports[1]} worker {worker_b}) sharing one Redis talked; counts seen"

@@ -411,8 +411,12 @@ impl Channels {
             if broker.gateway.get() || self.0.cell.state() != CellState::Ready {
                 continue;
             }
+            // A word naming this worker while it runs no gateway (it was
+            // elected before it could serve) is its own to take up.
             let current = header.gateway();
-            if current.is_some_and(|g| self.serving(g)) || !header.swap_gateway(current, self.me())
+            if current != Some(self.me())
+                && (current.is_some_and(|g| self.serving(g))
+                    || !header.swap_gateway(current, self.me()))
             {
                 continue;
             }

@@ -546,7 +546,7 @@ impl WorkerCell {
         self.pid.load(Relaxed)
     }
 
-    /// Records the forked worker's pid.
+    /// Records the forked worker's pid: the worker's own first step.
     pub fn set_pid(&self, pid: i32) {
         self.pid.store(pid, Relaxed);
     }

@@ -3,6 +3,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use ferricorn_config::Identity;
+use ferricorn_shm::WorkerCell;
 use nix::sys::signal::Signal;
 use nix::unistd::{ForkResult, Gid, Pid, Uid, fork, getppid};
 
@@ -23,11 +24,17 @@ fn switch_to(identity: Identity) -> nix::Result<()> {
     nix::unistd::setuid(uid)
 }
 
-/// Forks; the child runs `body` and exits with its code, the parent gets the
-/// child's pid. Signals are blocked across the fork so that the child resets
-/// the supervisor's handlers before any can run.
+/// Forks; the child records its pid in `cell`, runs `body` and exits with
+/// its code, the parent gets the child's pid. Signals are blocked across the
+/// fork so that the child resets the supervisor's handlers before any can
+/// run.
+///
+/// The child writes its own pid (the parent does not): a worker is ready
+/// and talking to its peers before the parent's `fork` returns often enough,
+/// and they check each other by the pid in the cell.
 pub(crate) fn fork_worker(
     identity: Option<Identity>,
+    cell: Option<&WorkerCell>,
     body: impl FnOnce() -> i32,
 ) -> nix::Result<Pid> {
     let parent = nix::unistd::getpid();
@@ -39,6 +46,9 @@ pub(crate) fn fork_worker(
     let forked = unsafe { fork() };
     match forked {
         Ok(ForkResult::Child) => {
+            if let Some(cell) = cell {
+                cell.set_pid(nix::unistd::getpid().as_raw());
+            }
             signals::reset_in_child();
             // The worker dies with the supervisor, even on SIGKILL.
             let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
@@ -67,5 +77,45 @@ pub(crate) fn fork_worker(
             signals::restore(&mask);
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use ferricorn_shm::Shared;
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+
+    use super::*;
+
+    #[test]
+    fn the_child_finds_its_own_pid_in_its_cell_before_its_first_step() {
+        let shared = Shared::new().expect("memfd");
+        let cell = shared.cell(shared.claim(0).expect("a cell")).expect("cell");
+        // The parent writes nothing: what the child sees is its own doing.
+        let child = fork_worker(None, Some(cell), || {
+            i32::from(cell.pid() != nix::unistd::getpid().as_raw())
+        })
+        .expect("fork");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            match waitpid(child, Some(WaitPidFlag::WNOHANG)).expect("waitpid") {
+                WaitStatus::StillAlive if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                WaitStatus::StillAlive => {
+                    let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                    panic!("the child did not exit within 10 s");
+                }
+                status => break status,
+            }
+        };
+        assert_eq!(
+            status,
+            WaitStatus::Exited(child, 0),
+            "the cell's pid, seen by the child"
+        );
+        assert_eq!(cell.pid(), child.as_raw(), "and by the parent once it ran");
     }
 }

@@ -141,12 +141,10 @@ impl<H: Host> Arbiter<H> {
             config: &self.config,
         };
         let host = &mut self.host;
-        match process::fork_worker(self.config.identity, || host.worker(spawn)) {
+        let cell = self.shared.cell(cell_id);
+        match process::fork_worker(self.config.identity, cell, || host.worker(spawn)) {
             Ok(pid) => {
                 info!("booting worker {slot} with pid {pid}");
-                if let Some(c) = self.shared.cell(cell_id) {
-                    c.set_pid(pid.as_raw());
-                }
                 self.workers.push(Worker {
                     pid,
                     slot,
