@@ -407,7 +407,7 @@ fn check_config_and_bad_values_exit_2_with_one_line() {
             &[],
             &[("GUNICORN_CMD_ARGS", "--certfile cert.pem")],
             None,
-            "env GUNICORN_CMD_ARGS: `--certfile cert.pem`: TLS is not served yet",
+            "`certfile` cert.pem: cannot be read: No such file",
         ),
         (
             &["--no-such-flag"],

@@ -12,5 +12,6 @@ mod metrics;
 mod process;
 mod protocol;
 mod support;
+mod tls;
 mod upgrade;
 mod websocket;

@@ -301,7 +301,7 @@ fn forwarded_headers_are_trusted_only_from_allowed_peers() {
     let seen = c.read_response(false).expect("whoami").text();
     assert_eq!(
         seen,
-        r#"{"client":"203.0.113.9:0","scheme":"https","host":"example.com","root_path":"/api","id":"req-7"}"#
+        r#"{"client":"203.0.113.9:0","scheme":"https","host":"example.com","root_path":"/api","id":"req-7","client_subject":null}"#
     );
     c.send(b"GET /whoami HTTP/1.1\r\nHost: internal\r\nForwarded: for=\"[2001:db8::7]:4711\";proto=https\r\n\r\n");
     let seen = c.read_response(false).expect("whoami").text();

@@ -18,8 +18,8 @@ use crate::checks::{
 use crate::cpus::Cpus;
 use crate::options::{Flag, Int, Kind, List, Secs, Text};
 use crate::values::{
-    Bind, ChannelLayer, ChannelOverflow, Group, Identity, IpNet, Limits, LogFormat, LogLevel,
-    MAX_REQUEST_LINE, ProxyProtocol, User, WebSocket,
+    Bind, CertReqs, ChannelLayer, ChannelOverflow, Group, HttpVersion, Identity, IpNet, Limits,
+    LogFormat, LogLevel, MAX_REQUEST_LINE, ProxyProtocol, User, WebSocket,
 };
 
 /// The most worker processes one server runs (the shared memory's slot count).
@@ -90,9 +90,42 @@ impl Config {
             )
             .at(figment));
         }
+        config.check_tls().map_err(|e| e.at(figment))?;
         config.identity =
             identity(config.user.as_ref(), config.group.as_ref()).map_err(|e| e.at(figment))?;
         Ok(config)
+    }
+
+    /// The TLS settings other than `certfile` need it; a client
+    /// certificate can be checked only against `ca_certs`; an address is
+    /// either TLS or plain.
+    fn check_tls(&self) -> Check<()> {
+        if self.certfile.is_none() {
+            let needs = [
+                ("keyfile", self.keyfile.is_some()),
+                ("ca_certs", self.ca_certs.is_some()),
+                ("cert_reqs", self.cert_reqs != CertReqs::None),
+                ("insecure_bind", !self.insecure_bind.is_empty()),
+            ];
+            if let Some((key, _)) = needs.into_iter().find(|(_, set)| *set) {
+                return Err(invalid(key, "needs `certfile` (TLS is off without it)"));
+            }
+        }
+        if self.cert_reqs != CertReqs::None && self.ca_certs.is_none() {
+            return Err(invalid(
+                "cert_reqs",
+                "needs `ca_certs`, the CAs client certificates are checked against",
+            ));
+        }
+        // Port 0 asks for a free port each time: never the same address.
+        let fixed = |b: &&Bind| !matches!(b, Bind::Tcp(a) if a.port() == 0);
+        if let Some(b) = (self.insecure_bind.iter().filter(fixed)).find(|b| self.bind.contains(b)) {
+            return Err(invalid(
+                "insecure_bind",
+                format!("`{b}` is also a `bind` address; an address is TLS or plain, not both"),
+            ));
+        }
+        Ok(())
     }
 
     /// Each of ferricorn's own endpoints needs a path of its own.

@@ -43,9 +43,10 @@ fn flag(s: &Setting) -> String {
     } else {
         ""
     };
+    let aliases: String = s.aliases.iter().map(|a| format!(", `--{a}`")).collect();
     match s.value_name {
-        "" => format!("`{short}{}`", s.flag()),
-        name => format!("`{short}{} {name}`{repeat}", s.flag()),
+        "" => format!("`{short}{}`{aliases}", s.flag()),
+        name => format!("`{short}{} {name}`{aliases}{repeat}", s.flag()),
     }
 }
 

@@ -41,3 +41,11 @@ pub const UVICORN_LOG_LEVEL: &str = "UVICORN_LOG_LEVEL";
 pub const GUNICORN_LOG_LEVEL: &str = "GUNICORN_LOG_LEVEL";
 /// The peers trusted to send proxy headers, as Gunicorn and Uvicorn read it.
 pub const FORWARDED_ALLOW_IPS: &str = "FORWARDED_ALLOW_IPS";
+/// Uvicorn's TLS certificate chain.
+pub const UVICORN_SSL_CERTFILE: &str = "UVICORN_SSL_CERTFILE";
+/// Uvicorn's TLS private key.
+pub const UVICORN_SSL_KEYFILE: &str = "UVICORN_SSL_KEYFILE";
+/// Uvicorn's CA certificates for client certificates.
+pub const UVICORN_SSL_CA_CERTS: &str = "UVICORN_SSL_CA_CERTS";
+/// Uvicorn's client certificate requirement.
+pub const UVICORN_SSL_CERT_REQS: &str = "UVICORN_SSL_CERT_REQS";

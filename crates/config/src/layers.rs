@@ -341,15 +341,13 @@ enum Gunicorns {
     Ignored(&'static str),
     /// It is read as this flag of ferricorn's.
     Means(&'static str),
-    /// It is refused: ignoring it would serve something else than asked.
-    Refused(&'static str),
 }
 
 /// Gunicorn's flags a `GUNICORN_CMD_ARGS` copied from a Gunicorn
 /// deployment may hold, which ferricorn's own flags do not cover: the
 /// flags, whether they take a value, and what becomes of them.
 const GUNICORN_ONLY: &[(&[&str], bool, Gunicorns)] = {
-    use Gunicorns::{Ignored, Means, Refused};
+    use Gunicorns::{Ignored, Means};
     &[
         (
             &["-k", "--worker-class"],
@@ -467,29 +465,27 @@ const GUNICORN_ONLY: &[(&[&str], bool, Gunicorns)] = {
         (&["--log-file"], true, Means("--error-logfile")),
         (&["--reload-extra-file"], true, Means("--reload-path")),
         (
-            &[
-                "--keyfile",
-                "--certfile",
-                "--ca-certs",
-                "--cert-reqs",
-                "--ssl-version",
-                "--ciphers",
-            ],
+            &["--ssl-version"],
             true,
-            Refused("TLS is not served yet: terminate it in a proxy in front"),
+            Ignored("TLS 1.2 and 1.3 are served, nothing older"),
+        ),
+        (
+            &["--ciphers"],
+            true,
+            Ignored("rustls offers only strong AEAD suites, with forward secrecy"),
         ),
         (
             &["--do-handshake-on-connect", "--suppress-ragged-eofs"],
             false,
-            Refused("TLS is not served yet: terminate it in a proxy in front"),
+            Ignored("the handshake is always done on connect, under --header-timeout"),
         ),
     ]
 };
 
 /// Takes Gunicorn's own flags (and their values) out of `words`: one
 /// warning for each set aside, `--log-file` read as `--error-logfile`,
-/// Gunicorn's bare `--proxy-protocol` as `--proxy-protocol auto`, TLS
-/// refused.
+/// Gunicorn's bare `--proxy-protocol` as `--proxy-protocol auto`; its TLS
+/// flags are ferricorn's own, its OpenSSL knobs set aside.
 fn set_aside_gunicorns(words: Vec<String>) -> Result<(Vec<String>, Vec<String>)> {
     let mut kept = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
@@ -529,9 +525,6 @@ fn set_aside_gunicorns(words: Vec<String>) -> Result<(Vec<String>, Vec<String>)>
             None => format!("`{flag}`"),
         };
         match what {
-            Gunicorns::Refused(why) => {
-                return Err(Error::CmdArgs(format!("{given}: {why}")));
-            }
             Gunicorns::Means(ours) => {
                 kept.push((*ours).to_owned());
                 kept.extend(value.clone());

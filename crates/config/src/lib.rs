@@ -42,8 +42,8 @@ pub use docs::settings_table;
 pub use layers::{clap_error, first_line};
 pub use options::{Options, SETTINGS, Setting};
 pub use values::{
-    Bind, ChannelLayer, ChannelOverflow, Group, Identity, IpNet, Limits, LogFormat, LogLevel,
-    ProxyProtocol, User, WebSocket,
+    Bind, CertReqs, ChannelLayer, ChannelOverflow, Group, HttpVersion, Identity, IpNet, Limits,
+    LogFormat, LogLevel, ProxyProtocol, User, WebSocket,
 };
 
 /// Why the settings could not be loaded. Each renders as one line that names

@@ -242,6 +242,8 @@ pub struct Setting {
     pub short: Option<char>,
     /// The flag's value name.
     pub value_name: &'static str,
+    /// Other long flags for it (Uvicorn's names), without their dashes.
+    pub aliases: &'static [&'static str],
     /// Other servers' environment names, lowest precedence first.
     pub env: &'static [&'static str],
     /// The `--help` line.
@@ -293,6 +295,7 @@ impl Setting {
         };
         let arg = Arg::new(self.key)
             .long(self.long())
+            .visible_aliases(self.aliases)
             .help(format!("{}{default}", self.help))
             .help_heading(self.section)
             .global(self.key != "timeout");
@@ -342,7 +345,7 @@ macro_rules! options {
         check: $check:expr,
         section: $section:literal,
         $(shown: $shown:literal,)?
-        flag: ([$($short:literal)?], $value_name:literal),
+        flag: ([$($short:literal)?], $value_name:literal $(, [$($alias:literal),*])?),
         env: [$($env:expr),* $(,)?],
         doc: $doc:literal,
     })*) => {
@@ -374,6 +377,7 @@ macro_rules! options {
                 shown: shown!($($shown)?, $default),
                 short: first_char(&[$($short)?]),
                 value_name: $value_name,
+                aliases: &[$($($alias),*)?],
                 env: &[$($env),*],
                 help: $help,
                 section: $section,
@@ -477,7 +481,9 @@ mod tests {
     fn keys_are_unique_and_snake_case() {
         for (i, s) in SETTINGS.iter().enumerate() {
             assert!(
-                s.key.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                s.key
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
                 "{}",
                 s.key
             );

@@ -382,6 +382,66 @@ macro_rules! for_each_setting {
                 env: [],
                 doc: "a larger message is refused with an error the app sees",
             }
+            certfile: Text => Option<PathBuf> = "" {
+                help: "TLS certificate chain in PEM, the server's own first; with it the --bind addresses serve HTTPS",
+                check: |_, p| Ok(file(p)),
+                section: "TLS and HTTP/2",
+                shown: "none",
+                flag: ([], "PATH", ["ssl-certfile"]),
+                env: [$crate::env::UVICORN_SSL_CERTFILE],
+                doc: "PEM certificate chain, the server's certificate first; with it every `--bind` address serves HTTPS (TLS 1.2 and 1.3 with rustls) and `--insecure-bind` ones plain HTTP; read by each worker after the fork, and again by the new workers on SIGHUP (certificate rotation); Uvicorn's `--ssl-certfile`",
+            }
+            keyfile: Text => Option<PathBuf> = "" {
+                help: "TLS private key in PEM (PKCS#8, PKCS#1 RSA or SEC1 EC); default: the key in --certfile",
+                check: |_, p| Ok(file(p)),
+                section: "TLS and HTTP/2",
+                shown: "in certfile",
+                flag: ([], "PATH", ["ssl-keyfile"]),
+                env: [$crate::env::UVICORN_SSL_KEYFILE],
+                doc: "PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC) matching the certificate; unset, the key is read from `--certfile`; Uvicorn's `--ssl-keyfile`",
+            }
+            ca_certs: Text => Option<PathBuf> = "" {
+                help: "PEM CA certificates that client certificates are checked against (mutual TLS)",
+                check: |_, p| Ok(file(p)),
+                section: "TLS and HTTP/2",
+                shown: "none",
+                flag: ([], "PATH", ["ssl-ca-certs"]),
+                env: [$crate::env::UVICORN_SSL_CA_CERTS],
+                doc: "PEM CA certificates for client certificates; with `--cert-reqs optional` or `required` the app sees a verified client's subject in `RequestInfo::client_subject`; Uvicorn's `--ssl-ca-certs`",
+            }
+            cert_reqs: Text => CertReqs = "none" {
+                help: "Client certificates: none, optional or required (also 0, 1, 2, as Python's ssl module numbers them)",
+                check: parsed,
+                section: "TLS and HTTP/2",
+                flag: ([], "WHEN", ["ssl-cert-reqs"]),
+                env: [$crate::env::UVICORN_SSL_CERT_REQS],
+                doc: "`none`: no client certificate is asked for; `optional`: one is asked for and, if sent, must chain to `--ca-certs`; `required`: a client without one is refused in the handshake; `0`, `1`, `2` as Gunicorn and Uvicorn take them",
+            }
+            insecure_bind: List => Vec<Bind> = "" {
+                help: "Address served as plain HTTP while --certfile makes the --bind ones HTTPS; repeat for several",
+                check: |k, a: Vec<String>| if a.is_empty() { Ok(Vec::new()) } else { binds(k, a) },
+                section: "TLS and HTTP/2",
+                shown: "none",
+                flag: ([], "ADDR"),
+                env: [],
+                doc: "addresses (as `--bind`) that stay plain HTTP while `--certfile` turns TLS on for the `--bind` ones (Hypercorn's name), for example HTTPS on `:8443` and plain HTTP on a private address",
+            }
+            http: Text => HttpVersion = "auto" {
+                help: "HTTP versions served: auto (HTTP/1.1 and HTTP/2), 1 or 2",
+                check: parsed,
+                section: "TLS and HTTP/2",
+                flag: ([], "VERSION"),
+                env: [],
+                doc: "`auto`: HTTP/2 where the client asks for it (ALPN `h2` over TLS; the HTTP/2 preface on plain listeners, h2c by prior knowledge), HTTP/1.1 otherwise; `1`: HTTP/1.1 only; `2`: HTTP/2 only (ALPN offers only `h2`)",
+            }
+            h2_max_concurrent_streams: Int => u32 = "100" {
+                help: "Streams one HTTP/2 connection may have open at once",
+                check: |k, n| range(k, n, 1, 1 << 16).map(|n| n as u32),
+                section: "TLS and HTTP/2",
+                flag: ([], "N"),
+                env: [],
+                doc: "streams one HTTP/2 connection may have open at once (Hypercorn's name and default); each stream counts as a request in flight for `--limit-concurrency`",
+            }
             health_path: Text => Option<String> = "/healthz" {
                 help: "Path of the liveness endpoint; empty turns it off",
                 check: endpoint,

@@ -10,7 +10,7 @@ use std::path::Path;
 use figment::Jail;
 
 use super::*;
-use crate::values::ProxyProtocol;
+use crate::values::{CertReqs, HttpVersion, ProxyProtocol};
 
 fn source_of<'a>(loaded: &'a Loaded, key: &str) -> &'a str {
     loaded.source(key).expect("key")
@@ -18,6 +18,14 @@ fn source_of<'a>(loaded: &'a Loaded, key: &str) -> &'a str {
 
 fn load(cli: &Options, file: Option<&Path>) -> Result<Loaded> {
     super::load(&Options::default(), cli, file)
+}
+
+/// The options a command line of `args` sets.
+fn parse_cli(args: &[&str]) -> Options {
+    use clap::{Args, Command, FromArgMatches};
+    let cmd = Options::augment_args(Command::new("t").no_binary_name(true));
+    let m = cmd.try_get_matches_from(args).expect("flags parse");
+    Options::from_arg_matches(&m).expect("options")
 }
 
 fn cli(workers: Option<u64>) -> Options {
@@ -291,9 +299,80 @@ fn gunicorns_own_flags_are_set_aside_with_a_warning_each() {
             "{w:?}"
         );
 
-        jail.set_env("GUNICORN_CMD_ARGS", "--certfile /c.pem");
-        let err = load(&Options::default(), None).expect_err("TLS is refused");
-        assert!(err.to_string().contains("TLS is not served yet"), "{err}");
+        // Gunicorn's TLS flags are ferricorn's; its OpenSSL knobs are set aside.
+        jail.set_env(
+            "GUNICORN_CMD_ARGS",
+            "--certfile /c.pem --keyfile=/k.pem --ca-certs /ca.pem --cert-reqs 2 \
+             --ssl-version 2 --ciphers TLSv1 --do-handshake-on-connect",
+        );
+        let loaded = load(&Options::default(), None).expect("TLS flags");
+        let c = &loaded.config;
+        assert_eq!(c.certfile.as_deref(), Some(Path::new("/c.pem")));
+        assert_eq!(c.keyfile.as_deref(), Some(Path::new("/k.pem")));
+        assert_eq!(c.ca_certs.as_deref(), Some(Path::new("/ca.pem")));
+        assert_eq!(c.cert_reqs, CertReqs::Required);
+        let w = &loaded.warnings;
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].contains("`--ssl-version 2` has no effect"), "{w:?}");
+        assert!(w[1].contains("`--ciphers TLSv1` has no effect"), "{w:?}");
+        Ok(())
+    });
+}
+
+#[test]
+fn tls_takes_uvicorns_names_and_its_settings_need_a_certificate() {
+    Jail::expect_with(|jail| {
+        jail.set_env("UVICORN_SSL_CERTFILE", "/c.pem");
+        jail.set_env("UVICORN_SSL_KEYFILE", "/k.pem");
+        let cli = parse_cli(&["--ssl-ca-certs", "/ca.pem", "--ssl-cert-reqs", "optional"]);
+        let c = load(&cli, None).expect("uvicorn's names").config;
+        assert_eq!(c.certfile.as_deref(), Some(Path::new("/c.pem")));
+        assert_eq!(c.keyfile.as_deref(), Some(Path::new("/k.pem")));
+        assert_eq!(c.cert_reqs, CertReqs::Optional);
+        assert_eq!(c.http, HttpVersion::Auto);
+
+        jail.clear_env();
+        let err = |args: &[&str]| {
+            load(&parse_cli(args), None)
+                .expect_err("refused")
+                .to_string()
+        };
+        assert_eq!(
+            err(&["--keyfile", "/k.pem"]),
+            "invalid value for `keyfile` (from cli): needs `certfile` (TLS is off without it)"
+        );
+        assert!(
+            err(&["--certfile", "/c", "--cert-reqs", "required"])
+                .starts_with("invalid value for `cert_reqs` (from cli): needs `ca_certs`"),
+        );
+        assert!(err(&["--cert-reqs", "sometimes"]).contains("is not none, optional or required"));
+        assert!(
+            err(&[
+                "--certfile",
+                "/c",
+                "-b",
+                "127.0.0.1:8443",
+                "--insecure-bind",
+                "127.0.0.1:8443"
+            ])
+            .contains("an address is TLS or plain, not both")
+        );
+        assert!(err(&["--http", "3"]).contains("`3` is not auto, 1 or 2"));
+        let c = load(
+            &parse_cli(&[
+                "--certfile",
+                "/c",
+                "--insecure-bind",
+                "127.0.0.1:8080",
+                "--http",
+                "2",
+            ]),
+            None,
+        )
+        .expect("plain beside TLS")
+        .config;
+        assert_eq!(c.insecure_bind.len(), 1);
+        assert_eq!(c.http, HttpVersion::Two);
         Ok(())
     });
 }

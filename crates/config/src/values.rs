@@ -260,6 +260,61 @@ impl FromStr for ProxyProtocol {
     }
 }
 
+/// Whether TLS clients must show a certificate (`cert_reqs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertReqs {
+    /// None is asked for.
+    #[default]
+    None,
+    /// One is asked for; a client without one is served, one with a
+    /// certificate that does not chain to `ca_certs` is refused.
+    Optional,
+    /// A client without a valid one is refused in the handshake.
+    Required,
+}
+
+impl FromStr for CertReqs {
+    type Err = Error;
+
+    /// The words, or Python's `ssl.CERT_*` numbers, as Gunicorn and Uvicorn
+    /// take them.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" | "0" | "cert_none" => Ok(Self::None),
+            "optional" | "1" | "cert_optional" => Ok(Self::Optional),
+            "required" | "2" | "cert_required" => Ok(Self::Required),
+            _ => Err(Error::Value(format!(
+                "`{s}` is not none, optional or required (or 0, 1, 2)"
+            ))),
+        }
+    }
+}
+
+/// The HTTP versions served (`http`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpVersion {
+    /// HTTP/1.1 and HTTP/2, as each client asks.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only.
+    One,
+    /// HTTP/2 only.
+    Two,
+}
+
+impl FromStr for HttpVersion {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.trim() {
+            "auto" => Ok(Self::Auto),
+            "1" | "1.1" | "http1" | "h11" => Ok(Self::One),
+            "2" | "http2" | "h2" => Ok(Self::Two),
+            other => Err(Error::Value(format!("`{other}` is not auto, 1 or 2"))),
+        }
+    }
+}
+
 /// Log levels, named as Gunicorn names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {

@@ -230,6 +230,12 @@ pub(crate) fn main<A: App>(
         );
         return Err(EXIT_CONFIG);
     }
+    // The certificate files, read as the workers will (each reads them
+    // again after the fork).
+    if let Err(e) = ferricorn_worker::tls_config(&loaded.config) {
+        eprintln!("ferricorn: error: {e}");
+        return Err(EXIT_CONFIG);
+    }
     if cli.check_config {
         // Asked by a running server before it upgrades to this binary.
         if let Some(theirs) = std::env::var_os(ferricorn_supervisor::upgrade::SHM_SIZE_ENV) {

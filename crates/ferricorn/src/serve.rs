@@ -38,8 +38,10 @@ pub(crate) fn serve<A: App>(
     // After a SIGUSR2 upgrade, this image takes over the sockets, the shared
     // memory and the workers of the one it replaced.
     let handoff = Handoff::take();
-    // The metrics address, if any, is bound last.
+    // The plain addresses beside TLS ones follow the app's; the metrics
+    // address, if any, is bound last.
     let mut binds = config.bind.clone();
+    binds.extend(config.insecure_bind.iter().cloned());
     binds.extend(config.metrics_bind.clone());
     let listeners = match &handoff {
         Some(h) => ferricorn_supervisor::adopt_all(&h.listeners, &binds),
@@ -49,16 +51,28 @@ pub(crate) fn serve<A: App>(
         error!("{e}");
         EXIT_FAILURE
     })?;
-    let admin = (config.metrics_bind.is_some() && listeners.iter().count() == binds.len())
-        .then_some(binds.len() - 1);
+    let as_bound = listeners.iter().count() == binds.len();
+    let admin = (config.metrics_bind.is_some() && as_bound).then_some(binds.len() - 1);
     if config.metrics_bind.is_some() && admin.is_none() {
         warn!("metrics_bind is ignored: the sockets were passed in (systemd or fd://)");
     }
+    let tls = config.certfile.is_some();
+    // Passed-in sockets are all the app's, TLS with a certificate.
+    let insecure = match as_bound {
+        true => config.bind.len()..config.bind.len() + config.insecure_bind.len(),
+        false => 0..0,
+    };
     for (i, l) in listeners.iter().enumerate() {
+        let url = l.url();
         if Some(i) == admin {
-            info!("metrics and health at {}", l.url());
+            info!("metrics and health at {url}");
+        } else if tls && !insecure.contains(&i) {
+            info!(
+                "listening at {} (TLS)",
+                url.replacen("http://", "https://", 1)
+            );
         } else {
-            info!("listening at {}", l.url());
+            info!("listening at {url}");
         }
     }
     let shared = match &handoff {
@@ -73,6 +87,7 @@ pub(crate) fn serve<A: App>(
         sources,
         listeners: &listeners,
         admin,
+        insecure,
         shared,
         factory,
     };
@@ -94,6 +109,8 @@ struct Runner<'a, F> {
     listeners: &'a Listeners,
     /// Which listener is the metrics address.
     admin: Option<usize>,
+    /// Which listeners stay plain beside TLS ones (`insecure_bind`).
+    insecure: std::ops::Range<usize>,
     shared: Shared,
     factory: F,
 }
@@ -106,6 +123,7 @@ impl<A: App, F: Fn(&Context) -> A> Host for Runner<'_, F> {
         for (i, l) in self.listeners.iter().enumerate() {
             match inherit(l) {
                 Ok(l) if Some(i) == self.admin => inherited.admin = Some(l),
+                Ok(l) if self.insecure.contains(&i) => inherited.insecure.push(l),
                 Ok(l) => inherited.app.push(l),
                 Err(e) => failed = Some(e),
             }
@@ -135,11 +153,15 @@ impl<A: App, F: Fn(&Context) -> A> Host for Runner<'_, F> {
 
     /// The config file and the environment again; the original command line
     /// still wins.
+    /// A certificate pair that does not load is refused here, so the
+    /// workers serving keep theirs.
     fn reload(&mut self) -> Result<Config, ferricorn_config::Error> {
         let loaded = self.sources.load()?;
         for w in &loaded.warnings {
             warn!("{w}");
         }
+        ferricorn_worker::tls_config(&loaded.config)
+            .map_err(|e| ferricorn_config::Error::Value(e.to_string()))?;
         Ok(loaded.config)
     }
 

@@ -23,8 +23,9 @@ use tokio::task::spawn_local;
 use tracing::{debug, error};
 
 use crate::counted::OpenConnection;
-use crate::http::{Server, Settings};
+use crate::http::{Accepted, Server, Settings};
 use crate::proxy_protocol::Refused;
+use crate::tls::Tls;
 use crate::{Listener, Service};
 
 /// One step of the wait of a worker ahead of its peers.
@@ -90,19 +91,27 @@ impl Accept for UnixListener {
     }
 }
 
-/// Starts the accept loop of one inherited listener. On the metrics
-/// address (`admin`), connections are not counted, balanced, nor asked for
-/// a PROXY header.
+/// How one listener's connections are served.
+#[derive(Debug, Clone)]
+pub(crate) struct Serving {
+    /// The metrics address: connections are not counted, balanced, nor
+    /// asked for a PROXY header.
+    pub admin: bool,
+    /// TLS, after the PROXY header if any.
+    pub tls: Option<Tls>,
+}
+
+/// Starts the accept loop of one inherited listener.
 pub(crate) fn start<S: Service>(
     listener: Listener,
     server: &Rc<Server<S>>,
     permits: &Arc<Semaphore>,
     stop: &watch::Receiver<bool>,
-    admin: bool,
+    serving: Serving,
 ) -> io::Result<()> {
     match listener {
-        Listener::Tcp(l) => spawn(TcpListener::from_std(l)?, server, permits, stop, admin),
-        Listener::Unix(l) => spawn(UnixListener::from_std(l)?, server, permits, stop, admin),
+        Listener::Tcp(l) => spawn(TcpListener::from_std(l)?, server, permits, stop, serving),
+        Listener::Unix(l) => spawn(UnixListener::from_std(l)?, server, permits, stop, serving),
     }
     Ok(())
 }
@@ -112,8 +121,9 @@ fn spawn<L: Accept + 'static, S: Service>(
     server: &Rc<Server<S>>,
     permits: &Arc<Semaphore>,
     stop: &watch::Receiver<bool>,
-    admin: bool,
+    serving: Serving,
 ) {
+    let Serving { admin, tls } = serving;
     let server = server.clone();
     let (shared, me) = (server.ctx().shared, server.ctx().cell);
     let balance = move || {
@@ -129,7 +139,7 @@ fn spawn<L: Accept + 'static, S: Service>(
         balance,
         move |mut io, peer, permit| {
             let open = (permit, (!admin).then(|| OpenConnection::accepted(me)));
-            let server = server.clone();
+            let (server, tls) = (server.clone(), tls.clone());
             spawn_local(async move {
                 // A PROXY header comes from the app's load balancer, not
                 // from whatever scrapes the metrics address.
@@ -137,9 +147,31 @@ fn spawn<L: Accept + 'static, S: Service>(
                     true => Ok(peer),
                     false => L::preamble(&mut io, peer, server.settings()).await,
                 };
-                match preamble {
-                    Ok(client) => server.serve(io, client, open, admin).await,
-                    Err(e) => debug!("connection from {peer:?} refused: {e}"),
+                let client = match preamble {
+                    Ok(client) => client,
+                    Err(e) => return debug!("connection from {peer:?} refused: {e}"),
+                };
+                let forced = server.settings().h2;
+                let accepted = Accepted {
+                    peer: client,
+                    admin,
+                    h2: forced,
+                    ..Accepted::default()
+                };
+                let Some(tls) = tls else {
+                    return server.serve(io, accepted, open).await;
+                };
+                match tls.accept(io).await {
+                    Ok(s) => {
+                        let accepted = Accepted {
+                            secure: true,
+                            subject: s.subject,
+                            h2: Some(forced.unwrap_or(s.h2)),
+                            ..accepted
+                        };
+                        server.serve(s.stream, accepted, open).await;
+                    }
+                    Err(e) => debug!("TLS connection from {peer:?} closed: {e}"),
                 }
             });
         },

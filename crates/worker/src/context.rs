@@ -72,8 +72,12 @@ impl Context {
 #[derive(Debug, Clone)]
 pub struct RequestInfo {
     pub(crate) client: Option<SocketAddr>,
-    /// `None` is `http`.
+    /// The scheme a trusted proxy forwarded; `None`: the connection's.
     pub(crate) scheme: Option<Box<str>>,
+    /// The connection is TLS: its scheme is `https`.
+    pub(crate) secure: bool,
+    /// A verified client certificate's subject.
+    pub(crate) client_subject: Option<std::sync::Arc<str>>,
     pub(crate) root_path: &'static str,
     pub(crate) body_timeout: Duration,
     pub(crate) id: http::HeaderValue,
@@ -86,10 +90,22 @@ impl RequestInfo {
         self.client
     }
 
-    /// The scheme the client used (`http`, or `https` behind a trusted
-    /// proxy that says so).
+    /// The scheme the client used: `https` on a TLS listener, `http` on a
+    /// plain one, or what a trusted proxy says it used.
     pub fn scheme(&self) -> &str {
-        self.scheme.as_deref().unwrap_or("http")
+        match &self.scheme {
+            Some(s) => s,
+            None if self.secure => "https",
+            None => "http",
+        }
+    }
+
+    /// With mutual TLS (`--cert-reqs optional` or `required`), the subject
+    /// of the client's verified certificate as RFC 4514 text
+    /// (`CN=alice,O=Example`), as ASGI's TLS extension gives it; `None`
+    /// without one.
+    pub fn client_subject(&self) -> Option<&str> {
+        self.client_subject.as_deref()
     }
 
     /// The path the app is mounted at (`--root-path`), as ASGI's

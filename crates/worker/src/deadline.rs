@@ -45,9 +45,10 @@ pub(crate) struct Deadline {
     /// [`NOT_WAITING`].
     since: AtomicU64,
     expired: AtomicBool,
-    /// Counts the heads that came in, so that the end of one response
-    /// cannot start a wait after the next request began.
-    heads: AtomicU64,
+    /// Requests whose head is in and whose response is not done: HTTP/1.1
+    /// has one at a time, HTTP/2 one per open stream. The wait for a head
+    /// begins when it falls to 0.
+    in_flight: AtomicU64,
     /// The connection became a WebSocket (or another upgrade): no more heads.
     upgraded: AtomicBool,
     waker: AtomicWaker,
@@ -64,26 +65,27 @@ struct Common {
 }
 
 impl Deadline {
-    /// The response to head number `head` (from [`stop`](Self::stop)) is
-    /// done: the wait for the next head begins now, unless another head
-    /// already came in.
-    pub(crate) fn start_after(&self, head: u64) {
-        if !self.upgraded.load(Relaxed) && self.heads.load(Relaxed) == head {
+    /// A request's response is done (or its request was dropped): once no
+    /// other is in flight, the wait for the next head begins now.
+    pub(crate) fn done(&self) {
+        let left = self.in_flight.fetch_sub(1, Relaxed).saturating_sub(1);
+        if left == 0 && !self.upgraded.load(Relaxed) {
             self.since.store(self.common.clock.load(Relaxed), Relaxed);
         }
     }
 
-    /// A head is in: no wait under way. Returns the head's number.
-    pub(crate) fn stop(&self) -> u64 {
+    /// A head is in: no wait under way until its response is
+    /// [`done`](Self::done).
+    pub(crate) fn stop(&self) {
         self.since.store(NOT_WAITING, Relaxed);
         self.expired.store(false, Relaxed);
-        self.heads.fetch_add(1, Relaxed) + 1
+        self.in_flight.fetch_add(1, Relaxed);
     }
 
     /// The connection is upgraded: it never waits for a head again.
     pub(crate) fn upgrade(&self) {
         self.upgraded.store(true, Relaxed);
-        self.stop();
+        self.since.store(NOT_WAITING, Relaxed);
     }
 
     /// Whether the time for a head is up; if not and a wait is under way,
@@ -136,6 +138,11 @@ impl Deadlines {
         }
     }
 
+    /// The time a client has for each head.
+    pub(crate) fn limit(&self) -> Duration {
+        Duration::from_millis(self.limit_ms)
+    }
+
     fn now_ms(&self) -> u64 {
         self.start
             .elapsed()
@@ -154,7 +161,7 @@ impl Deadlines {
         let d = Arc::new(Deadline {
             since: AtomicU64::new(self.common.clock.load(Relaxed)),
             expired: AtomicBool::new(false),
-            heads: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
             upgraded: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             common: self.common.clone(),
@@ -223,9 +230,10 @@ mod tests {
         on_paused_clock(async {
             let all = std::rc::Rc::new(Deadlines::new(Duration::from_millis(300)));
             let (waiting, served, upgraded) = (all.open(), all.open(), all.open());
-            let head = served.stop();
+            served.stop();
+            upgraded.stop();
             upgraded.upgrade();
-            upgraded.start_after(0);
+            upgraded.done();
             let sweeper = all.clone();
             tokio::task::spawn_local(async move { sweeper.sweep().await });
             // Waits until the time is up: woken by the sweep, not polled in a loop.
@@ -238,12 +246,14 @@ mod tests {
             let mut cx = Context::from_waker(std::task::Waker::noop());
             assert!(!served.poll_expired(&mut cx));
             assert!(!upgraded.poll_expired(&mut cx));
-            // The end of an older response starts nothing.
-            served.start_after(head - 1);
+            // Two requests in flight (HTTP/2 streams): the end of one
+            // starts nothing.
+            served.stop();
+            served.done();
             tokio::time::sleep(Duration::from_millis(450)).await;
             assert!(!served.poll_expired(&mut cx));
-            // A wait that begins later has its own full time.
-            served.start_after(head);
+            // A wait that begins when the last is done has its own full time.
+            served.done();
             tokio::time::sleep(Duration::from_millis(200)).await;
             assert!(!served.poll_expired(&mut cx));
             tokio::time::sleep(Duration::from_millis(250)).await;

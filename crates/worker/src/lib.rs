@@ -12,7 +12,11 @@
 //! - `accept`: the accept loops, the `--worker-connections` cap and the
 //!   balance between workers.
 //! - `proxy_protocol`: the PROXY protocol header (v1, v2) on TCP listeners.
-//! - `http`: one connection with hyper's HTTP/1.1 and each request on it:
+//! - `tls`: the certificate files read into rustls, each connection's
+//!   handshake, a client certificate's subject; `prefixed`: an IO that
+//!   gives back the bytes a look at a connection's start took.
+//! - `http`: one connection with hyper's HTTP/1.1 or HTTP/2 and each
+//!   request on it:
 //!   the limits, the `Host` rule, the smuggling guard, trusted proxy
 //!   headers, ferricorn's own endpoints, the app, and what happens when a
 //!   response is done.
@@ -40,8 +44,10 @@ mod http;
 mod ids;
 mod lifecycle;
 mod metrics;
+mod prefixed;
 mod proxy_protocol;
 mod queue;
+mod tls;
 mod ws;
 
 use std::future::Future;
@@ -49,6 +55,7 @@ use std::future::Future;
 pub use context::{Context, RequestInfo};
 pub use lifecycle::{Hooks, Listeners, run};
 pub use metrics::{Counter, Gauge, Histogram};
+pub use tls::{TlsError, server_config as tls_config};
 pub use ws::{Closed, Message, WebSocket, WebSocketUpgrade};
 
 /// The channel layer the app reaches through [`Context::channels`] and

@@ -12,8 +12,10 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::{LocalSet, spawn_local};
 use tracing::{error, info, warn};
 
+use crate::accept::Serving;
 use crate::access::Sink;
 use crate::http::{Server, Settings};
+use crate::tls::Tls;
 use crate::{Context, Listener, Service};
 
 /// Exit code of a worker that could not set itself up.
@@ -79,8 +81,10 @@ pub struct Hooks {
 /// The listening sockets a worker inherits.
 #[derive(Debug, Default)]
 pub struct Listeners {
-    /// The app's addresses (`--bind`).
+    /// The app's addresses (`--bind`): TLS with `--certfile`.
     pub app: Vec<Listener>,
+    /// The app's plain addresses beside TLS ones (`--insecure-bind`).
+    pub insecure: Vec<Listener>,
     /// The address of the metrics and health endpoints alone (`--metrics-bind`).
     pub admin: Option<Listener>,
 }
@@ -162,6 +166,17 @@ async fn serve<S: Service>(
         Ok(usr1) => drop(spawn_local(reopen_on(usr1, hooks.reopen_logs))),
         Err(e) => warn!("cannot watch SIGUSR1: {e}"),
     }
+    // The certificate files, read again by each new worker: a reload's
+    // workers serve the files as they are now.
+    let tls = match crate::tls::server_config(config) {
+        Ok(tls) => tls.map(|c| Tls::new(c, config.header_timeout)),
+        Err(e) => {
+            let message = e.to_string();
+            error!("{message}");
+            cell.set_error(&message);
+            return EXIT_BOOT_FAILED;
+        }
+    };
     let app = make(&ctx);
     let started = tokio::select! {
         r = app.startup() => r,
@@ -188,10 +203,21 @@ async fn serve<S: Service>(
     let deadlines = server.deadlines().clone();
     spawn_local(async move { deadlines.sweep().await });
     let admin_permits = Arc::new(Semaphore::new(ADMIN_CONNECTIONS));
-    let all = listeners.app.into_iter().map(|l| (l, false));
-    for (listener, admin) in all.chain(listeners.admin.map(|l| (l, true))) {
-        let permits = if admin { &admin_permits } else { &permits };
-        if let Err(e) = crate::accept::start(listener, &server, permits, &stop_rx, admin) {
+    let plain = |admin| Serving { admin, tls: None };
+    let secure = Serving {
+        admin: false,
+        tls: tls.clone(),
+    };
+    let all = (listeners.app.into_iter().map(|l| (l, secure.clone())))
+        .chain(listeners.insecure.into_iter().map(|l| (l, plain(false))))
+        .chain(listeners.admin.map(|l| (l, plain(true))));
+    for (listener, serving) in all {
+        let permits = if serving.admin {
+            &admin_permits
+        } else {
+            &permits
+        };
+        if let Err(e) = crate::accept::start(listener, &server, permits, &stop_rx, serving) {
             error!("cannot use an inherited listener: {e}");
             return EXIT_SETUP_FAILED;
         }

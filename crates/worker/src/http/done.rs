@@ -17,15 +17,21 @@ use http_body::{Body, Frame, SizeHint};
 use crate::access::{Record, Sink};
 use crate::deadline::Deadline;
 
-/// The bookkeeping of one request, from its head to the end of its response.
+/// The bookkeeping of one request, from its head to the end of its
+/// response, run when it is dropped: with its response's body, or with the
+/// request when its handler is cancelled (an HTTP/2 stream reset, a
+/// connection gone), which counts for the deadline only.
 #[derive(Debug)]
 pub(crate) struct Done {
-    /// The connection's head deadline, and this request's head number: the
-    /// wait for the next head begins when the response is done.
+    /// The connection's head deadline: the wait for the next head begins
+    /// when no response is left.
     deadline: Arc<Deadline>,
-    head: u64,
     observe: Option<Observe>,
     log: Option<(Box<Record>, &'static Sink)>,
+    /// A response head was given.
+    responded: bool,
+    /// Body bytes sent.
+    bytes: u64,
 }
 
 /// A request to count in the metrics when its response is done.
@@ -40,21 +46,23 @@ pub(crate) struct Observe {
 
 impl Done {
     pub(crate) fn new(
-        (deadline, head): (Arc<Deadline>, u64),
+        deadline: Arc<Deadline>,
         observe: Option<Observe>,
         log: Option<(Box<Record>, &'static Sink)>,
     ) -> Self {
         Self {
             deadline,
-            head,
             observe,
             log,
+            responded: false,
+            bytes: 0,
         }
     }
 
     /// Notes the response head: its status, the headers the access log
     /// writes, and an upgrade, after which the connection waits for no head.
     pub(crate) fn respond<B>(&mut self, res: &Response<B>) {
+        self.responded = true;
         let status = res.status();
         if let Some((record, sink)) = &mut self.log {
             record.respond(status, res.headers(), &sink.format);
@@ -69,38 +77,31 @@ impl Done {
 
     /// The response body, tracked until it is done.
     pub(crate) fn body<B>(self, body: B) -> Tracked<B> {
-        Tracked {
-            body,
-            bytes: 0,
-            done: self,
-        }
+        Tracked { body, done: self }
     }
+}
 
-    /// The response is done, with `bytes` of body sent.
-    fn finish(&self, bytes: u64) {
-        self.deadline.start_after(self.head);
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.deadline.done();
+        if !self.responded {
+            return;
+        }
         if let Some(o) = &self.observe {
             o.counters.observe(o.method, o.status, o.started.elapsed());
         }
         if let Some((record, sink)) = &self.log {
-            sink.log(record, bytes);
+            sink.log(record, self.bytes);
         }
     }
 }
 
-/// A response body that counts its bytes and runs [`Done::finish`] when
-/// hyper is done with it (finished or dropped).
+/// A response body that counts its bytes; its [`Done`] runs when hyper is
+/// done with it (finished or dropped).
 #[derive(Debug)]
 pub(crate) struct Tracked<B> {
     body: B,
-    bytes: u64,
     done: Done,
-}
-
-impl<B> Drop for Tracked<B> {
-    fn drop(&mut self) {
-        self.done.finish(self.bytes);
-    }
 }
 
 impl<B: Body + Unpin> Body for Tracked<B> {
@@ -115,7 +116,7 @@ impl<B: Body + Unpin> Body for Tracked<B> {
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
         {
-            self.bytes += data.remaining() as u64;
+            self.done.bytes += data.remaining() as u64;
         }
         polled
     }

@@ -29,11 +29,12 @@ use crate::deadline::Deadline;
 /// Bytes of a header line kept to read its name and value.
 const LINE_KEEP: usize = 96;
 
-/// An IO whose reads are checked by a [`Scanner`].
+/// An IO whose reads are checked by a [`Scanner`] (on HTTP/1.1; HTTP/2
+/// frames its messages itself).
 #[derive(Debug)]
 pub(crate) struct Guarded<IO> {
     io: IO,
-    scanner: Scanner,
+    scanner: Option<Scanner>,
     /// Where the bytes read and written are counted, when metrics are on.
     counters: Option<&'static Counters>,
     /// The connection's head deadline: once it passes, reads fail.
@@ -45,10 +46,11 @@ impl<IO> Guarded<IO> {
         io: IO,
         counters: Option<&'static Counters>,
         deadline: Arc<Deadline>,
+        h2: bool,
     ) -> Self {
         Self {
             io,
-            scanner: Scanner::default(),
+            scanner: (!h2).then(Scanner::default),
             counters,
             deadline,
         }
@@ -77,7 +79,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
         }
         ready!(read)?;
         let this = &mut *self;
-        this.scanner.feed(&mut buf.filled_mut()[before..]);
+        if let Some(scanner) = &mut this.scanner {
+            scanner.feed(&mut buf.filled_mut()[before..]);
+        }
         this.count(at::RECEIVED_BYTES, buf.filled().len() - before);
         Poll::Ready(Ok(()))
     }

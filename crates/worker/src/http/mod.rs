@@ -1,7 +1,9 @@
-//! Serving one connection with hyper's HTTP/1.1, and each request on it.
+//! Serving one connection with hyper's HTTP/1.1 or HTTP/2, and each request
+//! (or stream) on it.
 //!
-//! - this file: [`Server`], what every connection of a worker shares, and
-//!   the bookkeeping of each request around its answer (the max-requests
+//! - this file: [`Server`], what every connection of a worker shares, the
+//!   choice of protocol (ALPN, or the HTTP/2 preface on a plain listener),
+//!   and the bookkeeping of each request around its answer (the max-requests
 //!   count, trusted proxy headers, the request id, the `Server` and
 //!   `Connection: close` headers);
 //! - `respond`: the answer, in steps: the request limits, ferricorn's own
@@ -29,15 +31,15 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferricorn_config::{Config, IpNet, Limits, ProxyProtocol};
+use ferricorn_config::{Config, HttpVersion, IpNet, Limits, ProxyProtocol};
 use ferricorn_shm::metrics::{Counters, method_index};
 use http::header::{CONNECTION, HeaderValue, SERVER};
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
@@ -48,6 +50,7 @@ use crate::access::{Record, Sink};
 use crate::counted::OpenConnection;
 use crate::deadline::{Deadline, Deadlines};
 use crate::ids::{Ids, REQUEST_ID};
+use crate::prefixed::Prefixed;
 use crate::{Context, RequestInfo, Service, ws};
 
 const SERVER_NAME: HeaderValue = HeaderValue::from_static("ferricorn");
@@ -78,6 +81,9 @@ pub(crate) struct Settings {
     pub proxy_protocol: (ProxyProtocol, Vec<IpNet>, Duration),
     /// The request count at which the worker asks to be replaced.
     pub retire_at: Option<u64>,
+    /// The protocol `--http` sets for every connection (`Some(true)`:
+    /// HTTP/2), or `None`: each connection's choice.
+    pub h2: Option<bool>,
 }
 
 impl Settings {
@@ -100,6 +106,11 @@ impl Settings {
                 config.header_timeout,
             ),
             retire_at,
+            h2: match config.http {
+                HttpVersion::Auto => None,
+                HttpVersion::One => Some(false),
+                HttpVersion::Two => Some(true),
+            },
         }
     }
 }
@@ -125,12 +136,88 @@ fn http1(config: &Config) -> http1::Builder {
     b
 }
 
+/// How often an idle HTTP/2 connection is pinged, and how long the client
+/// has to answer before the connection is closed.
+const H2_PING: (Duration, Duration) = (Duration::from_secs(20), Duration::from_secs(20));
+
+/// HTTP/2's flow-control windows: per stream and per connection.
+const H2_WINDOWS: (u32, u32) = (1 << 20, 2 << 20);
+
+/// Runs HTTP/2's per-stream tasks on the worker's `LocalSet`: the app's
+/// futures need not be `Send`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LocalExec;
+
+impl<F: Future + 'static> hyper::rt::Executor<F> for LocalExec {
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}
+
+/// hyper's HTTP/2 settings from the config: the stream limit, the header
+/// list size (the HTTP/1.1 head limit), the windows, and pings that close
+/// a connection whose client stopped answering. hyper's own defences stay
+/// on: at most 20 streams reset by the client before the server accepted
+/// them (Rapid Reset, CVE-2023-44487), at most 1024 streams the server had
+/// to reset for errors, and a header block (CONTINUATION frames included)
+/// bounded by the header list size.
+fn http2(config: &Config) -> http2::Builder<LocalExec> {
+    let mut b = http2::Builder::new(LocalExec);
+    let limits = config.limits();
+    b.timer(TokioTimer::new())
+        .max_concurrent_streams(config.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_head()).unwrap_or(u32::MAX))
+        .initial_stream_window_size(H2_WINDOWS.0)
+        .initial_connection_window_size(H2_WINDOWS.1)
+        .keep_alive_interval(H2_PING.0)
+        .keep_alive_timeout(H2_PING.1);
+    b
+}
+
+/// How a connection came in, as far as HTTP cares.
+#[derive(Debug, Default)]
+pub(crate) struct Accepted {
+    /// The client (after a PROXY header).
+    pub peer: Option<SocketAddr>,
+    /// On the `--metrics-bind` address.
+    pub admin: bool,
+    /// Over TLS: its requests' scheme is `https`.
+    pub secure: bool,
+    /// A verified client certificate's subject (mutual TLS).
+    pub subject: Option<Arc<str>>,
+    /// The protocol, when the connection chose it (ALPN, or `--http`);
+    /// `None`: the first bytes tell (the HTTP/2 preface, or HTTP/1.1).
+    pub h2: Option<bool>,
+}
+
+/// What a client speaking HTTP/2 by prior knowledge sends first.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads until the bytes are the HTTP/2 preface or cannot be; the bytes
+/// read go back in front of the connection.
+async fn sniff<IO: AsyncRead + Unpin>(mut io: IO) -> std::io::Result<(Prefixed<IO>, bool)> {
+    let mut seen = Vec::with_capacity(4096);
+    loop {
+        if io.read_buf(&mut seen).await? == 0 {
+            return Ok((Prefixed::new(io, seen), false));
+        }
+        let n = seen.len().min(H2_PREFACE.len());
+        if seen[..n] != H2_PREFACE[..n] {
+            return Ok((Prefixed::new(io, seen), false));
+        }
+        if n == H2_PREFACE.len() {
+            return Ok((Prefixed::new(io, seen), true));
+        }
+    }
+}
+
 /// What every connection of one worker shares: the app, the settings, and
 /// the worker's own state.
 pub(crate) struct Server<S> {
     app: S,
     settings: Settings,
     http: http1::Builder,
+    h2: http2::Builder<LocalExec>,
     /// The worker: its slot, its cell in the shared memory, and the region.
     ctx: Context,
     /// The worker's counters, when metrics are on.
@@ -160,6 +247,7 @@ impl<S: Service> Server<S> {
             app,
             settings,
             http: http1(config),
+            h2: http2(config),
             counters,
             ctx,
             hub,
@@ -188,44 +276,52 @@ impl<S: Service> Server<S> {
     }
 
     /// Serves one connection until it closes. Once the worker stops
-    /// (`Deadlines::stop_all`), its next response (or the one in flight)
-    /// carries `Connection: close`, and an idle connection closes when its
-    /// keep-alive time runs out: a client never has a request cut off by
-    /// the drain, even one it sent just as the worker began to stop.
+    /// (`Deadlines::stop_all`), an HTTP/1.1 connection's next response (or
+    /// the one in flight) carries `Connection: close`, and an idle one
+    /// closes when its keep-alive time runs out: a client never has a
+    /// request cut off by the drain, even one it sent just as the worker
+    /// began to stop. An HTTP/2 connection gets a GOAWAY at once; its
+    /// streams in flight finish.
     pub(crate) async fn serve<IO>(
         self: Rc<Self>,
         io: IO,
-        peer: Option<SocketAddr>,
+        accepted: Accepted,
         _open: (OwnedSemaphorePermit, Option<OpenConnection>),
-        admin: bool,
     ) where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let peer = accepted.peer;
+        let (io, h2) = match accepted.h2 {
+            Some(h2) => (Prefixed::new(io, Vec::new()), h2),
+            None => {
+                let wait = self.deadlines.limit();
+                match tokio::time::timeout(wait, sniff(io)).await {
+                    Ok(Ok(sniffed)) => sniffed,
+                    Ok(Err(e)) => return debug!("connection from {peer:?}: {e}"),
+                    Err(_) => return debug!("connection from {peer:?}: nothing sent in time"),
+                }
+            }
+        };
         let deadline = self.deadlines.open();
-        let io = Guarded::new(io, self.counters, deadline.clone());
+        let io = TokioIo::new(Guarded::new(io, self.counters, deadline.clone(), h2));
         let state = Rc::new(Connection {
             peer,
-            admin,
+            admin: accepted.admin,
+            secure: accepted.secure,
+            subject: accepted.subject,
             closing: Cell::new(false),
             deadline,
         });
         let (server, this) = (self.clone(), state.clone());
         let svc = service_fn(move |req| server.clone().handle(req, this.clone()));
-        let conn = self
-            .http
-            .serve_connection(TokioIo::new(io), svc)
-            .with_upgrades();
-        let mut conn = pin!(conn);
-        let result = poll_fn(|cx| {
-            if !state.closing.get() && state.deadline.poll_stopping(cx) {
-                state.closing.set(true);
-                if !self.settings.keep_alive {
-                    conn.as_mut().graceful_shutdown();
-                }
-            }
-            conn.as_mut().poll(cx)
-        })
-        .await;
+        let result = if h2 {
+            let conn = self.h2.serve_connection(io, svc);
+            drive(conn, &state, true, |c| c.graceful_shutdown()).await
+        } else {
+            let conn = self.http.serve_connection(io, svc).with_upgrades();
+            let keep_alive = self.settings.keep_alive;
+            drive(conn, &state, !keep_alive, |c| c.graceful_shutdown()).await
+        };
         if let Err(e) = result {
             debug!("connection from {peer:?}: {e}");
         }
@@ -237,15 +333,21 @@ impl<S: Service> Server<S> {
         mut req: Request<Incoming>,
         conn: Rc<Connection>,
     ) -> Result<Response<Tracked<S::Body>>, Infallible> {
-        let head = conn.deadline.stop();
+        conn.deadline.stop();
         self.count_request();
+        let h2 = req.version() == http::Version::HTTP_2;
+        if h2 {
+            authority_as_host(&mut req);
+        }
         let mut fields = Fields::scan(req.headers(), &self.known_host);
         let (client, scheme) = self.forwarded(&mut req, &mut fields, conn.peer);
         let id = self.ids.id(fields.request_id.take());
-        let mut done = self.track(&req, client, &id, (conn.deadline.clone(), head));
+        let mut done = self.track(&req, client, &id, conn.deadline.clone());
         let info = RequestInfo {
             client,
             scheme,
+            secure: conn.secure,
+            client_subject: conn.subject.clone(),
             root_path: self.settings.root_path,
             body_timeout: self.settings.body_timeout,
             id: id.clone(),
@@ -254,7 +356,7 @@ impl<S: Service> Server<S> {
         let headers = res.headers_mut();
         headers.entry(SERVER).or_insert(SERVER_NAME);
         headers.insert(&REQUEST_ID, id);
-        if conn.closing.get() {
+        if conn.closing.get() && !h2 {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         done.respond(&res);
@@ -299,7 +401,7 @@ impl<S: Service> Server<S> {
         req: &Request<Incoming>,
         client: Option<SocketAddr>,
         id: &HeaderValue,
-        deadline: (Arc<Deadline>, u64),
+        deadline: Arc<Deadline>,
     ) -> Done {
         let started = (self.access.is_some() || self.counters.is_some()).then(Instant::now);
         let log = self.access.zip(started).map(|(sink, started)| {
@@ -320,11 +422,55 @@ impl<S: Service> Server<S> {
     }
 }
 
+/// An HTTP/2 request names its host in `:authority` (the URI), where the
+/// app and the `Host` rule look for a `Host` field: one is added from it.
+fn authority_as_host<B>(req: &mut Request<B>) {
+    if req.headers().contains_key(http::header::HOST) {
+        return;
+    }
+    let host = req
+        .uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    if let Some(host) = host {
+        req.headers_mut().insert(http::header::HOST, host);
+    }
+}
+
+/// Drives one connection until it closes; once the worker stops, marks it
+/// closing and, if `shut`, calls `shutdown` on it (a graceful shutdown:
+/// HTTP/1.1 closes once idle, HTTP/2 sends GOAWAY).
+async fn drive<C, E>(
+    conn: C,
+    state: &Connection,
+    shut: bool,
+    shutdown: impl Fn(std::pin::Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    let mut conn = pin!(conn);
+    poll_fn(|cx| {
+        if !state.closing.get() && state.deadline.poll_stopping(cx) {
+            state.closing.set(true);
+            if shut {
+                shutdown(conn.as_mut());
+            }
+        }
+        conn.as_mut().poll(cx)
+    })
+    .await
+}
+
 /// One connection, as each of its requests sees it.
 struct Connection {
     peer: Option<SocketAddr>,
     /// On the `--metrics-bind` address: only ferricorn's own endpoints.
     admin: bool,
+    /// Over TLS.
+    secure: bool,
+    /// A verified client certificate's subject.
+    subject: Option<Arc<str>>,
     /// The worker is stopping: answer with `Connection: close`.
     closing: Cell<bool>,
     deadline: Arc<Deadline>,

@@ -8,7 +8,7 @@
 //! | `GET /stream?n=N`     | N lines, chunked, each flushed as it is produced    |
 //! | `GET /blocking?ms=N`  | sleeps N ms on the blocking pool, names its thread  |
 //! | `GET /worker`         | `{"pid":…,"slot":…,"requests":…}` of this worker   |
-//! | `GET /whoami`         | the client address, scheme, host and root path the app sees |
+//! | `GET /whoami`         | the client address, scheme, host, root path and TLS client subject the app sees |
 //! | `GET /ws/echo`        | WebSocket: echoes every text and binary message     |
 //! | `GET /ws/sink`        | WebSocket: accepts and never reads (back-pressure)  |
 //! | `GET /ws/chat/{room}` | WebSocket: a chat room spanning every worker (see `chat`) |
@@ -306,13 +306,15 @@ fn whoami(req: &Request) -> Response {
     let scheme = info.map_or("http", ferricorn::RequestInfo::scheme);
     let root = info.map_or("", ferricorn::RequestInfo::root_path);
     let id = info.map_or("", ferricorn::RequestInfo::id);
+    let subject = info.and_then(ferricorn::RequestInfo::client_subject);
     let host = req
         .headers()
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     json(format!(
-        r#"{{"client":{client:?},"scheme":{scheme:?},"host":{host:?},"root_path":{root:?},"id":{id:?}}}"#
+        r#"{{"client":{client:?},"scheme":{scheme:?},"host":{host:?},"root_path":{root:?},"id":{id:?},"client_subject":{}}}"#,
+        subject.map_or_else(|| "null".to_owned(), |s| format!("{s:?}"))
     ))
 }
 

@@ -1,0 +1,591 @@
+//! TLS and HTTP/2: certificates made here with openssl, real clients
+//! (curl, openssl s_client), the real binary.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::support::{Server, command, temp_dir, wait_until};
+
+/// Installs Debian's curl and openssl where they are missing and this is
+/// root with apt (as on CI); otherwise the first use fails naming them.
+fn install() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let missing: Vec<&str> = ["curl", "openssl"]
+            .into_iter()
+            .filter(|t| Command::new(t).arg("--version").output().is_err())
+            .collect();
+        if !missing.is_empty() && nix::unistd::geteuid().is_root() {
+            let _ = Command::new("apt-get")
+                .args(["install", "-y", "-q"])
+                .args(&missing)
+                .status();
+        }
+    });
+}
+
+fn run(program: &str, args: &[&str], dir: &Path) -> Output {
+    install();
+    Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} (install it): {e}"))
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = run("openssl", args, dir);
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A root CA, an intermediate, and leaves signed by the intermediate, in
+/// one directory.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(name: &str) -> Self {
+        let dir = temp_dir(&format!("tls-{name}"));
+        openssl(
+            &dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=Test Root",
+            ],
+        );
+        std::fs::write(
+            dir.join("int.ext"),
+            "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+        )
+        .expect("ext");
+        openssl(
+            &dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "int.key",
+                "-out",
+                "int.csr",
+                "-subj",
+                "/CN=Test Intermediate",
+            ],
+        );
+        openssl(
+            &dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "int.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "int.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "int.ext",
+            ],
+        );
+        Self { dir }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+
+    /// A leaf named `name` with a key of `kind` (`rsa`: PKCS#8, `rsa1`:
+    /// PKCS#1, `ec`: SEC1), for a server (127.0.0.1 and localhost) or a
+    /// client; writes `name.pem` (the leaf, then the intermediate) and
+    /// `name.key`.
+    fn leaf(&self, name: &str, kind: &str, subject: &str, client: bool) {
+        let d = &self.dir;
+        match kind {
+            "ec" => openssl(
+                d,
+                &[
+                    "ecparam",
+                    "-name",
+                    "prime256v1",
+                    "-genkey",
+                    "-noout",
+                    "-out",
+                    &format!("{name}.key"),
+                ],
+            ),
+            "rsa1" => {
+                openssl(
+                    d,
+                    &[
+                        "genrsa",
+                        "-traditional",
+                        "-out",
+                        &format!("{name}.key"),
+                        "2048",
+                    ],
+                );
+            }
+            _ => openssl(
+                d,
+                &[
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-out",
+                    &format!("{name}.key"),
+                ],
+            ),
+        }
+        let ext = if client {
+            "extendedKeyUsage=clientAuth\n"
+        } else {
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+        };
+        std::fs::write(d.join(format!("{name}.ext")), ext).expect("ext");
+        openssl(
+            d,
+            &[
+                "req",
+                "-new",
+                "-key",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                subject,
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "int.pem",
+                "-CAkey",
+                "int.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.leaf"),
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+            ],
+        );
+        let chain = [
+            std::fs::read_to_string(d.join(format!("{name}.leaf"))).expect("leaf"),
+            std::fs::read_to_string(d.join("int.pem")).expect("int"),
+        ]
+        .concat();
+        std::fs::write(d.join(format!("{name}.pem")), chain).expect("chain");
+    }
+}
+
+/// The TLS port a server logged.
+fn tls_port(server: &Server) -> u16 {
+    let needle = "listening at https://127.0.0.1:";
+    let line = server.wait_log(needle, Duration::from_secs(10));
+    let after = &line[line.find(needle).expect("needle") + needle.len()..];
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().expect("port")
+}
+
+/// curl's answer: the body, then the status and the HTTP version; `None`
+/// when curl failed (a refused handshake).
+fn curl(pki: &Pki, args: &[&str]) -> Option<(String, String)> {
+    let out = run(
+        "curl",
+        &[
+            &[
+                "-sS",
+                "--max-time",
+                "10",
+                "--cacert",
+                &pki.path("ca.pem"),
+                "-w",
+                "\n%{http_code} %{http_version}",
+            ],
+            args,
+        ]
+        .concat(),
+        &pki.dir,
+    );
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, tail) = text.rsplit_once('\n').expect("status line");
+    Some((body.to_owned(), tail.to_owned()))
+}
+
+#[test]
+fn https_by_alpn_h2c_by_prior_knowledge_and_plain_beside() {
+    let pki = Pki::new("serve");
+    pki.leaf("server", "rsa", "/CN=localhost", false);
+    let server = Server::start(&[
+        "-w",
+        "1",
+        "--certfile",
+        &pki.path("server.pem"),
+        "--ssl-keyfile",
+        &pki.path("server.key"),
+        "--insecure-bind",
+        "127.0.0.1:0",
+    ]);
+    let tls = tls_port(&server);
+    let https = format!("https://localhost:{tls}/whoami");
+    // HTTP/2 by ALPN, through the intermediate in the chain.
+    let (body, tail) = curl(&pki, &[&https]).expect("https");
+    assert_eq!(tail, "200 2", "{body}");
+    assert!(body.contains(r#""scheme":"https""#), "{body}");
+    assert!(body.contains(r#""client_subject":null"#), "{body}");
+    // HTTP/2's `:authority` is the app's `Host`.
+    assert!(
+        body.contains(&format!(r#""host":"localhost:{tls}""#)),
+        "{body}"
+    );
+    let (_, tail) = curl(&pki, &["--http1.1", &https]).expect("https/1.1");
+    assert_eq!(tail, "200 1.1");
+    // TLS 1.2 is served; 1.1 is not.
+    let (_, tail) = curl(&pki, &["--tlsv1.2", "--tls-max", "1.2", &https]).expect("tls 1.2");
+    assert_eq!(tail, "200 2");
+    assert!(curl(&pki, &["--tlsv1.1", "--tls-max", "1.1", &https]).is_none());
+    // The plain listener: HTTP/1.1, and HTTP/2 by prior knowledge (h2c).
+    let plain = format!("http://127.0.0.1:{}/whoami", server.port);
+    let (body, tail) = curl(&pki, &[&plain]).expect("plain");
+    assert_eq!(tail, "200 1.1");
+    assert!(body.contains(r#""scheme":"http""#), "{body}");
+    let (_, tail) = curl(&pki, &["--http2-prior-knowledge", &plain]).expect("h2c");
+    assert_eq!(tail, "200 2");
+    // Plain HTTP to the TLS port: a plain 400 that says why, and a close.
+    let mut s = TcpStream::connect(("127.0.0.1", tls)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("closed, not hung");
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("use https:// to reach it\n"), "{answer}");
+}
+
+#[test]
+fn client_certificates_required_or_optional_and_their_subject() {
+    let pki = Pki::new("mtls");
+    pki.leaf("server", "ec", "/CN=localhost", false);
+    // Written O first: RFC 4514 text names the last first.
+    pki.leaf("alice", "rsa1", "/O=Example, Inc./CN=alice", true);
+    let url = |port: u16| format!("https://localhost:{port}/whoami");
+    let alice = [
+        "--cert".to_owned(),
+        pki.path("alice.pem"),
+        "--key".to_owned(),
+        pki.path("alice.key"),
+    ];
+    let alice: Vec<&str> = alice.iter().map(String::as_str).collect();
+    for reqs in ["required", "optional"] {
+        let server = Server::start(&[
+            "-w",
+            "1",
+            "--certfile",
+            &pki.path("server.pem"),
+            "--keyfile",
+            &pki.path("server.key"),
+            "--ca-certs",
+            &pki.path("ca.pem"),
+            "--cert-reqs",
+            reqs,
+            "--insecure-bind",
+            "127.0.0.1:0",
+        ]);
+        let port = tls_port(&server);
+        let (body, tail) = curl(&pki, &[&alice[..], &[&url(port)]].concat()).expect("alice");
+        assert_eq!(tail, "200 2");
+        assert!(
+            body.contains(r#""client_subject":"CN=alice,O=Example\\, Inc.""#),
+            "{reqs}: {body}"
+        );
+        let without = curl(&pki, &[&url(port)]);
+        match reqs {
+            "required" => assert!(without.is_none(), "no certificate, no handshake"),
+            _ => {
+                let (body, _) = without.expect("optional");
+                assert!(body.contains(r#""client_subject":null"#), "{body}");
+            }
+        }
+        // A certificate from another CA is refused either way.
+        let other = Pki::new(&format!("other-{reqs}"));
+        other.leaf("mallory", "ec", "/CN=mallory", true);
+        let mallory = curl(
+            &pki,
+            &[
+                "--cert",
+                &other.path("mallory.pem"),
+                "--key",
+                &other.path("mallory.key"),
+                &url(port),
+            ],
+        );
+        assert!(mallory.is_none(), "{reqs}: an unknown CA's client");
+    }
+}
+
+/// The subject of the certificate served at `port`.
+fn served_subject(pki: &Pki, port: u16) -> String {
+    let out = run(
+        "curl",
+        &[
+            "-sv",
+            "--max-time",
+            "10",
+            "--cacert",
+            &pki.path("ca.pem"),
+            &format!("https://localhost:{port}/"),
+        ],
+        &pki.dir,
+    );
+    let text = String::from_utf8_lossy(&out.stderr);
+    let line = text
+        .lines()
+        .find(|l| l.contains("subject:"))
+        .unwrap_or_default();
+    line.trim().to_owned()
+}
+
+#[test]
+fn bad_pairs_exit_2_at_boot_and_keep_the_old_pair_at_hup() {
+    let pki = Pki::new("rotate");
+    pki.leaf("one", "rsa", "/CN=one.localhost", false);
+    pki.leaf("two", "ec", "/CN=two.localhost", false);
+    let dir = temp_dir("tls-boot");
+    // At boot: one line naming the setting and the file, exit 2.
+    let boot = |args: &[&str]| {
+        let out = command(&dir)
+            .args(["-b", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), err)
+    };
+    let (code, err) = boot(&[
+        "--certfile",
+        &pki.path("one.pem"),
+        "--keyfile",
+        &pki.path("two.key"),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "ferricorn: error: `keyfile` {}: the key does not match",
+            pki.path("two.key")
+        )),
+        "{err}"
+    );
+    let (code, err) = boot(&[
+        "--certfile",
+        &pki.path("missing.pem"),
+        "--keyfile",
+        &pki.path("one.key"),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "`certfile` {}: cannot be read",
+            pki.path("missing.pem")
+        )),
+        "{err}"
+    );
+    let (code, err) = boot(&["--certfile", &pki.path("one.key")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("holds no certificate in PEM"), "{err}");
+
+    // Rotation: the files change, HUP, the new workers serve the new pair.
+    let (cert, key) = (pki.path("live.pem"), pki.path("live.key"));
+    let put = |name: &str| {
+        std::fs::copy(pki.dir.join(format!("{name}.pem")), &cert).expect("cert");
+        std::fs::copy(pki.dir.join(format!("{name}.key")), &key).expect("key");
+    };
+    put("one");
+    let server = Server::start(&[
+        "-w",
+        "2",
+        "--certfile",
+        &cert,
+        "--keyfile",
+        &key,
+        "--insecure-bind",
+        "127.0.0.1:0",
+    ]);
+    let port = tls_port(&server);
+    assert!(served_subject(&pki, port).contains("CN=one.localhost"));
+    let before = server.workers();
+    put("two");
+    server.signal(Signal::SIGHUP);
+    assert!(
+        server.wait_replaced(&before, 2, Duration::from_secs(20)),
+        "a reload"
+    );
+    assert!(wait_until(Duration::from_secs(10), || served_subject(
+        &pki, port
+    )
+    .contains("CN=two.localhost")));
+    // A mismatched pair at HUP: one line, the workers and their pair stay.
+    std::fs::copy(pki.dir.join("one.key"), &key).expect("key");
+    let serving = server.workers();
+    server.signal(Signal::SIGHUP);
+    let line = server.wait_log("keeping the current settings", Duration::from_secs(10));
+    assert!(
+        line.contains("reload: `keyfile`") && line.contains("does not match"),
+        "{line}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        assert_eq!(server.workers(), serving, "no worker replaced");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(served_subject(&pki, port).contains("CN=two.localhost"));
+}
+
+#[test]
+fn a_silent_or_slow_handshake_is_closed_by_the_header_timeout() {
+    let pki = Pki::new("slow");
+    pki.leaf("server", "ec", "/CN=localhost", false);
+    let server = Server::start(&[
+        "-w",
+        "1",
+        "--certfile",
+        &pki.path("server.pem"),
+        "--keyfile",
+        &pki.path("server.key"),
+        "--header-timeout",
+        "1",
+        "--insecure-bind",
+        "127.0.0.1:0",
+    ]);
+    let port = tls_port(&server);
+    // Silent, then half a TLS record: each closed within the timeout.
+    for sent in [&b""[..], &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01][..]] {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.write_all(sent).expect("send");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "{sent:?}: closed after {took:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(800),
+            "{sent:?}: closed early, {took:?}"
+        );
+    }
+    // Bytes that are neither TLS nor HTTP: closed at once.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(&[0x00, 0x01, 0x02]).expect("send");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).expect("closed"), 0);
+}
+
+#[test]
+fn h2_streams_in_flight_finish_through_a_graceful_stop() {
+    let pki = Pki::new("drain");
+    pki.leaf("server", "ec", "/CN=localhost", false);
+    let mut server = Server::start(&[
+        "-w",
+        "1",
+        "--certfile",
+        &pki.path("server.pem"),
+        "--keyfile",
+        &pki.path("server.key"),
+        "--insecure-bind",
+        "127.0.0.1:0",
+    ]);
+    let port = tls_port(&server);
+    // Requests counted (`/readyz` polls too): each poll below counts
+    // itself, and the slow request once it is in flight.
+    let counted = || -> u64 {
+        let text = server.get("/metrics").text();
+        text.lines()
+            .filter(|l| l.starts_with("ferricorn_worker_process_requests_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let base = counted();
+    let url = format!("https://localhost:{port}/blocking?ms=1500");
+    let ca = pki.path("ca.pem");
+    let slow = std::thread::spawn(move || {
+        Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "--cacert",
+                &ca,
+                "-w",
+                "\n%{http_code} %{http_version}",
+                &url,
+            ])
+            .output()
+            .expect("curl")
+    });
+    let mut polls = 0;
+    let in_flight = wait_until(Duration::from_secs(5), || {
+        polls += 1;
+        counted() > base + polls
+    });
+    assert!(in_flight, "the slow request never started");
+    server.signal(Signal::SIGTERM);
+    let out = slow.join().expect("curl thread");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.ends_with("\n200 2"),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+}
