@@ -246,6 +246,7 @@ fn curl(pki: &Pki, args: &[&str]) -> Option<(String, String)> {
         &pki.dir,
     );
     if !out.status.success() {
+        eprintln!("curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         return None;
     }
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -281,6 +282,24 @@ fn https_by_alpn_h2c_by_prior_knowledge_and_plain_beside() {
     );
     let (_, tail) = curl(&pki, &["--http1.1", &https]).expect("https/1.1");
     assert_eq!(tail, "200 1.1");
+    // Streams one after another on one connection (curl reuses it for a
+    // list of URLs), counted by the metrics.
+    let list: Vec<String> = (0..3).map(|i| format!("{https}?{i}")).collect();
+    let list: Vec<&str> = list.iter().map(String::as_str).collect();
+    let (body, tail) = curl(&pki, &list).expect("three streams");
+    assert_eq!(tail, "200 2");
+    assert_eq!(body.matches(r#""scheme":"https""#).count(), 3, "{body}");
+    let metrics = server.get("/metrics").text();
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(value("ferricorn_tls_handshakes_total"), 3, "{metrics}");
+    assert_eq!(value("ferricorn_http2_connections_total"), 2, "{metrics}");
+    assert_eq!(value("ferricorn_http2_requests_total"), 4, "{metrics}");
     // TLS 1.2 is served; 1.1 is not.
     let (_, tail) = curl(&pki, &["--tlsv1.2", "--tls-max", "1.2", &https]).expect("tls 1.2");
     assert_eq!(tail, "200 2");
@@ -588,4 +607,64 @@ fn h2_streams_in_flight_finish_through_a_graceful_stop() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(server.wait_exit(Duration::from_secs(10)).success());
+}
+
+#[test]
+fn what_holds_per_request_on_http1_holds_per_h2_stream() {
+    let pki = Pki::new("parity");
+    let server = Server::start(&[
+        "-w",
+        "1",
+        "--access-logfile",
+        "access.log",
+        "--request-timeout",
+        "1",
+        "--limit-request-field-size",
+        "1000",
+    ]);
+    let url = |path: &str| format!("http://127.0.0.1:{}{path}", server.port);
+    let h2c = |args: &[&str]| {
+        curl(
+            &pki,
+            &[&["--http2-prior-knowledge", "-D", "-"], args].concat(),
+        )
+        .expect("h2c")
+    };
+    // The request id, and trusted proxy headers.
+    let (text, tail) = h2c(&[
+        "-H",
+        "X-Request-Id: req-h2",
+        "-H",
+        "X-Forwarded-Proto: https",
+        &url("/whoami"),
+    ]);
+    assert_eq!(tail, "200 2", "{text}");
+    assert!(text.contains("x-request-id: req-h2\r\n"), "{text}");
+    assert!(text.contains(r#""scheme":"https""#), "{text}");
+    assert!(text.contains(r#""id":"req-h2""#), "{text}");
+    // A field over the limit: 431; a handler past the request timeout: 504.
+    let big = format!("X-Big: {}", "a".repeat(1200));
+    assert_eq!(h2c(&["-H", &big, &url("/")]).1, "431 2");
+    assert_eq!(h2c(&[&url("/blocking?ms=3000")]).1, "504 2");
+    assert_eq!(h2c(&[&url("/?c")]).1, "200 2");
+    // The access log names the protocol; the metrics count by protocol.
+    let log = server.dir.join("access.log");
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("\"GET /whoami HTTP/2.0\" 200")
+                && l.contains("\"GET /?c HTTP/2.0\" 200"))),
+        "{:?}",
+        std::fs::read_to_string(&log)
+    );
+    let metrics = server.get("/metrics").text();
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(value("ferricorn_http2_requests_total"), 4, "{metrics}");
+    assert_eq!(value("ferricorn_http2_connections_total"), 4, "{metrics}");
+    assert!(value("ferricorn_http1_requests_total") >= 1, "{metrics}");
 }

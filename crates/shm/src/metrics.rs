@@ -89,8 +89,18 @@ pub mod at {
     pub const CHANNEL_FANOUT: usize = CHANNEL_DROPPED + DROP_REASONS.len();
     /// The sum of fan-out times, in microseconds.
     pub const CHANNEL_FANOUT_SUM_US: usize = CHANNEL_FANOUT + FANOUT_BUCKETS.len() + 1;
+    /// Requests over HTTP/1.x.
+    pub const HTTP1_REQUESTS: usize = CHANNEL_FANOUT_SUM_US + 1;
+    /// Requests (streams) over HTTP/2.
+    pub const HTTP2_REQUESTS: usize = HTTP1_REQUESTS + 1;
+    /// Connections served with HTTP/2.
+    pub const HTTP2_CONNECTIONS: usize = HTTP2_REQUESTS + 1;
+    /// TLS handshakes completed.
+    pub const TLS_HANDSHAKES: usize = HTTP2_CONNECTIONS + 1;
+    /// Connections to a TLS port closed before their handshake completed.
+    pub const TLS_FAILED: usize = TLS_HANDSHAKES + 1;
     /// How many counters there are.
-    pub const LEN: usize = CHANNEL_FANOUT_SUM_US + 1;
+    pub const LEN: usize = TLS_FAILED + 1;
 }
 
 /// A plain copy of [`Counters`], summed over any number of them.

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferricorn_config::ProxyProtocol;
+use ferricorn_shm::metrics::at;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
@@ -161,8 +162,12 @@ fn spawn<L: Accept + 'static, S: Service>(
                 let Some(tls) = tls else {
                     return server.serve(io, accepted, open).await;
                 };
+                let counters = server.counters();
                 match tls.accept(io).await {
                     Ok(s) => {
+                        if let Some(c) = counters {
+                            c.add(at::TLS_HANDSHAKES, 1);
+                        }
                         let accepted = Accepted {
                             secure: true,
                             subject: s.subject,
@@ -171,7 +176,12 @@ fn spawn<L: Accept + 'static, S: Service>(
                         };
                         server.serve(s.stream, accepted, open).await;
                     }
-                    Err(e) => debug!("TLS connection from {peer:?} closed: {e}"),
+                    Err(e) => {
+                        if let Some(c) = counters {
+                            c.add(at::TLS_FAILED, 1);
+                        }
+                        debug!("TLS connection from {peer:?} closed: {e}");
+                    }
                 }
             });
         },

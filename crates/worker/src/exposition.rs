@@ -450,6 +450,31 @@ fn traffic_families(out: &mut Out, prefix: &str, rows: &[(&str, &Snapshot, (u64,
             "Client connections accepted.",
         ),
         (
+            "http1_requests_total",
+            at::HTTP1_REQUESTS,
+            "Requests over HTTP/1.x.",
+        ),
+        (
+            "http2_requests_total",
+            at::HTTP2_REQUESTS,
+            "Requests (streams) over HTTP/2.",
+        ),
+        (
+            "http2_connections_total",
+            at::HTTP2_CONNECTIONS,
+            "Client connections served with HTTP/2.",
+        ),
+        (
+            "tls_handshakes_total",
+            at::TLS_HANDSHAKES,
+            "TLS handshakes completed.",
+        ),
+        (
+            "tls_handshake_failures_total",
+            at::TLS_FAILED,
+            "Connections to a TLS address closed before a handshake completed (timeout, plain HTTP, a refused certificate).",
+        ),
+        (
             "websocket_connections_accepted_total",
             at::WS_ACCEPTED,
             "WebSocket connections accepted.",

@@ -21,8 +21,12 @@ const VERSION_LEN: usize = 8;
 pub(crate) fn check<B>(req: &Request<B>, fields: &Fields, limits: &Limits) -> Option<StatusCode> {
     if let Some(max) = limits.request_line {
         let uri = req.uri();
+        // HTTP/2's URI is built from `:scheme`, `:authority` and `:path`:
+        // its request line would carry the path.
+        let h2 = req.version() == Version::HTTP_2;
         let target = match (uri.scheme(), uri.path_and_query()) {
             (None, Some(pq)) => pq.as_str().len(),
+            (Some(_), Some(pq)) if h2 => pq.as_str().len(),
             _ => uri.to_string().len(),
         };
         if req.method().as_str().len() + 1 + target + 1 + VERSION_LEN > max {

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferricorn_config::{Config, HttpVersion, IpNet, Limits, ProxyProtocol};
-use ferricorn_shm::metrics::{Counters, method_index};
+use ferricorn_shm::metrics::{Counters, at, method_index};
 use http::header::{CONNECTION, HeaderValue, SERVER};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -271,6 +271,11 @@ impl<S: Service> Server<S> {
         &self.ctx
     }
 
+    /// The worker's counters, when metrics are on.
+    pub(crate) fn counters(&self) -> Option<&'static Counters> {
+        self.counters
+    }
+
     pub(crate) fn deadlines(&self) -> &Rc<Deadlines> {
         &self.deadlines
     }
@@ -315,6 +320,9 @@ impl<S: Service> Server<S> {
         let (server, this) = (self.clone(), state.clone());
         let svc = service_fn(move |req| server.clone().handle(req, this.clone()));
         let result = if h2 {
+            if let Some(c) = self.counters {
+                c.add(at::HTTP2_CONNECTIONS, 1);
+            }
             let conn = self.h2.serve_connection(io, svc);
             drive(conn, &state, true, |c| c.graceful_shutdown()).await
         } else {
@@ -338,6 +346,16 @@ impl<S: Service> Server<S> {
         let h2 = req.version() == http::Version::HTTP_2;
         if h2 {
             authority_as_host(&mut req);
+        }
+        if let Some(c) = self.counters {
+            c.add(
+                if h2 {
+                    at::HTTP2_REQUESTS
+                } else {
+                    at::HTTP1_REQUESTS
+                },
+                1,
+            );
         }
         let mut fields = Fields::scan(req.headers(), &self.known_host);
         let (client, scheme) = self.forwarded(&mut req, &mut fields, conn.peer);
