@@ -5,6 +5,7 @@ mod broker;
 mod channels;
 mod config;
 mod example;
+mod h2;
 mod http;
 mod lifecycle;
 mod logs;
