@@ -125,6 +125,9 @@ pub fn server_config(config: &Config) -> Result<Option<Arc<ServerConfig>>, TlsEr
         HttpVersion::One => vec![b"http/1.1".to_vec()],
         HttpVersion::Two => vec![b"h2".to_vec()],
     };
+    // The server's order of suites (rustls': AES-GCM and ChaCha20, with
+    // forward secrecy), not the client's.
+    server.ignore_client_order = true;
     // Resumption with session tickets (per worker: see docs/tls.md).
     server.ticketer = rustls::crypto::ring::Ticketer::new()
         .map_err(|e| TlsError::new("certfile", certfile, e.to_string()))?;
