@@ -52,3 +52,7 @@ bench-fanout:
 # The cost of metrics, on against off.
 bench-metrics:
     bash benches/metrics.sh
+
+# HTTPS beside nginx with the same certificate: HTTP/1.1 and h2 req/s, new TLS handshakes/s, p99 (installs wrk, nginx and h2load if missing).
+bench-tls:
+    bash benches/tls.sh

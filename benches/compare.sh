@@ -64,40 +64,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A process and its children.
-tree_pids() {
-    echo "$1" $(for p in /proc/[0-9]*; do
-        [ "$(awk '{print $4}' "$p/stat" 2>/dev/null)" = "$1" ] && basename "$p"; done)
-}
-# Total RSS and PSS (shared pages divided among the processes mapping
-# them) in KiB of a process and its children.
-tree_rss() {
-    local rss=0 pss=0 pid
-    for pid in $(tree_pids "$1"); do
-        rss=$((rss + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)))
-        pss=$((pss + $(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)))
-    done
-    echo "$rss $pss"
-}
-# User and system CPU time, in clock ticks, of a process and its children.
-tree_cpu() {
-    local user=0 sys=0 pid u s
-    for pid in $(tree_pids "$1"); do
-        read -r u s < <(awk '{print $14, $15}' "/proc/$pid/stat" 2>/dev/null || echo "0 0")
-        user=$((user + u)) sys=$((sys + s))
-    done
-    echo "$user $sys"
-}
-processes() { tree_pids "$1" | wc -w; }
-# rotated ROUND NAME...: the names, starting with the ROUND-th (cyclically),
-# so that no server always runs first.
-rotated() {
-    local round=$1
-    shift
-    local names=("$@") first=$(((round - 1) % $#))
-    echo "${names[@]:first}" "${names[@]:0:first}"
-}
-
 declare -A PORT PID
 start() { # NAME COMMAND...: on SERVER_CPUS
     local name=$1; shift
@@ -125,7 +91,6 @@ sleep 1
 declare -A IDLE
 for s in "${SERVERS[@]}"; do IDLE[$s]=$(tree_rss "${PID[$s]}"); done
 
-ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f", v}' <<<"$1"; }
 RESULTS=$WORK/results
 : >"$RESULTS"
 pinning=""

@@ -311,6 +311,24 @@ fn https_by_alpn_h2c_by_prior_knowledge_and_plain_beside() {
     assert!(body.contains(r#""scheme":"http""#), "{body}");
     let (_, tail) = curl(&pki, &["--http2-prior-knowledge", &plain]).expect("h2c");
     assert_eq!(tail, "200 2");
+    // `ferricorn healthcheck` (plain HTTP) asks the plain address, and
+    // says so when the settings give none.
+    let cert = pki.path("server.pem");
+    let healthcheck = |args: &[&str]| {
+        let out = command(&pki.dir)
+            .args(["--certfile", &cert, "-b", &format!("127.0.0.1:{tls}")])
+            .args(args)
+            .arg("healthcheck")
+            .output()
+            .expect("healthcheck");
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), text)
+    };
+    let insecure = format!("127.0.0.1:{}", server.port);
+    assert_eq!(healthcheck(&["--insecure-bind", &insecure]).0, Some(0));
+    let (code, text) = healthcheck(&[]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("serve HTTPS only"), "{text}");
     // Plain HTTP to the TLS port: a plain 400 that says why, and a close.
     let mut s = TcpStream::connect(("127.0.0.1", tls)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5)))

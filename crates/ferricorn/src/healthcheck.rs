@@ -73,14 +73,25 @@ impl Target {
     /// The readiness endpoint of the server these settings describe: the
     /// one running this executable (see `running`) if one does, else the
     /// address the settings give (`metrics_bind` if set, else the first
-    /// `bind`).
+    /// `bind`). With TLS on the `bind` addresses, a plain one: the
+    /// `metrics_bind` or an `insecure_bind`.
     pub(crate) fn of(config: &Config) -> Result<Self, String> {
         let path = config
             .ready_path
             .clone()
             .ok_or("ready_path is off; give --url")?;
         let running = crate::running::servers(config.pid.as_deref());
-        let configured = config.metrics_bind.as_ref().or(config.bind.first());
+        let tls = config.certfile.is_some();
+        let app = if tls {
+            &config.insecure_bind
+        } else {
+            &config.bind
+        };
+        let plain: Vec<&Bind> = config.metrics_bind.iter().chain(app).collect();
+        if tls && plain.is_empty() {
+            return Err("the server's addresses serve HTTPS only and healthcheck asks plain HTTP: set --metrics-bind or --insecure-bind, or give --url".to_owned());
+        }
+        let configured = plain.first().copied();
         let server = match running.as_slice() {
             [] => None,
             [one] => Some(one),
@@ -101,11 +112,11 @@ impl Target {
         let bind = match server {
             // Its metrics address if it has the one the settings name, else
             // the first it bound.
-            Some(r) => config
-                .metrics_bind
-                .as_ref()
-                .filter(|m| r.listens.contains(m))
-                .or(r.listens.first()),
+            Some(r) => match plain.iter().find(|b| r.listens.contains(b)) {
+                Some(b) => Some(*b),
+                None if tls => configured,
+                None => r.listens.first(),
+            },
             None => configured,
         };
         Self::at(bind.ok_or("no address to ask; give --url")?, path)
