@@ -194,3 +194,22 @@ fn a_continuation_flood_is_cut_off_with_bounded_memory() {
         "others starved: {slowest:?}"
     );
 }
+
+#[test]
+fn an_idle_h2_connection_closes_after_the_keep_alive_time() {
+    let server = Server::start(&["-w", "1", "--keep-alive", "1"]);
+    let mut idle = open(server.port);
+    idle.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    // The server's SETTINGS and its ACK, then nothing until the close.
+    while let Ok(n) = idle.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(800), "closed early: {took:?}");
+    assert!(took < Duration::from_secs(3), "kept open: {took:?}");
+}

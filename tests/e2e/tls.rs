@@ -5,7 +5,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
 use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -497,11 +499,35 @@ fn bad_pairs_exit_2_at_boot_and_keep_the_old_pair_at_hup() {
     assert!(served_subject(&pki, port).contains("CN=one.localhost"));
     let before = server.workers();
     put("two");
+    // New HTTPS connections, one after another, through the reload.
+    let running = Arc::new(AtomicBool::new(true));
+    let load = {
+        let (running, ca) = (running.clone(), pki.path("ca.pem"));
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0, 0);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while running.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let out = Command::new("curl")
+                    .args(["-sf", "--max-time", "5", "--cacert", &ca])
+                    .arg(format!("https://localhost:{port}/"))
+                    .output();
+                match out {
+                    Ok(o) if o.status.success() => ok += 1,
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed)
+        })
+    };
     server.signal(Signal::SIGHUP);
     assert!(
         server.wait_replaced(&before, 2, Duration::from_secs(20)),
         "a reload"
     );
+    running.store(false, Ordering::Relaxed);
+    let (ok, failed) = load.join().expect("load");
+    assert_eq!(failed, 0, "{ok} served through the reload, {failed} failed");
+    assert!(ok > 0);
     assert!(wait_until(Duration::from_secs(10), || served_subject(
         &pki, port
     )
@@ -685,4 +711,115 @@ fn what_holds_per_request_on_http1_holds_per_h2_stream() {
     assert_eq!(value("ferricorn_http2_requests_total"), 4, "{metrics}");
     assert_eq!(value("ferricorn_http2_connections_total"), 4, "{metrics}");
     assert!(value("ferricorn_http1_requests_total") >= 1, "{metrics}");
+}
+
+#[test]
+fn a_session_resumes_on_any_worker() {
+    let pki = Pki::new("resume");
+    pki.leaf("server", "ec", "/CN=localhost", false);
+    let server = Server::start(&[
+        "-w",
+        "2",
+        "--certfile",
+        &pki.path("server.pem"),
+        "--keyfile",
+        &pki.path("server.key"),
+        "--insecure-bind",
+        "127.0.0.1:0",
+    ]);
+    let port = tls_port(&server);
+    let connect = format!("127.0.0.1:{port}");
+    for version in ["-tls1_2", "-tls1_3"] {
+        // A request with `Connection: close`: the server's close ends
+        // s_client after the session's tickets came.
+        let s_client = |session: &str| {
+            let mut child = Command::new("openssl")
+                .args([
+                    "s_client", "-connect", &connect, version, session, "sess.pem", "-ign_eof",
+                ])
+                .current_dir(&pki.dir)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("openssl s_client");
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin
+                .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .expect("request");
+            drop(stdin);
+            let out = child.wait_with_output().expect("s_client");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.lines()
+                .find(|l| l.starts_with("New,") || l.starts_with("Reused,"))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(s_client("-sess_out").starts_with("New,"));
+        // Ten connections: the kernel spreads them over both workers (all
+        // on the first with a chance of 1 in 1,024); each resumes.
+        for i in 0..10 {
+            let line = s_client("-sess_in");
+            assert!(
+                line.starts_with("Reused,"),
+                "{version} connection {i}: {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn http_1_or_2_serves_that_version_only() {
+    let pki = Pki::new("versions");
+    pki.leaf("server", "ec", "/CN=localhost", false);
+    // Ready once h2c (which `--http 2` serves) or HTTP/1.1 answers.
+    let start = |version: &str| {
+        let server = Server::spawn(
+            &[
+                "-w",
+                "1",
+                "--http",
+                version,
+                "--certfile",
+                &pki.path("server.pem"),
+                "--keyfile",
+                &pki.path("server.key"),
+                "--insecure-bind",
+                "127.0.0.1:0",
+            ],
+            &[],
+        );
+        let readyz = format!("http://127.0.0.1:{}/readyz", server.port);
+        let flag = if version == "2" {
+            "--http2-prior-knowledge"
+        } else {
+            "--http1.1"
+        };
+        let ready = wait_until(Duration::from_secs(10), || {
+            curl(&pki, &[flag, &readyz]).is_some_and(|(_, tail)| tail.starts_with("200"))
+        });
+        assert!(ready, "--http {version}: not ready");
+        let tls = tls_port(&server);
+        (server, tls)
+    };
+    let (one, tls) = start("1");
+    let https = format!("https://localhost:{tls}/");
+    let plain = format!("http://127.0.0.1:{}/", one.port);
+    assert_eq!(curl(&pki, &[&https]).expect("ALPN http/1.1").1, "200 1.1");
+    assert!(curl(&pki, &["--http2-prior-knowledge", &plain]).is_none());
+    drop(one);
+    let (two, tls) = start("2");
+    let https = format!("https://localhost:{tls}/");
+    let plain = format!("http://127.0.0.1:{}/", two.port);
+    assert_eq!(curl(&pki, &[&https]).expect("ALPN h2").1, "200 2");
+    assert!(
+        curl(&pki, &["--http1.1", &https]).is_none(),
+        "no ALPN match"
+    );
+    assert_eq!(
+        curl(&pki, &["--http2-prior-knowledge", &plain])
+            .expect("h2c")
+            .1,
+        "200 2"
+    );
 }

@@ -432,7 +432,7 @@ macro_rules! for_each_setting {
                 section: "TLS and HTTP/2",
                 flag: ([], "VERSION"),
                 env: [],
-                doc: "`auto`: HTTP/2 where the client asks for it (ALPN `h2` over TLS; the HTTP/2 preface on plain listeners, h2c by prior knowledge), HTTP/1.1 otherwise; `1`: HTTP/1.1 only; `2`: HTTP/2 only (ALPN offers only `h2`)",
+                doc: "`auto`: HTTP/2 where the client asks for it (ALPN `h2` over TLS; the HTTP/2 preface on plain listeners, h2c by prior knowledge), HTTP/1.1 otherwise; `1`: HTTP/1.1 only; `2`: HTTP/2 only (ALPN offers only `h2`; HTTP/1.1 health probes then need `--metrics-bind`, which serves both)",
             }
             h2_max_concurrent_streams: Int => u32 = "100" {
                 help: "Streams one HTTP/2 connection may have open at once",

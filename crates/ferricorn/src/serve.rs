@@ -83,6 +83,9 @@ pub(crate) fn serve<A: App>(
         error!("cannot map shared memory: {e}");
         EXIT_FAILURE
     })?;
+    // The TLS session ticket secret every worker inherits (a reload may
+    // turn TLS on).
+    ferricorn_worker::prepare_tls();
     let host = Runner {
         sources,
         listeners: &listeners,

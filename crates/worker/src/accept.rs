@@ -152,7 +152,9 @@ fn spawn<L: Accept + 'static, S: Service>(
                     Ok(client) => client,
                     Err(e) => return debug!("connection from {peer:?} refused: {e}"),
                 };
-                let forced = server.settings().h2;
+                // `--http` is the app's: the metrics address speaks both,
+                // for probes that know only HTTP/1.1.
+                let forced = server.settings().h2.filter(|_| !admin);
                 let accepted = Accepted {
                     peer: client,
                     admin,

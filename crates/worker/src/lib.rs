@@ -55,7 +55,7 @@ use std::future::Future;
 pub use context::{Context, RequestInfo};
 pub use lifecycle::{Hooks, Listeners, run};
 pub use metrics::{Counter, Gauge, Histogram};
-pub use tls::{TlsError, server_config as tls_config};
+pub use tls::{TlsError, prepare as prepare_tls, server_config as tls_config};
 pub use ws::{Closed, Message, WebSocket, WebSocketUpgrade};
 
 /// The channel layer the app reaches through [`Context::channels`] and

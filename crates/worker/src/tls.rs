@@ -10,8 +10,13 @@
 //!   plain `400` and a close, not a hang or a TLS alert it cannot read.
 //! - `subject`: the client certificate's subject as RFC 4514 text, for
 //!   `RequestInfo::client_subject`.
+//! - `tickets`: session tickets sealed with a secret the supervisor makes
+//!   before the fork, so a client resumes on any worker.
 
 mod subject;
+mod tickets;
+
+pub use tickets::prepare;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -128,9 +133,8 @@ pub fn server_config(config: &Config) -> Result<Option<Arc<ServerConfig>>, TlsEr
     // The server's order of suites (rustls': AES-GCM and ChaCha20, with
     // forward secrecy), not the client's.
     server.ignore_client_order = true;
-    // Resumption with session tickets (per worker: see docs/tls.md).
-    server.ticketer = rustls::crypto::ring::Ticketer::new()
-        .map_err(|e| TlsError::new("certfile", certfile, e.to_string()))?;
+    // Resumption with session tickets any worker can read.
+    server.ticketer = Arc::new(tickets::SharedTickets::new());
     Ok(Some(Arc::new(server)))
 }
 
