@@ -213,3 +213,83 @@ fn an_idle_h2_connection_closes_after_the_keep_alive_time() {
     assert!(took >= Duration::from_millis(800), "closed early: {took:?}");
     assert!(took < Duration::from_secs(3), "kept open: {took:?}");
 }
+
+/// Every frame in `bytes`: (type, flags, stream, payload).
+fn frames(bytes: &[u8]) -> Vec<(u8, u8, u32, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 9 <= bytes.len() {
+        let len =
+            ((bytes[at] as usize) << 16) | ((bytes[at + 1] as usize) << 8) | bytes[at + 2] as usize;
+        if at + 9 + len > bytes.len() {
+            break;
+        }
+        let stream =
+            u32::from_be_bytes([bytes[at + 5], bytes[at + 6], bytes[at + 7], bytes[at + 8]])
+                & 0x7fff_ffff;
+        out.push((
+            bytes[at + 3],
+            bytes[at + 4],
+            stream,
+            bytes[at + 9..at + 9 + len].to_vec(),
+        ));
+        at += 9 + len;
+    }
+    out
+}
+
+#[test]
+fn streams_past_the_concurrent_limit_are_refused_and_the_rest_served() {
+    let server = Server::start(&["-w", "1", "--h2-max-concurrent-streams", "2"]);
+    let mut s = open(server.port);
+    // The server's SETTINGS first: the limit applies once the client has it.
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !frames(&seen)
+        .iter()
+        .any(|f| f.0 == SETTINGS && f.1 & 1 == 0)
+    {
+        let n = s.read(&mut buf).expect("settings");
+        assert!(n > 0, "closed");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    s.write_all(&frame(SETTINGS, 1, 0, &[])).expect("ack");
+    // Three slow requests at once on streams 1, 3 and 5.
+    let path = b"/blocking?ms=500";
+    let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
+    block.extend_from_slice(path);
+    block.extend_from_slice(&[0x01, 9]);
+    block.extend_from_slice(b"127.0.0.1");
+    let mut three = Vec::new();
+    for stream in [1, 3, 5] {
+        three.extend(frame(HEADERS, END_HEADERS | END_STREAM, stream, &block));
+    }
+    s.write_all(&three).expect("requests");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let done = |seen: &[u8]| {
+        let f = frames(seen);
+        let ended = |id| {
+            f.iter()
+                .any(|x| x.2 == id && (x.0 == RST_STREAM || x.1 & END_STREAM != 0))
+        };
+        ended(1) && ended(3) && ended(5)
+    };
+    while !done(&seen) && Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    let f = frames(&seen);
+    let reset = |id| {
+        f.iter()
+            .find(|x| x.0 == RST_STREAM && x.2 == id)
+            .map(|x| u32::from_be_bytes([x.3[0], x.3[1], x.3[2], x.3[3]]))
+    };
+    let answered = |id| f.iter().any(|x| x.0 == HEADERS && x.2 == id);
+    // REFUSED_STREAM (7): the client may retry it.
+    assert_eq!(reset(5), Some(7), "{f:?}");
+    assert!(answered(1) && answered(3), "the first two served: {f:?}");
+}

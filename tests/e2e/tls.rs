@@ -269,8 +269,17 @@ fn https_by_alpn_h2c_by_prior_knowledge_and_plain_beside() {
         &pki.path("server.key"),
         "--insecure-bind",
         "127.0.0.1:0",
+        "--metrics-bind",
+        "127.0.0.1:0",
     ]);
     let tls = tls_port(&server);
+    // `/metrics` on its own plain address beside HTTPS.
+    let needle = "metrics and health at http://127.0.0.1:";
+    let line = server.wait_log(needle, Duration::from_secs(10));
+    let metrics_port: String = line[line.find(needle).expect("needle") + needle.len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     let https = format!("https://localhost:{tls}/whoami");
     // HTTP/2 by ALPN, through the intermediate in the chain.
     let (body, tail) = curl(&pki, &[&https]).expect("https");
@@ -291,7 +300,9 @@ fn https_by_alpn_h2c_by_prior_knowledge_and_plain_beside() {
     let (body, tail) = curl(&pki, &list).expect("three streams");
     assert_eq!(tail, "200 2");
     assert_eq!(body.matches(r#""scheme":"https""#).count(), 3, "{body}");
-    let metrics = server.get("/metrics").text();
+    let (metrics, tail) =
+        curl(&pki, &[&format!("http://127.0.0.1:{metrics_port}/metrics")]).expect("metrics");
+    assert_eq!(tail, "200 1.1");
     let value = |name: &str| -> u64 {
         metrics
             .lines()
