@@ -218,6 +218,37 @@ impl Pki {
     }
 }
 
+impl Pki {
+    /// A server with the leaf `name` on a TLS `--bind` and a plain
+    /// `--insecure-bind` (its `port`, which the harness waits on), with
+    /// `args`; and its TLS port.
+    fn serve(&self, name: &str, args: &[&str]) -> (Server, u16) {
+        let (cert, key) = (
+            self.path(&format!("{name}.pem")),
+            self.path(&format!("{name}.key")),
+        );
+        let tls = [
+            "--certfile",
+            &cert,
+            "--keyfile",
+            &key,
+            "--insecure-bind",
+            "127.0.0.1:0",
+        ];
+        let server = Server::start(&[&tls[..], args].concat());
+        let port = tls_port(&server);
+        (server, port)
+    }
+}
+
+/// The sum of a metric's series in a `/metrics` text.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// The TLS port a server logged.
 fn tls_port(server: &Server) -> u16 {
     let needle = "listening at https://127.0.0.1:";
@@ -303,13 +334,7 @@ fn https_by_alpn_h2c_by_prior_knowledge_and_plain_beside() {
     let (metrics, tail) =
         curl(&pki, &[&format!("http://127.0.0.1:{metrics_port}/metrics")]).expect("metrics");
     assert_eq!(tail, "200 1.1");
-    let value = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    };
+    let value = |name: &str| metric(&metrics, name);
     assert_eq!(value("ferricorn_tls_handshakes_total"), 3, "{metrics}");
     assert_eq!(value("ferricorn_http2_connections_total"), 2, "{metrics}");
     assert_eq!(value("ferricorn_http2_requests_total"), 4, "{metrics}");
@@ -372,21 +397,17 @@ fn client_certificates_required_or_optional_and_their_subject() {
     ];
     let alice: Vec<&str> = alice.iter().map(String::as_str).collect();
     for reqs in ["required", "optional"] {
-        let server = Server::start(&[
-            "-w",
-            "1",
-            "--certfile",
-            &pki.path("server.pem"),
-            "--keyfile",
-            &pki.path("server.key"),
-            "--ca-certs",
-            &pki.path("ca.pem"),
-            "--cert-reqs",
-            reqs,
-            "--insecure-bind",
-            "127.0.0.1:0",
-        ]);
-        let port = tls_port(&server);
+        let (_server, port) = pki.serve(
+            "server",
+            &[
+                "-w",
+                "1",
+                "--ca-certs",
+                &pki.path("ca.pem"),
+                "--cert-reqs",
+                reqs,
+            ],
+        );
         let (body, tail) = curl(&pki, &[&alice[..], &[&url(port)]].concat()).expect("alice");
         assert_eq!(tail, "200 2");
         assert!(
@@ -564,19 +585,7 @@ fn bad_pairs_exit_2_at_boot_and_keep_the_old_pair_at_hup() {
 fn a_silent_or_slow_handshake_is_closed_by_the_header_timeout() {
     let pki = Pki::new("slow");
     pki.leaf("server", "ec", "/CN=localhost", false);
-    let server = Server::start(&[
-        "-w",
-        "1",
-        "--certfile",
-        &pki.path("server.pem"),
-        "--keyfile",
-        &pki.path("server.key"),
-        "--header-timeout",
-        "1",
-        "--insecure-bind",
-        "127.0.0.1:0",
-    ]);
-    let port = tls_port(&server);
+    let (_server, port) = pki.serve("server", &["-w", "1", "--header-timeout", "1"]);
     // Silent, then half a TLS record: each closed within the timeout.
     for sent in [&b""[..], &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01][..]] {
         let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -609,25 +618,14 @@ fn a_silent_or_slow_handshake_is_closed_by_the_header_timeout() {
 fn h2_streams_in_flight_finish_through_a_graceful_stop() {
     let pki = Pki::new("drain");
     pki.leaf("server", "ec", "/CN=localhost", false);
-    let mut server = Server::start(&[
-        "-w",
-        "1",
-        "--certfile",
-        &pki.path("server.pem"),
-        "--keyfile",
-        &pki.path("server.key"),
-        "--insecure-bind",
-        "127.0.0.1:0",
-    ]);
-    let port = tls_port(&server);
+    let (mut server, port) = pki.serve("server", &["-w", "1"]);
     // Requests counted (`/readyz` polls too): each poll below counts
     // itself, and the slow request once it is in flight.
-    let counted = || -> u64 {
-        let text = server.get("/metrics").text();
-        text.lines()
-            .filter(|l| l.starts_with("ferricorn_worker_process_requests_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
+    let counted = || {
+        metric(
+            &server.get("/metrics").text(),
+            "ferricorn_worker_process_requests_total",
+        )
     };
     let base = counted();
     let url = format!("https://localhost:{port}/blocking?ms=1500");
@@ -712,13 +710,7 @@ fn what_holds_per_request_on_http1_holds_per_h2_stream() {
         std::fs::read_to_string(&log)
     );
     let metrics = server.get("/metrics").text();
-    let value = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    };
+    let value = |name: &str| metric(&metrics, name);
     assert_eq!(value("ferricorn_http2_requests_total"), 4, "{metrics}");
     assert_eq!(value("ferricorn_http2_connections_total"), 4, "{metrics}");
     assert!(value("ferricorn_http1_requests_total") >= 1, "{metrics}");
@@ -728,17 +720,7 @@ fn what_holds_per_request_on_http1_holds_per_h2_stream() {
 fn a_session_resumes_on_any_worker() {
     let pki = Pki::new("resume");
     pki.leaf("server", "ec", "/CN=localhost", false);
-    let server = Server::start(&[
-        "-w",
-        "2",
-        "--certfile",
-        &pki.path("server.pem"),
-        "--keyfile",
-        &pki.path("server.key"),
-        "--insecure-bind",
-        "127.0.0.1:0",
-    ]);
-    let port = tls_port(&server);
+    let (_server, port) = pki.serve("server", &["-w", "2"]);
     let connect = format!("127.0.0.1:{port}");
     for version in ["-tls1_2", "-tls1_3"] {
         // A request with `Connection: close`: the server's close ends
