@@ -816,3 +816,71 @@ fn http_1_or_2_serves_that_version_only() {
         "200 2"
     );
 }
+
+/// A Python with the h2 package: target/tls-venv, made once with pip.
+fn python_with_h2() -> PathBuf {
+    static ONCE: Once = Once::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let venv = root.join("target/tls-venv");
+    let python = venv.join("bin/python");
+    ONCE.call_once(|| {
+        let has = |python: &Path| {
+            Command::new(python)
+                .args(["-c", "import h2"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if has(&python) {
+            return;
+        }
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            made,
+            "python3 -m venv {} (install python3-venv)",
+            venv.display()
+        );
+        let pip = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "h2"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(pip, "pip install h2 into {}", venv.display());
+    });
+    python
+}
+
+#[test]
+fn pythons_ssl_module_and_h2_package_as_clients() {
+    let pki = Pki::new("python");
+    pki.leaf("server", "rsa", "/CN=localhost", false);
+    pki.leaf("python", "ec", "/O=Example/CN=python", true);
+    let (server, tls) = pki.serve(
+        "server",
+        &[
+            "-w",
+            "1",
+            "--ca-certs",
+            &pki.path("ca.pem"),
+            "--cert-reqs",
+            "optional",
+        ],
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/tls/clients.py");
+    let out = Command::new(python_with_h2())
+        .arg(script)
+        .args([tls.to_string(), server.port.to_string()])
+        .args([
+            pki.path("ca.pem"),
+            pki.path("python.pem"),
+            pki.path("python.key"),
+        ])
+        .output()
+        .expect("python");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.matches("ok: ").count(), 5, "{text}");
+}
