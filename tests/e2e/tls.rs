@@ -882,5 +882,5 @@ fn pythons_ssl_module_and_h2_package_as_clients() {
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
-    assert_eq!(text.matches("ok: ").count(), 5, "{text}");
+    assert_eq!(text.matches("ok: ").count(), 6, "{text}");
 }

@@ -7,6 +7,8 @@ tests/e2e/tls.rs:
 Prints one line per check; exits 1 on the first that fails.
 """
 
+import os
+
 import json
 import socket
 import ssl
@@ -94,3 +96,46 @@ with tls(context(["http/1.1"], client=True)) as s:
 with socket.create_connection(("127.0.0.1", PLAIN_PORT), timeout=5) as s:
     status, body = h2_get(s, "/", f"127.0.0.1:{PLAIN_PORT}")
     check("h2c by prior knowledge with the h2 package", status == "200" and body == b"Hello, World!", body)
+
+
+def websocket_over_h2(sock, authority):
+    """RFC 8441: a WebSocket on an HTTP/2 stream, then a text message and
+    its echo. The echoed frame's bytes."""
+    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    while not conn.remote_settings.enable_connect_protocol:
+        data = sock.recv(65536)
+        if not data:
+            return None
+        conn.receive_data(data)
+        sock.sendall(conn.data_to_send())
+    stream = conn.get_next_available_stream_id()
+    conn.send_headers(stream, [(":method", "CONNECT"), (":protocol", "websocket"),
+                               (":scheme", "https"), (":path", "/ws/echo"),
+                               (":authority", authority), ("sec-websocket-version", "13")])
+    sock.sendall(conn.data_to_send())
+    mask = os.urandom(4)
+    payload = b"hello over h2"
+    frame = bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    status, echoed = None, b""
+    while len(echoed) < 2 + len(payload):
+        data = sock.recv(65536)
+        if not data:
+            break
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived):
+                status = dict(event.headers)[b":status"].decode()
+                if status == "200":
+                    conn.send_data(stream, frame)
+            elif isinstance(event, h2.events.DataReceived):
+                echoed += event.data
+                conn.acknowledge_received_data(event.flow_controlled_length, stream)
+        sock.sendall(conn.data_to_send())
+    return status, echoed
+
+
+with tls(context(["h2"])) as s:
+    status, echoed = websocket_over_h2(s, f"localhost:{TLS_PORT}")
+    check("a WebSocket over HTTP/2 (RFC 8441) echoes", status == "200"
+          and echoed == bytes([0x81, 13]) + b"hello over h2", f"{status} {echoed!r}")

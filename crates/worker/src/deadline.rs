@@ -112,6 +112,25 @@ impl Deadline {
     }
 }
 
+/// A request in flight for as long as it lives: an HTTP/2 stream carrying
+/// a WebSocket keeps its connection from waiting for a head (and from
+/// closing idle).
+#[derive(Debug)]
+pub(crate) struct Hold(Arc<Deadline>);
+
+impl Hold {
+    pub(crate) fn new(deadline: Arc<Deadline>) -> Self {
+        deadline.stop();
+        Self(deadline)
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.0.done();
+    }
+}
+
 /// Every connection of one worker, and the coarse clock they read.
 #[derive(Debug)]
 pub(crate) struct Deadlines {

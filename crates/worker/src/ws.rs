@@ -43,6 +43,7 @@ use tracing::debug;
 
 use crate::RequestInfo;
 use crate::counted::{OpenConnection, OpenWebSocket};
+use crate::deadline::{Deadline, Hold};
 use crate::queue;
 
 /// What tungstenite reads at most per `read(2)`, and the read buffer every
@@ -90,15 +91,34 @@ pub(crate) struct Hub {
 pub(crate) enum Check {
     /// An ordinary request.
     NotUpgrade,
-    /// A valid upgrade request with its key.
-    Upgrade(HeaderValue),
+    /// A valid upgrade request with its key; `None`: an HTTP/2 extended
+    /// CONNECT (RFC 8441), which has none.
+    Upgrade(Option<HeaderValue>),
     /// An upgrade request that cannot be served: answer this.
     Refuse(StatusCode, &'static str),
 }
 
-/// Whether `req` asks for a WebSocket (RFC 6455 section 4.2.1).
+/// Whether `req` asks for a WebSocket (RFC 6455 section 4.2.1, or over
+/// HTTP/2, RFC 8441 section 4: `CONNECT` with `:protocol` `websocket`).
 pub(crate) fn check<B>(req: &Request<B>) -> Check {
     let headers = req.headers();
+    if req.version() == Version::HTTP_2 {
+        let websocket = req.method() == Method::CONNECT
+            && req
+                .extensions()
+                .get::<hyper::ext::Protocol>()
+                .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+        if !websocket {
+            return Check::NotUpgrade;
+        }
+        if headers.get(SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
+            return Check::Refuse(
+                StatusCode::UPGRADE_REQUIRED,
+                "only WebSocket version 13 is supported\n",
+            );
+        }
+        return Check::Upgrade(None);
+    }
     let has_token = |name: HeaderName, token: &str| {
         crate::list_items(headers, &name).any(|t| t.eq_ignore_ascii_case(token))
     };
@@ -121,7 +141,7 @@ pub(crate) fn check<B>(req: &Request<B>) -> Check {
         );
     }
     match headers.get(SEC_WEBSOCKET_KEY) {
-        Some(key) if key.len() == 24 => Check::Upgrade(key.clone()),
+        Some(key) if key.len() == 24 => Check::Upgrade(Some(key.clone())),
         _ => Check::Refuse(
             StatusCode::BAD_REQUEST,
             "missing or malformed Sec-WebSocket-Key\n",
@@ -135,7 +155,11 @@ pub(crate) fn check<B>(req: &Request<B>) -> Check {
 #[derive(Debug)]
 pub struct WebSocketUpgrade {
     parts: http::request::Parts,
-    key: HeaderValue,
+    /// `None` over HTTP/2.
+    key: Option<HeaderValue>,
+    /// Over HTTP/2, the connection's head deadline: held (no idle wait)
+    /// while the socket lives on one of its streams.
+    hold: Option<Arc<Deadline>>,
     on_upgrade: OnUpgrade,
     info: RequestInfo,
     protocol: Option<String>,
@@ -146,7 +170,7 @@ pub struct WebSocketUpgrade {
 impl WebSocketUpgrade {
     pub(crate) fn new(
         mut req: Request<hyper::body::Incoming>,
-        key: HeaderValue,
+        (key, hold): (Option<HeaderValue>, Option<Arc<Deadline>>),
         info: RequestInfo,
         hub: Rc<Hub>,
     ) -> Self {
@@ -155,6 +179,7 @@ impl WebSocketUpgrade {
         Self {
             parts,
             key,
+            hold,
             on_upgrade,
             info,
             protocol: None,
@@ -206,23 +231,26 @@ impl WebSocketUpgrade {
         res
     }
 
-    /// Accepts: returns the 101 response, and once it is sent, runs
-    /// `handler` with the socket.
+    /// Accepts: returns the 101 response (over HTTP/2, a 200 that opens
+    /// the stream), and once it is sent, runs `handler` with the socket.
     pub fn accept<B, F, Fut>(self, handler: F) -> Response<B>
     where
         B: Default,
         F: FnOnce(WebSocket) -> Fut + 'static,
         Fut: Future<Output = ()> + 'static,
     {
-        let accept_key = tungstenite::handshake::derive_accept_key(self.key.as_bytes());
         let mut res = Response::new(B::default());
-        *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let headers = res.headers_mut();
-        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
-        headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-        if let Ok(v) = HeaderValue::from_str(&accept_key) {
-            headers.insert(SEC_WEBSOCKET_ACCEPT, v);
+        if let Some(key) = &self.key {
+            let accept_key = tungstenite::handshake::derive_accept_key(key.as_bytes());
+            headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+            if let Ok(v) = HeaderValue::from_str(&accept_key) {
+                headers.insert(SEC_WEBSOCKET_ACCEPT, v);
+            }
+            *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         }
+        let headers = res.headers_mut();
         if let Some(v) = self
             .protocol
             .as_deref()
@@ -234,7 +262,9 @@ impl WebSocketUpgrade {
             headers.append(name, value.clone());
         }
         let (hub, on_upgrade, protocol) = (self.hub, self.on_upgrade, self.protocol);
+        let hold = self.hold.map(Hold::new);
         spawn_local(async move {
+            let _hold = hold;
             // Hold a connection slot for the socket's whole life.
             let Ok(_permit) = hub.permits.clone().acquire_owned().await else {
                 return;

@@ -170,7 +170,8 @@ fn http2(config: &Config) -> http2::Builder<LocalExec> {
         .initial_stream_window_size(H2_WINDOWS.0)
         .initial_connection_window_size(H2_WINDOWS.1)
         .keep_alive_interval(H2_PING.0)
-        .keep_alive_timeout(H2_PING.1);
+        .keep_alive_timeout(H2_PING.1)
+        .enable_connect_protocol();
     b
 }
 
@@ -370,7 +371,9 @@ impl<S: Service> Server<S> {
             body_timeout: self.settings.body_timeout,
             id: id.clone(),
         };
-        let mut res = self.respond(req, info, &fields, conn.admin).await;
+        let mut res = self
+            .respond(req, info, &fields, (conn.admin, &conn.deadline))
+            .await;
         let headers = res.headers_mut();
         headers.entry(SERVER).or_insert(SERVER_NAME);
         headers.insert(&REQUEST_ID, id);

@@ -6,6 +6,7 @@
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::Bytes;
@@ -17,6 +18,7 @@ use tracing::{error, warn};
 use super::fields::Fields;
 use super::{SERVER_NAME, Server, limits};
 use crate::counted::InFlight;
+use crate::deadline::Deadline;
 use crate::ws::{self, WebSocketUpgrade};
 use crate::{RequestInfo, Service};
 
@@ -34,7 +36,7 @@ impl<S: Service> Server<S> {
         req: Request<Incoming>,
         info: RequestInfo,
         fields: &Fields,
-        admin: bool,
+        (admin, deadline): (bool, &Arc<Deadline>),
     ) -> Response<S::Body> {
         if let Some(res) = self.over_limits(&req, fields) {
             return res;
@@ -45,11 +47,16 @@ impl<S: Service> Server<S> {
         if admin {
             return text(StatusCode::NOT_FOUND, "Not Found\n");
         }
-        if fields.upgrade && self.app.handles_websockets() {
+        let connect = req.method() == http::Method::CONNECT;
+        if (fields.upgrade || connect) && self.app.handles_websockets() {
             match ws::check(&req) {
                 ws::Check::NotUpgrade => {}
                 ws::Check::Refuse(status, why) => return refuse_upgrade(status, why),
-                ws::Check::Upgrade(key) => return self.websocket(req, key, info).await,
+                ws::Check::Upgrade(key) => {
+                    // Over HTTP/2 the socket is one stream of the connection.
+                    let hold = key.is_none().then(|| deadline.clone());
+                    return self.websocket(req, (key, hold), info).await;
+                }
             }
         }
         if let Some(res) = self.over_concurrency() {
@@ -100,7 +107,7 @@ impl<S: Service> Server<S> {
     async fn websocket(
         &self,
         req: Request<Incoming>,
-        key: HeaderValue,
+        key: (Option<HeaderValue>, Option<Arc<Deadline>>),
         info: RequestInfo,
     ) -> Response<S::Body> {
         let upgrade = WebSocketUpgrade::new(req, key, info, self.hub.clone());
