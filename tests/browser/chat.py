@@ -1,7 +1,10 @@
 """The demo's chat page in a real browser: Debian's Chromium, headless,
 driven by Selenium through Debian's chromedriver. Two pages join one room
 on two different ferricorn servers that share one Redis; one types, the
-other sees the message and the member count over both servers.
+other sees the message and the member count over both servers. A third
+page joins over HTTPS from a third server (TLS, certificates made with
+openssl): Chromium opens its WebSocket as an HTTP/2 stream (RFC 8441),
+which that server's access log shows.
 
     python tests/browser/chat.py BINARY
 
@@ -11,7 +14,9 @@ the end. Every wait is bounded.
 """
 
 import os
+import shutil
 import signal
+import tempfile
 import socket
 import subprocess
 import sys
@@ -57,7 +62,9 @@ def wait_up(port):
 def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+    # The third server's certificate is the test's own.
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--ignore-certificate-errors"):
         options.add_argument(arg)
     service = Service(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
     return webdriver.Chrome(service=service, options=options)
@@ -91,6 +98,17 @@ def log_has(driver, text, pages):
         sys.exit(f"{text!r} never appeared within {TIMEOUT} s ({seen})")
 
 
+def certificate(tmp):
+    """A self-signed certificate for localhost and its key, in `tmp`."""
+    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
 def redis_up(port):
     wait_answer(port, b"PING\r\n", b"+PONG", "redis-server")
 
@@ -103,15 +121,20 @@ def main():
         stdout=subprocess.DEVNULL,
     )
     servers, drivers = [], []
+    tmp = tempfile.mkdtemp(prefix="ferricorn-browser-")
     try:
         redis_up(redis_port)
+        layer = ["--channel-layer", f"redis://127.0.0.1:{redis_port}/0", "--log-level", "warning"]
         ports = [free_port(), free_port()]
         for port in ports:
-            servers.append(subprocess.Popen([
-                binary, "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning",
-                "--channel-layer", f"redis://127.0.0.1:{redis_port}/0",
-            ]))
-        for port in ports:
+            servers.append(subprocess.Popen([binary, "-w", "2", "-b", f"127.0.0.1:{port}"] + layer))
+        https, plain = free_port(), free_port()
+        cert, key = certificate(tmp)
+        access = os.path.join(tmp, "access.log")
+        servers.append(subprocess.Popen([
+            binary, "-w", "1", "-b", f"127.0.0.1:{https}", "--certfile", cert, "--keyfile", key,
+            "--insecure-bind", f"127.0.0.1:{plain}", "--access-logfile", access] + layer))
+        for port in ports + [plain]:
             wait_up(port)
         a, b = browser(), browser()
         drivers = [a, b]
@@ -128,9 +151,28 @@ def main():
         b.find_element(By.ID, "text").send_keys("and back")
         b.find_element(By.ID, "send").click()
         log_has(a, "bob: and back", drivers)
+        # Over HTTPS, the WebSocket an HTTP/2 stream; the room spans it too.
+        c = browser()
+        drivers.append(c)
+        join(c, f"https://localhost:{https}/chat", "browser", "carol")
+        log_has(a, "3 in browser", drivers)
+        c.find_element(By.ID, "text").send_keys("over h2")
+        c.find_element(By.ID, "send").click()
+        log_has(a, "carol: over h2", drivers)
+        log_has(b, "carol: over h2", drivers)
+        wanted = '"CONNECT /ws/chat/browser HTTP/2.0" 200'
+        deadline = time.time() + TIMEOUT
+        while time.time() < deadline:
+            with open(access) as f:
+                if wanted in f.read():
+                    break
+            time.sleep(0.1)
+        else:
+            sys.exit(f"no {wanted} in the HTTPS server's access log")
         print(
             f"browser chat: pages on two servers (ports {ports[0]} worker {worker_a}, "
-            f"{ports[1]} worker {worker_b}) sharing one Redis talked; counts seen"
+            f"{ports[1]} worker {worker_b}) sharing one Redis talked; counts seen; "
+            f"a third over HTTPS, its WebSocket on an HTTP/2 stream"
         )
     finally:
         for d in drivers:
@@ -143,6 +185,7 @@ def main():
             except subprocess.TimeoutExpired:
                 server.kill()
         redis.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
