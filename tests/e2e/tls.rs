@@ -866,6 +866,8 @@ fn pythons_ssl_module_and_h2_package_as_clients() {
             &pki.path("ca.pem"),
             "--cert-reqs",
             "optional",
+            "--keep-alive",
+            "1",
         ],
     );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/tls/clients.py");

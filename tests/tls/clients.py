@@ -13,6 +13,7 @@ import json
 import socket
 import ssl
 import sys
+import time
 
 import h2.config
 import h2.connection
@@ -115,6 +116,9 @@ def websocket_over_h2(sock, authority):
                                (":scheme", "https"), (":path", "/ws/echo"),
                                (":authority", authority), ("sec-websocket-version", "13")])
     sock.sendall(conn.data_to_send())
+    # Past the server's keep-alive time (1 s in the test): a connection
+    # with a WebSocket stream open is not idle.
+    time.sleep(1.5)
     mask = os.urandom(4)
     payload = b"hello over h2"
     frame = bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
