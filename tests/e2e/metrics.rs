@@ -539,3 +539,28 @@ fn healthcheck_finds_the_address_the_running_server_serves() {
     assert_eq!(server.wait_exit(Duration::from_secs(10)).code(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn metrics_on_the_apps_address_answer_only_allowed_clients() {
+    // The default: loopback and the private ranges. A public client a
+    // trusted proxy forwards (here loopback, trusted by default) is not.
+    let server = Server::start(&["-w", "1"]);
+    let mut c = server.conn();
+    assert_eq!(c.get("/metrics").status, 200, "loopback");
+    c.send(b"GET /metrics HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n");
+    let res = c.read_response(false).expect("answer");
+    assert_eq!(res.status, 404, "a public client through the proxy");
+    c.send(b"GET /metrics HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 10.1.2.3\r\n\r\n");
+    assert_eq!(
+        c.read_response(false).expect("answer").status,
+        200,
+        "a private one"
+    );
+    drop(server);
+    // Narrowed: loopback is refused, health stays open.
+    let server = Server::start(&["-w", "1", "--metrics-allow-from", "10.0.0.0/8"]);
+    let mut c = server.conn();
+    assert_eq!(c.get("/metrics").status, 404);
+    assert_eq!(c.get("/healthz").status, 200);
+    assert_eq!(c.get("/readyz").status, 200);
+}

@@ -466,6 +466,15 @@ macro_rules! for_each_setting {
                 env: [],
                 doc: "Prometheus endpoint for the whole server; empty turns metrics off (no counting either)",
             }
+            metrics_allow_from: List => Vec<IpNet> = "127.0.0.1,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7" {
+                help: "Clients that may read /metrics on the app's addresses: IPs, CIDRs, or *; others get 404",
+                check: nets,
+                section: "Health and metrics",
+                shown: "loopback and the private ranges",
+                flag: ([], "LIST"),
+                env: [],
+                doc: "clients (IPs, CIDRs, `*`) that may read `/metrics` on the app's addresses; the client is the one the app sees (after a PROXY header and trusted `X-Forwarded-For`), so a public client behind your load balancer is refused; others get 404, as if there were no such path; the default is loopback and the private ranges (`10.0.0.0/8`, `172.16.0.0/12`, `192.168.0.0/16`, `fc00::/7`), where Prometheus scrapes from in compose and Kubernetes; unix-socket clients may; `--metrics-bind` serves it to anyone who reaches that address; `/healthz` and `/readyz` answer everyone",
+            }
             metrics_bind: Text => Option<Bind> = "" {
                 help: "Serve metrics, /healthz and /readyz on this address only (HOST:PORT or unix:PATH), not on the app's",
                 check: one_bind,

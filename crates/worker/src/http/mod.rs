@@ -65,6 +65,8 @@ pub(crate) struct Settings {
     pub metrics_path: Option<String>,
     /// `--metrics-bind` is set: `/metrics` answers only there.
     pub metrics_apart: bool,
+    /// Who may read `/metrics` on the app's addresses.
+    pub metrics_allow: Vec<IpNet>,
     pub limit_concurrency: Option<usize>,
     pub request_timeout: Option<Duration>,
     pub forwarded_allow: Vec<IpNet>,
@@ -94,6 +96,7 @@ impl Settings {
             ready_path: config.ready_path.clone(),
             metrics_path: config.metrics_path.clone(),
             metrics_apart: config.metrics_bind.is_some(),
+            metrics_allow: config.metrics_allow_from.clone(),
             limit_concurrency: config.limit_concurrency,
             request_timeout: config.request_timeout,
             forwarded_allow: config.forwarded_allow_ips.clone(),

@@ -41,7 +41,7 @@ impl<S: Service> Server<S> {
         if let Some(res) = self.over_limits(&req, fields) {
             return res;
         }
-        if let Some(res) = self.own_endpoint(req.uri().path(), admin) {
+        if let Some(res) = self.own_endpoint(req.uri().path(), admin, info.client) {
             return res;
         }
         if admin {
@@ -83,8 +83,13 @@ impl<S: Service> Server<S> {
     }
 
     /// `/healthz`, `/readyz`, and `/metrics` (on the metrics address only,
-    /// when there is one).
-    fn own_endpoint(&self, path: &str, admin: bool) -> Option<Response<S::Body>> {
+    /// when there is one; on the app's, to `--metrics-allow-from` clients).
+    fn own_endpoint(
+        &self,
+        path: &str,
+        admin: bool,
+        client: Option<std::net::SocketAddr>,
+    ) -> Option<Response<S::Body>> {
         let s = &self.settings;
         if s.health_path.as_deref() == Some(path) {
             return Some(text(StatusCode::OK, "ok"));
@@ -96,6 +101,13 @@ impl<S: Service> Server<S> {
             });
         }
         if s.metrics_path.as_deref() == Some(path) && (admin || !s.metrics_apart) {
+            // On the app's addresses, only clients allowed (a unix socket's
+            // are local); others see no such path.
+            let allowed =
+                admin || client.is_none_or(|c| s.metrics_allow.iter().any(|n| n.contains(c.ip())));
+            if !allowed {
+                return Some(text(StatusCode::NOT_FOUND, "Not Found\n"));
+            }
             let mut res = text(StatusCode::OK, &crate::exposition::render(self.ctx.shared));
             res.headers_mut().insert(CONTENT_TYPE, PROMETHEUS_TEXT);
             return Some(res);
