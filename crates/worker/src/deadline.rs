@@ -157,11 +157,6 @@ impl Deadlines {
         }
     }
 
-    /// The time a client has for each head.
-    pub(crate) fn limit(&self) -> Duration {
-        Duration::from_millis(self.limit_ms)
-    }
-
     fn now_ms(&self) -> u64 {
         self.start
             .elapsed()

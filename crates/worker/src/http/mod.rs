@@ -29,6 +29,7 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use ferricorn_config::{Config, HttpVersion, IpNet, Limits, ProxyProtocol};
@@ -39,7 +40,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
@@ -197,20 +198,33 @@ pub(crate) struct Accepted {
 /// What a client speaking HTTP/2 by prior knowledge sends first.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Reads until the bytes are the HTTP/2 preface or cannot be; the bytes
-/// read go back in front of the connection.
-async fn sniff<IO: AsyncRead + Unpin>(mut io: IO) -> std::io::Result<(Prefixed<IO>, bool)> {
-    let mut seen = Vec::with_capacity(4096);
+/// Reads until the bytes are the HTTP/2 preface or cannot be, within the
+/// connection's head deadline (the worker's one sweep, not a timer of its
+/// own); the bytes read go back in front of the connection.
+async fn sniff<IO: AsyncRead + Unpin>(
+    mut io: IO,
+    deadline: &Deadline,
+) -> std::io::Result<(Prefixed<IO>, bool)> {
+    let mut seen = vec![0u8; 4096];
+    let mut len = 0;
     loop {
-        if io.read_buf(&mut seen).await? == 0 {
-            return Ok((Prefixed::new(io, seen), false));
-        }
-        let n = seen.len().min(H2_PREFACE.len());
-        if seen[..n] != H2_PREFACE[..n] {
-            return Ok((Prefixed::new(io, seen), false));
-        }
-        if n == H2_PREFACE.len() {
-            return Ok((Prefixed::new(io, seen), true));
+        let n = poll_fn(|cx| {
+            let mut buf = ReadBuf::new(&mut seen[len..]);
+            match std::pin::Pin::new(&mut io).poll_read(cx, &mut buf) {
+                Poll::Ready(r) => Poll::Ready(r.map(|()| buf.filled().len())),
+                Poll::Pending if deadline.poll_expired(cx) => Poll::Ready(Err(
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "nothing sent in time"),
+                )),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await?;
+        len += n;
+        let m = len.min(H2_PREFACE.len());
+        let h2 = seen[..m] == H2_PREFACE[..m];
+        if n == 0 || !h2 || m == H2_PREFACE.len() {
+            seen.truncate(len);
+            return Ok((Prefixed::new(io, seen), h2 && m == H2_PREFACE.len()));
         }
     }
 }
@@ -300,18 +314,14 @@ impl<S: Service> Server<S> {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let peer = accepted.peer;
+        let deadline = self.deadlines.open();
         let (io, h2) = match accepted.h2 {
             Some(h2) => (Prefixed::new(io, Vec::new()), h2),
-            None => {
-                let wait = self.deadlines.limit();
-                match tokio::time::timeout(wait, sniff(io)).await {
-                    Ok(Ok(sniffed)) => sniffed,
-                    Ok(Err(e)) => return debug!("connection from {peer:?}: {e}"),
-                    Err(_) => return debug!("connection from {peer:?}: nothing sent in time"),
-                }
-            }
+            None => match sniff(io, &deadline).await {
+                Ok(sniffed) => sniffed,
+                Err(e) => return debug!("connection from {peer:?}: {e}"),
+            },
         };
-        let deadline = self.deadlines.open();
         let io = TokioIo::new(Guarded::new(io, self.counters, deadline.clone(), h2));
         let state = Rc::new(Connection {
             peer,
