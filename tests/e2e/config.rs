@@ -407,7 +407,7 @@ fn check_config_and_bad_values_exit_2_with_one_line() {
             &[],
             &[("GUNICORN_CMD_ARGS", "--certfile cert.pem")],
             None,
-            "`certfile` cert.pem: cannot be read: No such file",
+            "invalid value for `certfile` (from env GUNICORN_CMD_ARGS): `cert.pem`: cannot be read: No such file",
         ),
         (
             &["--no-such-flag"],
@@ -519,5 +519,205 @@ fn the_docker_images_environment_honours_port_and_uvicorn_port() {
     assert!(
         bind(&[("PORT", "9000")], &["-b", "127.0.0.1:9004"])
             .starts_with(r#"bind = ["127.0.0.1:9004"]"#)
+    );
+}
+
+/// One bad value for one setting through one layer.
+struct Bad {
+    /// How the value is given: `file`, `env NAME` or `cli`.
+    layer: String,
+    /// The setting.
+    key: &'static str,
+    /// The value's bytes (for the file, the whole line).
+    value: Vec<u8>,
+    /// Whether it must be refused; otherwise a value of this shape may be
+    /// valid for this setting (a long text), and may be taken.
+    refuse: bool,
+}
+
+/// Bad values for `s`: of the wrong type, out of range, empty, huge, not
+/// UTF-8; through the file, every environment name, and the command line.
+fn bad_values(s: &'static ferricorn_config::Setting) -> Vec<Bad> {
+    use ferricorn_config::options::Tag;
+    let number = matches!(s.kind, Tag::Int | Tag::Secs);
+    let huge_digits = "9".repeat(100_000);
+    let huge_text = "a".repeat(100_000);
+    // (value, refused everywhere, refused in the file as a TOML string)
+    let mut values: Vec<(Vec<u8>, bool)> = vec![
+        (b"\xff\xfe".to_vec(), true),
+        (
+            huge_text.clone().into_bytes(),
+            number || s.kind == Tag::Flag,
+        ),
+    ];
+    if number {
+        values.extend([
+            (b"many".to_vec(), true),
+            (b"-1".to_vec(), true),
+            (b"99999999999999999999999".to_vec(), true),
+            (huge_digits.clone().into_bytes(), true),
+        ]);
+    }
+    if s.kind == Tag::Flag {
+        values.push((b"maybe".to_vec(), true));
+    }
+    let mut cases = Vec::new();
+    for (value, refuse) in &values {
+        let mut envs: Vec<String> = vec![s.env_name()];
+        envs.extend(s.env.iter().map(|n| (*n).to_owned()));
+        for name in envs {
+            cases.push(Bad {
+                layer: format!("env {name}"),
+                key: s.key,
+                value: value.clone(),
+                refuse: *refuse,
+            });
+        }
+        let mut line = format!("{} = \"", s.key).into_bytes();
+        line.extend(value);
+        line.extend(b"\"\n");
+        cases.push(Bad {
+            layer: "file".into(),
+            key: s.key,
+            value: line,
+            // A number or a flag as a TOML string is of the wrong type.
+            refuse: *refuse || number || s.kind == Tag::Flag,
+        });
+        cases.push(Bad {
+            layer: "cli".into(),
+            key: s.key,
+            value: value.clone(),
+            refuse: *refuse,
+        });
+    }
+    // The wrong TOML type for every setting: a table.
+    cases.push(Bad {
+        layer: "file".into(),
+        key: s.key,
+        value: format!("{} = {{ a = 1 }}\n", s.key).into_bytes(),
+        refuse: true,
+    });
+    // Empty: refused on the command line and in the file where a number or
+    // a flag is wanted; an empty environment variable counts as unset.
+    for layer in ["cli", "file"] {
+        cases.push(Bad {
+            layer: layer.into(),
+            key: s.key,
+            value: if layer == "file" {
+                format!("{} = \"\"\n", s.key).into_bytes()
+            } else {
+                Vec::new()
+            },
+            refuse: number || s.kind == Tag::Flag,
+        });
+    }
+    if number {
+        cases.push(Bad {
+            layer: "file".into(),
+            key: s.key,
+            value: format!("{} = -1\n", s.key).into_bytes(),
+            refuse: true,
+        });
+    }
+    cases
+}
+
+/// Runs `--check-config` with `bad`; the exit code and stderr.
+fn check_bad(
+    dir: &std::path::Path,
+    s: &ferricorn_config::Setting,
+    bad: &Bad,
+) -> (Option<i32>, String) {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let mut cmd = command(dir);
+    cmd.arg("--check-config");
+    let file = dir.join("ferricorn.toml");
+    let _ = std::fs::remove_file(&file);
+    match bad.layer.as_str() {
+        "file" => std::fs::write(&file, &bad.value).expect("write the file"),
+        "cli" => {
+            let mut arg = OsString::from(format!("{}=", s.flag()));
+            arg.push(OsString::from_vec(bad.value.clone()));
+            cmd.arg(arg);
+        }
+        env => {
+            let name = env.trim_start_matches("env ");
+            cmd.env(name, OsString::from_vec(bad.value.clone()));
+        }
+    }
+    let out = cmd.output().expect("run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_setting_refuses_bad_values_in_every_layer_with_one_line() {
+    let settings = ferricorn_config::SETTINGS;
+    let failures = std::sync::Mutex::new(Vec::new());
+    let runs = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for part in 0..3 {
+            let (failures, runs) = (&failures, &runs);
+            scope.spawn(move || {
+                let dir = temp_dir(&format!("bad-values-{part}"));
+                for s in settings.iter().skip(part).step_by(3) {
+                    for bad in bad_values(s) {
+                        runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let (code, stderr) = check_bad(&dir, s, &bad);
+                        let what = format!(
+                            "`{}` through {} ({} bytes: {:?})",
+                            bad.key,
+                            bad.layer,
+                            bad.value.len(),
+                            String::from_utf8_lossy(&bad.value[..bad.value.len().min(24)])
+                        );
+                        let layer_named = match bad.layer.as_str() {
+                            "file" => stderr.contains("file ferricorn.toml"),
+                            "cli" => stderr.contains("(from cli)") || stderr.contains(&s.flag()),
+                            env => stderr.contains(env),
+                        };
+                        let problem = if stderr.contains("panicked") {
+                            Some("a panic")
+                        } else if code == Some(0) && bad.refuse {
+                            Some("taken")
+                        } else if code != Some(0) && code != Some(2) {
+                            Some("an exit code other than 0 and 2")
+                        } else if code == Some(2) && stderr.trim_end().lines().count() != 1 {
+                            Some("not one line")
+                        } else if code == Some(2) && stderr.len() > 400 {
+                            Some("a line over 400 bytes")
+                        } else if code == Some(2)
+                            && !(stderr.contains(&format!("`{}`", s.key))
+                                || stderr.contains(&s.flag()))
+                        {
+                            Some("no setting named")
+                        } else if code == Some(2) && !layer_named {
+                            Some("no layer named")
+                        } else {
+                            None
+                        };
+                        if let Some(problem) = problem {
+                            failures
+                                .lock()
+                                .expect("lock")
+                                .push(format!("{what}: {problem} (exit {code:?}): {stderr}"));
+                        }
+                    }
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+            });
+        }
+    });
+    let failures = failures.into_inner().expect("lock");
+    let runs = runs.into_inner();
+    assert!(runs > settings.len() * 10, "{runs} runs");
+    assert!(
+        failures.is_empty(),
+        "{} of {runs}:\n{}",
+        failures.len(),
+        failures.join("\n")
     );
 }

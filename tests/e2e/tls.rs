@@ -487,7 +487,7 @@ fn bad_pairs_exit_2_at_boot_and_keep_the_old_pair_at_hup() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
         err.starts_with(&format!(
-            "ferricorn: error: `keyfile` {}: the key does not match",
+            "ferricorn: error: invalid value for `keyfile` (from cli): `{}`: the key does not match",
             pki.path("two.key")
         )),
         "{err}"
@@ -501,7 +501,7 @@ fn bad_pairs_exit_2_at_boot_and_keep_the_old_pair_at_hup() {
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains(&format!(
-            "`certfile` {}: cannot be read",
+            "invalid value for `certfile` (from cli): `{}`: cannot be read",
             pki.path("missing.pem")
         )),
         "{err}"

@@ -12,6 +12,7 @@
 //! - `peers`: the streams between workers (abstract Unix sockets, only this
 //!   server's workers may connect).
 //! - `frame`: what those streams carry.
+//! - `fuzz` (tests and the `fuzz` feature): the properties `fuzz/` checks.
 //! - `broker`: across hosts, through Redis: each worker publishes, one
 //!   worker per host (the gateway) subscribes to the host's groups and
 //!   writes its counts.
@@ -24,6 +25,9 @@
 
 mod broker;
 mod frame;
+#[cfg(any(test, feature = "fuzz"))]
+#[doc(hidden)]
+pub mod fuzz;
 mod mailbox;
 mod peers;
 

@@ -148,8 +148,8 @@ fn from_a_worker(shared: &Shared, stream: &UnixStream) -> bool {
     shared.cells().any(|(_, c)| c.pid() == cred.pid())
 }
 
-async fn read_frames(
-    mut stream: UnixStream,
+pub(crate) async fn read_frames(
+    mut stream: impl tokio::io::AsyncRead + Unpin,
     max_frame: usize,
     deliver: &dyn Fn(Frame),
 ) -> io::Result<()> {

@@ -8,6 +8,7 @@
 //! its own figment provider named after it, so `--print-config` can say
 //! exactly which variable won.
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
@@ -89,20 +90,35 @@ pub(crate) fn defaults_under(options: &Options) -> Figment {
 
 /// Stacks every layer. `code` holds what the program set, `cli` only what
 /// the command line set.
-pub(crate) fn stack(code: &Options, cli: &Options, config_file: Option<&Path>) -> Result<Layers> {
+pub(crate) fn stack(
+    vars: &Environment,
+    code: &Options,
+    cli: &Options,
+    config_file: Option<&Path>,
+) -> Result<Layers> {
     let mut figment = defaults(code);
-    let file = config_path(config_file)?;
+    let file = config_path(vars, config_file)?;
     if let Some(path) = &file {
+        check_utf8(path)?;
         figment = figment.merge(Toml::file_exact(path));
     }
-    let (cmd_args, ignored) = match var(env::GUNICORN_CMD_ARGS) {
+    let var = |key: &str, name: &str| vars.text(key, name);
+    let cmd_args = vars
+        .get(env::GUNICORN_CMD_ARGS)
+        .map(|v| {
+            v.into_string()
+                .map_err(|_| Error::CmdArgs("not UTF-8".to_owned()))
+        })
+        .transpose()?
+        .filter(|v| !v.trim().is_empty());
+    let (cmd_args, ignored) = match cmd_args {
         Some(text) => {
             let (options, ignored) = parse_cmd_args(&text)?;
             (Some(options), ignored)
         }
         None => (None, Vec::new()),
     };
-    let address = Address::of(cmd_args.as_ref(), cli);
+    let address = Address::of(vars, cmd_args.as_ref(), cli)?;
     let mut env_values = Vec::new();
     let mut push = |figment: Figment, key: &'static str, name: String, value: Value| {
         env_values.push(EnvValue {
@@ -123,7 +139,7 @@ pub(crate) fn stack(code: &Options, cli: &Options, config_file: Option<&Path>) -
             continue;
         }
         for name in setting.env {
-            if let Some(text) = var(name) {
+            if let Some(text) = var(setting.key, name)? {
                 let value = setting.kind.parse(&text);
                 figment = push(figment, setting.key, format!("env {name}"), value);
             }
@@ -145,7 +161,7 @@ pub(crate) fn stack(code: &Options, cli: &Options, config_file: Option<&Path>) -
     }
     for s in SETTINGS {
         let name = s.env_name();
-        if let Some(text) = var(&name) {
+        if let Some(text) = var(s.key, &name)? {
             figment = push(figment, s.key, format!("env {name}"), s.kind.parse(&text));
         }
     }
@@ -204,7 +220,7 @@ struct Address {
 }
 
 impl Address {
-    fn of(cmd_args: Option<&Options>, cli: &Options) -> Option<Self> {
+    fn of(vars: &Environment, cmd_args: Option<&Options>, cli: &Options) -> Result<Option<Self>> {
         let mut parts = Vec::new();
         let mut part = |rank, name: String, is_host, value: Option<&String>| {
             if let Some(value) = value {
@@ -216,13 +232,13 @@ impl Address {
                 });
             }
         };
-        let env = |name: &str| (format!("env {name}"), var(name));
+        let env = |name: &str| Ok::<_, Error>((format!("env {name}"), vars.text("bind", name)?));
         for (name, is_host) in [
             (env::PORT, false),
             (env::UVICORN_HOST, true),
             (env::UVICORN_PORT, false),
         ] {
-            let (name, value) = env(name);
+            let (name, value) = env(name)?;
             part(Rank::Others, name, is_host, value.as_ref());
         }
         if let Some(o) = cmd_args {
@@ -236,7 +252,7 @@ impl Address {
             );
         }
         for (name, is_host) in [(env::HOST, true), (env::PORT_OWN, false)] {
-            let (name, value) = env(name);
+            let (name, value) = env(name)?;
             part(Rank::Ferricorn, name, is_host, value.as_ref());
         }
         part(Rank::Cli, "cli --host".to_owned(), true, cli.host.as_ref());
@@ -244,7 +260,9 @@ impl Address {
 
         let host = parts.iter().rev().find(|p| p.is_host);
         let port = parts.iter().rev().find(|p| !p.is_host);
-        let rank = host.into_iter().chain(port).map(|p| p.rank).max()?;
+        let Some(rank) = host.into_iter().chain(port).map(|p| p.rank).max() else {
+            return Ok(None);
+        };
         let from_port = port.is_some_and(|p| p.name == format!("env {}", env::PORT));
         let default_host = if from_port { "0.0.0.0" } else { "127.0.0.1" };
         let names: Vec<&str> = host
@@ -252,12 +270,12 @@ impl Address {
             .chain(port)
             .map(|p| p.name.as_str())
             .collect();
-        Some(Self {
+        Ok(Some(Self {
             host: host.map_or(default_host, |h| &h.value).to_owned(),
             port: port.map_or("8000", |p| &p.value).to_owned(),
             name: names.join(" + "),
             rank,
-        })
+        }))
     }
 
     /// `HOST:PORT`, an IPv6 host in brackets, as the `bind` list's one item.
@@ -289,10 +307,12 @@ pub(crate) fn describe(metadata: &Metadata) -> String {
 }
 
 /// The config file to read: the one named, or `ferricorn.toml` if present.
-fn config_path(named: Option<&Path>) -> Result<Option<PathBuf>> {
-    let named = named
-        .map(Path::to_path_buf)
-        .or_else(|| var(env::CONFIG).map(PathBuf::from));
+fn config_path(vars: &Environment, named: Option<&Path>) -> Result<Option<PathBuf>> {
+    let named = named.map(Path::to_path_buf).or_else(|| {
+        vars.get(env::CONFIG)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
     match named {
         Some(path) if path.is_file() => Ok(Some(path)),
         Some(path) => Err(Error::File {
@@ -307,9 +327,82 @@ fn config_path(named: Option<&Path>) -> Result<Option<PathBuf>> {
     }
 }
 
-/// A set, non-empty environment variable.
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+/// The environment the settings are read from: the process's, or one a
+/// test or fuzz target makes.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    vars: Vec<(OsString, OsString)>,
+}
+
+impl Environment {
+    /// This process's environment.
+    pub fn process() -> Self {
+        Self {
+            vars: std::env::vars_os().collect(),
+        }
+    }
+
+    /// Sets `name` to `value`.
+    pub fn set(&mut self, name: impl Into<OsString>, value: impl Into<OsString>) {
+        let name = name.into();
+        self.vars.retain(|(n, _)| *n != name);
+        self.vars.push((name, value.into()));
+    }
+
+    /// The names set.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &OsStr> {
+        self.vars.iter().map(|(n, _)| n.as_os_str())
+    }
+
+    fn get(&self, name: &str) -> Option<OsString> {
+        self.vars
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// A set, non-empty variable that sets `key`; one that is not UTF-8 is
+    /// refused.
+    fn text(&self, key: &str, name: &str) -> Result<Option<String>> {
+        let Some(value) = self.get(name) else {
+            return Ok(None);
+        };
+        let text = value.into_string().map_err(|v| Error::Invalid {
+            key: key.to_owned(),
+            origin: format!("env {name}"),
+            message: format!("not UTF-8: `{}`", v.to_string_lossy()),
+        })?;
+        Ok(Some(text).filter(|v| !v.trim().is_empty()))
+    }
+}
+
+/// A config file that is not UTF-8 is refused with the line, and the key
+/// on it, where its first bad byte is.
+fn check_utf8(path: &Path) -> Result<()> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Ok(()); // The TOML reader says why.
+    };
+    let Err(e) = std::str::from_utf8(&bytes) else {
+        return Ok(());
+    };
+    let at = e.valid_up_to();
+    let line_start = bytes[..at]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+    let head = String::from_utf8_lossy(&bytes[line_start..at]);
+    let message = match head.split_once('=') {
+        Some((key, _)) if !key.trim().is_empty() => {
+            format!("line {line}: the value of `{}` is not UTF-8", key.trim())
+        }
+        _ => format!("line {line} is not UTF-8"),
+    };
+    Err(Error::Layer {
+        origin: format!("file {}", path.display()),
+        message,
+    })
 }
 
 #[derive(Parser)]
@@ -318,18 +411,18 @@ fn var(name: &str) -> Option<String> {
     no_binary_name = true,
     disable_help_flag = true
 )]
-struct CmdArgs {
+pub(crate) struct CmdArgsParser {
     #[command(flatten)]
-    options: Options,
+    pub(crate) options: Options,
 }
 
 /// Parses `GUNICORN_CMD_ARGS` with the same flags as the command line,
 /// after setting aside Gunicorn's own flags (see [`GUNICORN_ONLY`]); one
 /// warning for each of those it held.
-fn parse_cmd_args(text: &str) -> Result<(Options, Vec<String>)> {
+pub(crate) fn parse_cmd_args(text: &str) -> Result<(Options, Vec<String>)> {
     let words = split_words(text).map_err(Error::CmdArgs)?;
     let (words, warnings) = set_aside_gunicorns(words)?;
-    let options = CmdArgs::try_parse_from(words)
+    let options = CmdArgsParser::try_parse_from(words)
         .map(|a| a.options)
         .map_err(|e| Error::CmdArgs(clap_error(&e)))?;
     Ok((options, warnings))
@@ -548,11 +641,37 @@ fn set_aside_gunicorns(words: Vec<String>) -> Result<(Vec<String>, Vec<String>)>
     Ok((kept, warnings))
 }
 
+/// The error for a command line with a word that is not UTF-8, naming the
+/// setting it was for (clap's own message names none).
+pub fn not_utf8(args: &[OsString]) -> Option<Error> {
+    let at = args.iter().skip(1).position(|a| a.to_str().is_none())? + 1;
+    let word = args[at].to_string_lossy();
+    let flag = if word.starts_with('-') {
+        word.split('=').next().unwrap_or_default().to_owned()
+    } else {
+        args[at - 1].to_string_lossy().into_owned()
+    };
+    let long = flag.trim_start_matches('-');
+    let key = SETTINGS
+        .iter()
+        .find(|s| {
+            s.long() == long
+                || s.aliases.contains(&long)
+                || (flag.len() == 2 && s.short.is_some_and(|c| flag.ends_with(c)))
+        })
+        .map_or_else(|| flag.clone(), |s| s.key.to_owned());
+    Some(Error::Invalid {
+        key,
+        origin: CLI.to_owned(),
+        message: format!("not UTF-8: `{word}`"),
+    })
+}
+
 /// A command-line error as one line: clap's first line, with the flag it
 /// suggests instead of an unknown one (`did you mean `--workers`?`).
 pub fn clap_error(e: &clap::Error) -> String {
     use clap::error::{ContextKind, ContextValue};
-    let line = first_line(&e.to_string());
+    let line = short_quotes(&first_line(&e.to_string()));
     let suggested = [ContextKind::SuggestedArg, ContextKind::SuggestedSubcommand]
         .into_iter()
         .find_map(|kind| match e.get(kind)? {
@@ -566,6 +685,23 @@ pub fn clap_error(e: &clap::Error) -> String {
     }
 }
 
+/// `line` with each value clap quotes (`'...'`) cut to its start, so that
+/// a huge value leaves the flag named after it in sight.
+fn short_quotes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len().min(400));
+    for (i, part) in line.split('\'').enumerate() {
+        if i > 0 {
+            out.push('\'');
+        }
+        out.push_str(&if i % 2 == 1 {
+            crate::short(part)
+        } else {
+            part.into()
+        });
+    }
+    out
+}
+
 /// The first non-empty line of a multi-line message, without clap's `error: `.
 pub fn first_line(message: &str) -> String {
     let line = message.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
@@ -573,7 +709,7 @@ pub fn first_line(message: &str) -> String {
 }
 
 /// Splits a command line as a POSIX shell would for quotes and backslashes.
-fn split_words(text: &str) -> std::result::Result<Vec<String>, String> {
+pub(crate) fn split_words(text: &str) -> std::result::Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut word: Option<String> = None;
     let mut chars = text.chars();

@@ -16,6 +16,7 @@
 //! - [`Cpus`]: the CPU count the automatic worker and thread numbers use.
 //! - `docs`: the README's settings table.
 //! - `toml`: raw values as TOML writes them.
+//! - `fuzz` (tests and the `fuzz` feature): the properties `fuzz/` checks.
 //!
 //! This is the only crate that knows figment.
 
@@ -25,6 +26,9 @@ mod config;
 pub mod cpus;
 mod docs;
 pub mod env;
+#[cfg(any(test, feature = "fuzz"))]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod layers;
 pub mod options;
 mod table;
@@ -39,7 +43,7 @@ pub use checks::HEARTBEAT_INTERVAL;
 pub use config::{Config, MAX_THREADS, MAX_WORKERS};
 pub use cpus::Cpus;
 pub use docs::settings_table;
-pub use layers::{clap_error, first_line};
+pub use layers::{Environment, clap_error, first_line, not_utf8};
 pub use options::{Options, SETTINGS, Setting};
 pub use values::{
     Bind, CertReqs, ChannelLayer, ChannelOverflow, Group, HttpVersion, Identity, IpNet, Limits,
@@ -51,7 +55,7 @@ pub use values::{
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The config file could not be read.
-    #[error("config file {}: {message}", path.display())]
+    #[error("config file {}: {}", short(&path.display().to_string()), short(message))]
     File {
         /// The file.
         path: PathBuf,
@@ -59,10 +63,15 @@ pub enum Error {
         message: String,
     },
     /// `GUNICORN_CMD_ARGS` did not parse.
-    #[error("env GUNICORN_CMD_ARGS: {0}")]
+    #[error("env GUNICORN_CMD_ARGS: {}", short(.0))]
     CmdArgs(String),
     /// A value had the wrong type or failed its check.
-    #[error("invalid value for `{key}` (from {origin}): {message}")]
+    #[error(
+        "invalid value for `{}` (from {}): {}",
+        short(key),
+        short(origin),
+        short(message)
+    )]
     Invalid {
         /// The setting.
         key: String,
@@ -73,7 +82,7 @@ pub enum Error {
         message: String,
     },
     /// Something else in a layer, such as an unknown key or bad TOML.
-    #[error("{origin}: {message}")]
+    #[error("{}: {}", short(origin), short(message))]
     Layer {
         /// The layer.
         origin: String,
@@ -82,8 +91,31 @@ pub enum Error {
     },
     /// A value that does not parse as its type, before it is known which
     /// setting and layer it came from.
-    #[error("{0}")]
+    #[error("{}", short(.0))]
     Value(String),
+}
+
+/// Text for an error, on one line and short: control characters escaped
+/// (`\n`), and a huge value shown by its first 160 characters.
+pub fn short(text: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 160;
+    let cut = text.char_indices().nth(MAX).map(|(at, _)| at);
+    if cut.is_none() && !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    let kept = &text[..cut.unwrap_or(text.len())];
+    let mut out = String::with_capacity(kept.len() + 32);
+    for c in kept.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if cut.is_some() {
+        out.push_str(&format!("… ({} bytes)", text.len()));
+    }
+    out.into()
 }
 
 /// A `Result` with this crate's [`Error`].
@@ -117,8 +149,18 @@ pub struct Shown {
 /// Loads the settings. `code` holds a program's own defaults, `cli` what the
 /// command line set; `config_file` is `-c/--config`, if given.
 pub fn load(code: &Options, cli: &Options, config_file: Option<&Path>) -> Result<Loaded> {
-    misspelt_env()?;
-    let stack = layers::stack(code, cli, config_file)?;
+    load_in(&Environment::process(), code, cli, config_file)
+}
+
+/// [`load`] with the environment `vars` in place of the process's.
+pub fn load_in(
+    vars: &Environment,
+    code: &Options,
+    cli: &Options,
+    config_file: Option<&Path>,
+) -> Result<Loaded> {
+    misspelt_env(vars)?;
+    let stack = layers::stack(vars, code, cli, config_file)?;
     let figment = &stack.figment;
     let merged: figment::value::Dict = figment.extract().map_err(|e| figment_error(&e))?;
     // A key no setting has: a typo, or another server's name for one.
@@ -150,10 +192,10 @@ pub fn load(code: &Options, cli: &Options, config_file: Option<&Path>) -> Result
 /// A `FERRICORN_*` variable one or two letters off a name ferricorn reads
 /// (`FERRICORN_WORKERZ`) is a mistake: refused, with the name it likely
 /// meant. Others (a program's own `FERRICORN_*` names) are left alone.
-fn misspelt_env() -> Result<()> {
+fn misspelt_env(vars: &Environment) -> Result<()> {
     let mut known: Vec<String> = SETTINGS.iter().map(Setting::env_name).collect();
     known.extend([env::CONFIG, env::HOST, env::PORT_OWN].map(str::to_owned));
-    for (name, _) in std::env::vars_os() {
+    for name in vars.names() {
         let Some(name) = name.to_str() else { continue };
         if !name.starts_with(env::PREFIX) || known.iter().any(|k| k == name) {
             continue;

@@ -256,7 +256,7 @@ pub struct Setting {
 
 impl Setting {
     /// `bind-address` for `bind_address`: the flag without its dashes.
-    fn long(&self) -> String {
+    pub(crate) fn long(&self) -> String {
         self.key.replace('_', "-")
     }
 

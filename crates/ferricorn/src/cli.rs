@@ -171,6 +171,23 @@ In GUNICORN_CMD_ARGS, Gunicorn's own flags (-k, --preload, --worker-tmp-dir, --s
     )
 }
 
+/// Reports a value a check after loading refused as a bad setting is
+/// reported, naming the setting and its layer; the exit code.
+fn refused(loaded: &ferricorn_config::Loaded, key: &str, message: String) -> u8 {
+    let origin = loaded
+        .values
+        .iter()
+        .find(|v| v.key == key)
+        .map_or_else(|| "default".to_owned(), |v| v.source.clone());
+    let e = ferricorn_config::Error::Invalid {
+        key: key.to_owned(),
+        origin,
+        message,
+    };
+    eprintln!("ferricorn: error: {e}");
+    EXIT_CONFIG
+}
+
 /// Reads the command line: `Ok(None)` when it asked for `--help` or
 /// `--version` (already printed), `Err` the exit code of a bad one
 /// (reported).
@@ -180,6 +197,10 @@ pub(crate) fn parse(program: &Program, args: Vec<OsString>) -> Result<Option<Arg
         .name
         .clone()
         .unwrap_or_else(|| "ferricorn".to_owned());
+    if let Some(e) = ferricorn_config::not_utf8(&args) {
+        eprintln!("{name}: error: {e}");
+        return Err(EXIT_CONFIG);
+    }
     let matches = program
         .command(args.first())
         .try_get_matches_from(args)
@@ -224,17 +245,13 @@ pub(crate) fn main<A: App>(
     if let ferricorn_config::ChannelLayer::Redis(url) = &loaded.config.channel_layer
         && let Err(e) = ferricorn_worker::check_redis(url)
     {
-        eprintln!(
-            "ferricorn: error: invalid value for `channel_layer`: `{}`: {e}",
-            loaded.config.channel_layer.shown()
-        );
-        return Err(EXIT_CONFIG);
+        let shown = loaded.config.channel_layer.shown();
+        return Err(refused(&loaded, "channel_layer", format!("`{shown}`: {e}")));
     }
     // The certificate files, read as the workers will (each reads them
     // again after the fork).
     if let Err(e) = ferricorn_worker::tls_config(&loaded.config) {
-        eprintln!("ferricorn: error: {e}");
-        return Err(EXIT_CONFIG);
+        return Err(refused(&loaded, e.key(), e.why()));
     }
     if cli.check_config {
         // Asked by a running server before it upgrades to this binary.

@@ -162,23 +162,20 @@ fn parse_v1(buf: &[u8]) -> Parse {
     let parts: Vec<&str> = line.split(' ').collect();
     let header = match parts.as_slice() {
         ["PROXY", "UNKNOWN", ..] => Some(Header::Local),
-        [
-            "PROXY",
-            family @ ("TCP4" | "TCP6"),
-            src,
-            _dst,
-            sport,
-            _dport,
-        ] => {
-            let ip = src
-                .parse::<IpAddr>()
-                .ok()
-                .filter(|ip| ip.is_ipv4() == (*family == "TCP4"));
-            let port = sport
-                .parse::<u16>()
-                .ok()
-                .filter(|_| !sport.starts_with('0') || *sport == "0");
-            ip.zip(port)
+        ["PROXY", family @ ("TCP4" | "TCP6"), src, dst, sport, dport] => {
+            // Every field is checked, the destination's too, as HAProxy's
+            // reader does: a malformed line is not a header.
+            let v4 = *family == "TCP4";
+            let ip = |s: &str| s.parse::<IpAddr>().ok().filter(|ip| ip.is_ipv4() == v4);
+            let port = |s: &str| {
+                s.parse::<u16>()
+                    .ok()
+                    .filter(|_| s.bytes().all(|b| b.is_ascii_digit()))
+                    .filter(|_| !s.starts_with('0') || s == "0")
+            };
+            (ip(dst).is_some() && port(dport).is_some())
+                .then(|| ip(src).zip(port(sport)))
+                .flatten()
                 .map(|(ip, port)| Header::Client(SocketAddr::new(ip, port)))
         }
         _ => None,
@@ -274,6 +271,21 @@ mod tests {
             parse(b"PROXY TCP4 ::1 ::1 1 1\r\n", ProxyProtocol::V1),
             Parse::Bad(_)
         ));
+        // Found by fuzzing: the destination went unread, so an empty or
+        // malformed one was taken.
+        for bad in [
+            &b"PROXY TCP4 203.0.113.9 10.0.0.15 6324 \r\n"[..],
+            b"PROXY TCP4 203.0.113.9 nowhere 1 2\r\n",
+            b"PROXY TCP4 203.0.113.9 10.0.0.1 1 +2\r\n",
+            b"PROXY TCP4 203.0.113.9 ::1 1 2\r\n",
+            b"PROXY TCP4 203.0.113.9 10.0.0.1 +1 2\r\n",
+        ] {
+            assert!(
+                matches!(parse(bad, ProxyProtocol::V1), Parse::Bad(_)),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
         assert!(matches!(
             parse(b"GET / HTTP/1.1\r\n", ProxyProtocol::V1),
             Parse::Bad(_)

@@ -13,8 +13,8 @@
 //! - `tickets`: session tickets sealed with a secret the supervisor makes
 //!   before the fork, so a client resumes on any worker.
 
-mod subject;
-mod tickets;
+pub(crate) mod subject;
+pub(crate) mod tickets;
 
 pub use tickets::prepare;
 
@@ -45,6 +45,17 @@ pub struct TlsError {
 }
 
 impl TlsError {
+    /// The setting whose file it is.
+    pub fn key(&self) -> &'static str {
+        self.key
+    }
+
+    /// The file and what is wrong with it, without the setting.
+    pub fn why(&self) -> String {
+        let path = self.path.display().to_string();
+        format!("`{}`: {}", ferricorn_config::short(&path), self.why)
+    }
+
     fn new(key: &'static str, path: &Path, why: impl Into<String>) -> Self {
         Self {
             key,

@@ -4,7 +4,11 @@
 //! - a bare LF (a line feed without a carriage return) in a request head;
 //! - a request with both `Content-Length` and `Transfer-Encoding`;
 //! - a request with more than one `Content-Length` (hyper merges identical
-//!   ones, which RFC 9110 allows; like nginx, ferricorn refuses them).
+//!   ones, which RFC 9110 allows; like nginx, ferricorn refuses them);
+//! - a `Content-Length` or `Transfer-Encoding` line over 96 bytes: the
+//!   guard keeps that much of a line that arrives in pieces, and refuses a
+//!   longer one however it arrives, so that how the bytes are cut never
+//!   changes its verdict.
 //!
 //! The guard follows the framing of the request stream (heads, bodies by
 //! `Content-Length` or chunked, pipelined requests) and, on a violation,
@@ -13,7 +17,7 @@
 //! arrives, so it then fails the parse, answers 400 and closes the
 //! connection. The guard stops looking at an upgrade or at anything it does
 //! not understand, leaving the rest to hyper: it never refuses what hyper
-//! would accept for any reason but these two.
+//! would accept for any reason but these.
 
 use std::io;
 use std::pin::Pin;
@@ -26,7 +30,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::deadline::Deadline;
 
-/// Bytes of a header line kept to read its name and value.
+/// Bytes of a header line kept to read its name and value; a
+/// `Content-Length` or `Transfer-Encoding` line longer than this is
+/// refused, however it arrives.
 const LINE_KEEP: usize = 96;
 
 /// An IO whose reads are checked by a [`Scanner`] (on HTTP/1.1; HTTP/2
@@ -162,6 +168,8 @@ struct Head {
 struct Line {
     bytes: [u8; LINE_KEEP],
     len: usize,
+    /// Whether bytes past [`LINE_KEEP`] were dropped.
+    long: bool,
 }
 
 impl Default for Line {
@@ -169,6 +177,7 @@ impl Default for Line {
         Self {
             bytes: [0; LINE_KEEP],
             len: 0,
+            long: false,
         }
     }
 }
@@ -176,6 +185,7 @@ impl Default for Line {
 impl Line {
     fn extend(&mut self, part: &[u8]) {
         let n = part.len().min(LINE_KEEP - self.len);
+        self.long |= n < part.len();
         self.bytes[self.len..self.len + n].copy_from_slice(&part[..n]);
         self.len += n;
     }
@@ -190,6 +200,7 @@ impl Line {
 
     fn clear(&mut self) {
         self.len = 0;
+        self.long = false;
     }
 }
 
@@ -197,6 +208,9 @@ impl Line {
 #[derive(Debug)]
 pub(crate) struct Scanner {
     state: State,
+    /// Each head's framing, for the fuzz properties.
+    #[cfg(any(test, feature = "fuzz"))]
+    framed: Vec<Framed>,
     head: Head,
     /// The start of a line that began in an earlier read.
     line: Line,
@@ -210,6 +224,8 @@ impl Default for Scanner {
             head: Head::default(),
             line: Line::default(),
             last: 0,
+            #[cfg(any(test, feature = "fuzz"))]
+            framed: Vec::new(),
         }
     }
 }
@@ -254,11 +270,11 @@ impl Scanner {
                         self.last = rest[lf - 1];
                     }
                     let spoil = if self.line.is_empty() {
-                        self.head_lf(&rest[..lf])
+                        self.head_lf(&rest[..lf], lf > LINE_KEEP)
                     } else {
                         self.line.extend(&rest[..lf]);
                         let line = std::mem::take(&mut self.line);
-                        self.head_lf(line.get())
+                        self.head_lf(line.get(), line.long)
                     };
                     if spoil {
                         bytes[i + lf] = 0;
@@ -356,7 +372,7 @@ impl Scanner {
 
     /// The LF that ends a head line (given without it); `true` when it must
     /// be spoiled.
-    fn head_lf(&mut self, line: &[u8]) -> bool {
+    fn head_lf(&mut self, line: &[u8], long: bool) -> bool {
         if self.last != b'\r' {
             // A bare LF. (Empty lines before a request are allowed with CRLF.)
             return true;
@@ -380,6 +396,14 @@ impl Scanner {
         }
         if let Some(colon) = line.iter().position(|&c| c == b':') {
             let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+            let framing = name.eq_ignore_ascii_case(b"content-length")
+                || name.eq_ignore_ascii_case(b"transfer-encoding");
+            if framing && long {
+                // Found by fuzzing: only the start of a long line that came
+                // in pieces was kept, so its value was misread and the guard
+                // let go of the stream; whole or in pieces, it is refused.
+                return true;
+            }
             if name.eq_ignore_ascii_case(b"content-length") {
                 head.lengths += 1;
                 let n = std::str::from_utf8(value)
@@ -419,8 +443,38 @@ impl Scanner {
             (None, Some(0) | None) => State::Head,
             (None, Some(n)) => State::Body(n),
         };
+        #[cfg(any(test, feature = "fuzz"))]
+        self.framed.push(match self.state {
+            State::Head => Framed::Length(0),
+            State::Body(n) => Framed::Length(n),
+            State::Off => Framed::Lost,
+            _ => Framed::Chunked,
+        });
         false
     }
+
+    /// Each head's framing as the guard read it, and `Lost` at the end
+    /// when it stopped following the stream.
+    #[cfg(any(test, feature = "fuzz"))]
+    pub(crate) fn framed(&self) -> Vec<Framed> {
+        let mut framed = self.framed.clone();
+        if matches!(self.state, State::Off) && framed.last() != Some(&Framed::Lost) {
+            framed.push(Framed::Lost);
+        }
+        framed
+    }
+}
+
+/// A head's body as the guard read it.
+#[cfg(any(test, feature = "fuzz"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framed {
+    /// This many bytes (0: none).
+    Length(u64),
+    /// Chunked.
+    Chunked,
+    /// Not followed further: an upgrade, a framing left to hyper.
+    Lost,
 }
 
 /// The index of the first LF, eight bytes at a time.

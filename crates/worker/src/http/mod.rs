@@ -17,9 +17,9 @@
 
 mod done;
 mod fields;
-mod framing;
+pub(crate) mod framing;
 mod limits;
-mod proxy;
+pub(crate) mod proxy;
 mod respond;
 
 use std::cell::Cell;
@@ -128,7 +128,7 @@ impl Settings {
 /// new 8 KiB read buffer per request (the old one is still held by the
 /// request's head). As under Uvicorn, a handler whose client has gone runs
 /// to its end (or to `--request-timeout`) before the connection closes.
-fn http1(config: &Config) -> http1::Builder {
+pub(crate) fn http1(config: &Config) -> http1::Builder {
     let mut b = http1::Builder::new();
     let limits = config.limits();
     let max_head = limits.max_head();

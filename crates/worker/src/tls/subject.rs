@@ -13,7 +13,7 @@ pub(super) fn of(cert: &CertificateDer<'_>) -> Option<String> {
 }
 
 /// The text of a Name's contents (the RDNs, without the outer SEQUENCE).
-pub(super) fn name(mut der: &[u8]) -> Option<String> {
+pub(crate) fn name(mut der: &[u8]) -> Option<String> {
     const SET: u8 = 0x31;
     const SEQUENCE: u8 = 0x30;
     const OID: u8 = 0x06;
@@ -51,10 +51,29 @@ pub(super) fn name(mut der: &[u8]) -> Option<String> {
             };
             atvs.push(format!("{}={value}", attribute(oid)?));
         }
+        // A relative name holds at least one attribute (RFC 5280); found
+        // by fuzzing: an empty one gave an empty name between commas.
+        if atvs.is_empty() {
+            return None;
+        }
         rdns.push(atvs.join("+"));
     }
     rdns.reverse();
     Some(rdns.join(","))
+}
+
+/// How many attributes the Name's contents hold (for the fuzz property).
+#[cfg(any(test, feature = "fuzz"))]
+pub(crate) fn attributes(mut der: &[u8]) -> usize {
+    let mut n = 0;
+    while let Some((_, mut set, rest)) = tlv(der) {
+        while let Some((_, _, after)) = tlv(set) {
+            n += 1;
+            set = after;
+        }
+        der = rest;
+    }
+    n
 }
 
 /// One DER tag, its value and what follows; `None` on a long-form tag, an

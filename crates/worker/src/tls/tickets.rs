@@ -19,7 +19,7 @@ use tokio_rustls::rustls::server::ProducesTickets;
 
 /// How long one period's key seals tickets, in seconds; a ticket opens for
 /// up to two periods.
-const LIFETIME: u32 = 6 * 3600;
+pub(crate) const LIFETIME: u32 = 6 * 3600;
 
 /// The server's ticket secret.
 static SECRET: OnceLock<[u8; 32]> = OnceLock::new();
@@ -72,7 +72,7 @@ impl SharedTickets {
         Some(LessSafeKey::new(UnboundKey::from(okm)))
     }
 
-    fn seal(&self, plain: &[u8], now: SystemTime) -> Option<Vec<u8>> {
+    pub(crate) fn seal(&self, plain: &[u8], now: SystemTime) -> Option<Vec<u8>> {
         let period = Self::period(now);
         let key = self.key(period)?;
         let mut nonce = [0u8; NONCE_LEN];
@@ -91,7 +91,7 @@ impl SharedTickets {
         Some(out)
     }
 
-    fn open(&self, ticket: &[u8], now: SystemTime) -> Option<Vec<u8>> {
+    pub(crate) fn open(&self, ticket: &[u8], now: SystemTime) -> Option<Vec<u8>> {
         let (head, rest) = ticket.split_at_checked(8)?;
         let (nonce, sealed) = rest.split_at_checked(NONCE_LEN)?;
         let period = u64::from_be_bytes(head.try_into().ok()?);
