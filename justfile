@@ -56,3 +56,15 @@ bench-metrics:
 # HTTPS beside nginx with the same certificate: HTTP/1.1 and h2 req/s, new TLS handshakes/s, p99 (installs wrk, nginx and h2load if missing).
 bench-tls:
     bash benches/tls.sh
+
+# Every fuzz target for an hour (or SECONDS), FUZZ_JOBS at a time; see docs/fuzzing.md.
+fuzz SECONDS="3600" *TARGETS:
+    bash fuzz/run.sh {{SECONDS}} {{TARGETS}}
+
+# Kills, signals and a Redis restart at random under HTTP and WebSocket load; checks that only what was in flight on a killed worker failed, and that no worker, shared-memory cell or supervisor fd leaked.
+bench-chaos:
+    bash benches/chaos.sh
+
+# 10 million requests, 200,000 WebSocket connects and 10 million channel deliveries, with memory, fds and shared memory sampled for their slopes.
+bench-soak:
+    bash benches/soak.sh

@@ -180,7 +180,9 @@ async def ws_client(i):
                 op, data = await asyncio.wait_for(ws_read(reader), 10)
                 if op == 8:
                     code = struct.unpack(">H", data[:2])[0] if len(data) >= 2 else None
-                    if code != 1001:
+                    # 1001 (going away: a graceful stop) and 1012 (service
+                    # restart: a reload or upgrade) are a draining worker's.
+                    if code not in (1001, 1012):
                         failures.append((now(), "ws-close", pid, f"close code {code}"))
                     else:
                         counts["ws_clean_closes"] += 1
@@ -202,7 +204,7 @@ def workers_now():
 
 
 async def chaos():
-    desired = len(workers_now())
+    setting = desired = len(workers_now())
     redis = None
     actions = ["SIGKILL", "SIGSEGV", "HUP", "TTIN", "TTOU", "USR2", "USR1"]
     if args.redis_port:
@@ -237,6 +239,10 @@ async def chaos():
                 stdout=subprocess.DEVNULL)
             what = "redis restarted"
         else:
+            if what in ("HUP", "USR2"):
+                # A reload or an upgrade reads the settings again: the
+                # worker count TTIN and TTOU changed goes back to them.
+                desired = setting
             os.kill(args.master, getattr(signal, "SIG" + what))
         events.append((round(now(), 2), what))
     return desired, redis

@@ -9,7 +9,9 @@
 # It reports what was served, what failed and whether each failure was in
 # flight on a killed worker (the one rule), and then checks, once the load
 # has stopped and the last replacement is ready:
-# - the worker processes are back to the number the signals set;
+# - the worker processes are back to the number the settings and the
+#   signals set (TTIN and TTOU change it; HUP and USR2 read the settings
+#   again, as Gunicorn's HUP does);
 # - the shared memory names exactly those workers (no cell of a dead one);
 # - the supervisor holds as many file descriptors as before the chaos;
 # - the channel layer is connected to Redis again.
@@ -52,7 +54,7 @@ python3 benches/chaos.py --port "$port" --master "$master" --seconds "$SECONDS_T
 
 # Settle: the number of workers the signals asked for, all ready.
 desired=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["desired_workers"])' <"$dir/report.json")
-children() { tree_pids "$master" | tr " " "\n" | tail -n +2 | sort -n; }
+children() { awk -v m="$master" '$4 == m {print $1}' /proc/[0-9]*/stat 2>/dev/null | sort -n; }
 for _ in $(seq 300); do
     ready=$(metrics | awk '/^ferricorn_workers_ready /{print $2}')
     [ "$(children | wc -l)" = "$desired" ] && [ "${ready:-0}" = "$desired" ] && break
@@ -81,7 +83,7 @@ for _, what in r["events"]:
 c = r["counts"]
 print(f"chaos: {r['seconds']} s, {len(r['events'])} events: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
 print(f"served: {c['http_ok']} HTTP requests; {c['ws_connects']} WebSocket connects, "
-      f"{c['ws_echoes']} echoes, {c['ws_clean_closes']} closed with 1001 by a draining worker")
+      f"{c['ws_echoes']} echoes, {c['ws_clean_closes']} closed by a draining worker (1001, 1012)")
 print(f"failed in flight on a killed worker: {r['failed_on_killed_workers']} "
       f"(of {r['killed']} workers killed)")
 print(f"retried, sent as a retiring worker closed its idle connection: "

@@ -3,12 +3,15 @@
 #
 #   bash fuzz/run.sh [SECONDS] [TARGET...]     (default 20 s each, every target)
 #
+# FUZZ_JOBS=N runs N targets at a time (one per core is the most useful).
+#
 # libFuzzer through libfuzzer-sys, on the stable toolchain: RUSTFLAGS carry
 # the SanitizerCoverage flags cargo-fuzz passes (no AddressSanitizer, which
 # needs nightly; the parsers are safe Rust, where a bad index panics).
 # Each target starts from its committed seeds (fuzz/seeds/TARGET) and keeps
-# what it finds in target/fuzz/corpus/TARGET between runs. A crash stops
-# the script with its input saved under target/fuzz/artifacts/TARGET/;
+# what it finds in target/fuzz/corpus/TARGET between runs. A crash ends
+# that target's run, and the script fails once all have run; the input is
+# saved under target/fuzz/artifacts/TARGET/;
 # copy it into fuzz/seeds/TARGET to make it a regression test (the crates'
 # unit tests replay every seed). Prints one line per target: executions,
 # seconds, corpus size.
@@ -27,22 +30,37 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
 cargo build --quiet --release --manifest-path fuzz/Cargo.toml --target "$triple" \
     --target-dir "$out" --bins
+# One target's run; its line (or its crash) in $out/TARGET.result.
+run_one() {
+    local t=$1 corpus=$out/corpus/$1 artifacts=$out/artifacts/$1/ log=$out/$1.log
+    rm -rf "$artifacts"
+    mkdir -p "$corpus" "$artifacts"
+    if "$out/$triple/release/$t" "$corpus" "fuzz/seeds/$t" -max_total_time="$seconds" \
+        -max_len=8192 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="$artifacts" >"$log" 2>&1; then
+        local execs
+        execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+        printf '%-18s %14s %8s %8s\n' "$t" "$execs" "$seconds" "$(ls "$corpus" | wc -l)" >"$out/$t.result"
+    else
+        {
+            echo "$t: a crash; its input ($artifacts) and the log:"
+            ls "$artifacts"
+            grep -v '^#' "$log" | grep -v '^ *[0-9]*: \|^ *at ' | tail -25
+        } >"$out/$t.result"
+        return 1
+    fi
+}
+# FUZZ_JOBS targets at a time (default 1).
+for t in "${targets[@]}"; do
+    rm -f "$out/$t.result"
+    run_one "$t" &
+    while [ "$(jobs -rp | wc -l)" -ge "${FUZZ_JOBS:-1}" ]; do wait -n || true; done
+done
+wait || true
 printf '%-18s %14s %8s %8s\n' target executions seconds corpus
 status=0
 for t in "${targets[@]}"; do
-    corpus=$out/corpus/$t artifacts=$out/artifacts/$t/
-    mkdir -p "$corpus" "$artifacts"
-    log=$out/$t.log
-    if ! "$out/$triple/release/$t" "$corpus" "fuzz/seeds/$t" -max_total_time="$seconds" \
-        -max_len=8192 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        -artifact_prefix="$artifacts" >"$log" 2>&1; then
-        echo "$t: a crash; its input and the log:" >&2
-        ls "$artifacts" >&2
-        grep -v '^#' "$log" | tail -40 >&2
-        status=1
-        continue
-    fi
-    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
-    printf '%-18s %14s %8s %8s\n' "$t" "$execs" "$seconds" "$(ls "$corpus" | wc -l)"
+    cat "$out/$t.result"
+    grep -q 'a crash' "$out/$t.result" && status=1
 done
 exit $status
