@@ -3,25 +3,27 @@ server, sampling every process's memory, open file descriptors and the
 shared memory's resident size, to show they stay flat.
 
     python3 soak.py --port P --master PID --wrk WRK --fanout FANOUT-LOAD
-        [--requests N] [--connects N] [--deliveries N]
+        --config FILE [--requests N] [--connects N] [--deliveries N] [--recycles N]
 
-Three phases, one after another:
+Four phases, one after another:
 1. HTTP: wrk (1 thread, 32 connections, GET /) in rounds until N requests
    (default 10,000,000) are served;
 2. WebSocket churn: N connects (default 200,000), each an upgrade to
    /ws/echo, one echo, and a close, from 64 concurrent clients;
 3. channel layer: fanout-load rounds (1,000 members in 10 rooms, 1,000
    publishes/s: 100,000 deliveries/s) until N deliveries (default
-   10,000,000).
+   10,000,000);
+4. recycling: --max-requests set by a reload (the config file, then HUP)
+   and wrk until the workers have been recycled N times (default 40).
 
 A sampler reads, every 2 s, the supervisor's RSS and fds, each worker's RSS
-and fds, and the resident size of the shared memory (the memfd mapping in
+and fds, the worker cells in use and the groups in the workers' tables
+(from /metrics), and the resident size of the shared memory (the memfd mapping in
 the supervisor's smaps). The first 10% of each phase is warm-up. The report
 gives, for each phase, each quantity's value after warm-up and at the end,
 and its least-squares slope: per million requests, per 100,000 connects,
-per million deliveries. Workers are recycled by --max-requests (set by
-soak.sh), so a worker's memory is judged over its own life (after its own
-first 10%), per million requests it served. One JSON object on stdout, and
+per million deliveries, per 10 recycles; and each worker's RSS over its
+own life in the HTTP phase. One JSON object on stdout, and
 a table on stderr.
 """
 
@@ -46,6 +48,10 @@ ap.add_argument("--fanout", required=True)
 ap.add_argument("--requests", type=int, default=10_000_000)
 ap.add_argument("--connects", type=int, default=200_000)
 ap.add_argument("--deliveries", type=int, default=10_000_000)
+ap.add_argument("--config", required=True, help="the server's config file, for the recycle phase")
+ap.add_argument("--recycles", type=int, default=40)
+ap.add_argument("--recycle-every", type=int, default=50_000)
+ap.add_argument("--samples", help="write every sample here, one JSON object a line")
 args = ap.parse_args()
 
 samples = []  # dicts
@@ -78,30 +84,32 @@ def fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def shm_kib(pids):
-    """Resident KiB of the shared memory: the memfd mapping's proportional
-    share (Pss) summed over the processes that map it."""
-    total = 0
-    for pid in pids:
-        inside = False
-        try:
-            with open(f"/proc/{pid}/smaps") as f:
-                for line in f:
-                    if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
-                        inside = "memfd:ferricorn-shared" in line
-                    elif inside and line.startswith("Pss:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
+def shm_kib():
+    """KiB of the shared memory resident in the supervisor's mapping."""
+    total, inside = 0, False
+    with open(f"/proc/{args.master}/smaps") as f:
+        for line in f:
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                inside = "memfd:ferricorn-shared" in line
+            elif inside and line.startswith("Rss:"):
+                total += int(line.split()[1])
     return total
+
+
+def metrics():
+    with urllib.request.urlopen(f"http://127.0.0.1:{args.port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def family(text, name):
+    """The samples of a metric family in /metrics text."""
+    return [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith(name + "{") or line.startswith(name + " ")]
 
 
 def counter(name):
     """The sum of a counter family's samples in /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{args.port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") or line.startswith(name + " "))
+    return sum(family(metrics(), name))
 
 
 def sampler():
@@ -109,8 +117,9 @@ def sampler():
         try:
             workers = {}
             kids = children()
+            text = metrics()
             if phase.get("counter"):
-                phase["progress"] = counter(phase["counter"]) - phase["base"]
+                phase["progress"] = sum(family(text, phase["counter"])) - phase["base"]
             for pid in kids:
                 try:
                     with open(f"/proc/{pid}/stat") as f:
@@ -124,7 +133,11 @@ def sampler():
                 "progress": phase["progress"],
                 "sup_rss": rss_kib(args.master),
                 "sup_fds": fds(args.master),
-                "shm": shm_kib([args.master] + kids),
+                "shm": shm_kib(),
+                # Cells in use (a worker's, live or not yet released) and
+                # groups in the workers' tables.
+                "shm_cells": len(family(text, "ferricorn_worker_heartbeat_age_seconds")),
+                "shm_groups": sum(family(text, "ferricorn_worker_channel_groups")),
                 "workers": workers,
             })
         except OSError:
@@ -157,7 +170,7 @@ def http_phase():
 async def ws_churn():
     phase.update(name="websocket", progress=0, counter=None)
     left = [args.connects]
-    failed = [0]
+    failed = {}
 
     async def one():
         reader, writer = await asyncio.open_connection("127.0.0.1", args.port)
@@ -186,12 +199,13 @@ async def ws_churn():
             left[0] -= 1
             try:
                 await asyncio.wait_for(one(), 10)
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, RuntimeError):
-                failed[0] += 1
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, RuntimeError) as e:
+                why = f"{type(e).__name__} {getattr(e, 'errno', '') or ''}".strip()
+                failed[why] = failed.get(why, 0) + 1
             phase["progress"] += 1
 
     await asyncio.gather(*(client() for _ in range(64)))
-    return phase["progress"], failed[0]
+    return phase["progress"], failed
 
 
 def fanout_phase():
@@ -206,6 +220,22 @@ def fanout_phase():
             raise SystemExit(f"fanout-load said: {out}")
         delivered += int(m.group(1))
     return delivered
+
+
+def recycle_phase():
+    """--max-requests set by a reload (the config file, then HUP), and wrk
+    until the workers have been recycled N times: the supervisor must not
+    grow with the recycles."""
+    phase.update(name="reload", progress=0, counter=None)
+    with open(args.config, "w") as f:
+        f.write(f"max_requests = {args.recycle_every}\n")
+    os.kill(args.master, 1)  # SIGHUP
+    time.sleep(3)
+    counted("recycle", "ferricorn_worker_restarts_total")
+    while phase["progress"] < args.recycles:
+        subprocess.run([args.wrk, "-t1", "-c32", "-d10s", f"http://127.0.0.1:{args.port}/"],
+                       capture_output=True, check=True)
+    return int(phase["progress"])
 
 
 def slope(points):
@@ -226,7 +256,7 @@ def judge(name, unit, per):
     top = s[-1]["progress"]
     after = [x for x in s if x["progress"] >= top * 0.1]
     out = {"samples": len(s), "amount": top}
-    for key in ("sup_rss", "sup_fds", "shm"):
+    for key in ("sup_rss", "sup_fds", "shm", "shm_cells", "shm_groups"):
         pts = [(x["progress"] / per, x[key]) for x in after]
         out[key] = {"after_warmup": after[0][key], "end": after[-1][key],
                     "slope_per_" + unit: round(slope(pts), 3)}
@@ -268,27 +298,33 @@ def main():
     served = http_phase()
     connects, ws_failed = asyncio.run(ws_churn())
     delivered = fanout_phase()
+    recycles = recycle_phase()
     phase.update(name="end", progress=0, counter=None)
     time.sleep(2.5)
     done.set()
+    if args.samples:
+        with open(args.samples, "w") as f:
+            for x in samples:
+                f.write(json.dumps(x) + "\n")
     report = {
         "seconds": round(time.monotonic() - start),
         "requests": served, "connects": connects, "connect_failures": ws_failed,
-        "deliveries": delivered,
+        "deliveries": delivered, "recycles": recycles,
         "http": judge("http", "million_requests", 1e6),
         "websocket": judge("websocket", "100k_connects", 1e5),
         "channels": judge("channels", "million_deliveries", 1e6),
+        "recycle": judge("recycle", "10_recycles", 10),
         "worker_lives": worker_lives(),
-        "first": {k: samples[0][k] for k in ("sup_rss", "sup_fds", "shm")},
-        "last": {k: samples[-1][k] for k in ("sup_rss", "sup_fds", "shm")},
+        "first": {k: samples[0][k] for k in ("sup_rss", "sup_fds", "shm", "shm_cells")},
+        "last": {k: samples[-1][k] for k in ("sup_rss", "sup_fds", "shm", "shm_cells")},
     }
     print(json.dumps(report))
-    for name in ("http", "websocket", "channels"):
+    for name in ("http", "websocket", "channels", "recycle"):
         r = report[name]
         if "sup_rss" not in r:
             print(f"{name:9} too short to judge ({r['samples']} samples)", file=sys.stderr)
             continue
-        for key in ("sup_rss", "sup_fds", "shm", "workers_rss", "workers_fds"):
+        for key in ("sup_rss", "sup_fds", "shm", "shm_cells", "shm_groups", "workers_rss", "workers_fds"):
             v = r[key]
             sl = [val for k, val in v.items() if k.startswith("slope")][0]
             unit = [k for k in v if k.startswith("slope")][0][len("slope_per_"):]
