@@ -12,8 +12,8 @@
 # what it finds in target/fuzz/corpus/TARGET between runs. A crash ends
 # that target's run, and the script fails once all have run; the input is
 # saved under target/fuzz/artifacts/TARGET/;
-# copy it into fuzz/seeds/TARGET to make it a regression test (the crates'
-# unit tests replay every seed). Prints one line per target: executions,
+# copy it into fuzz/seeds/TARGET to make it a regression test
+# (fuzz/replay.rs replays every seed in `cargo test`). Prints one line per target: executions,
 # seconds, corpus size.
 set -euo pipefail
 cd "$(dirname "$0")/.."

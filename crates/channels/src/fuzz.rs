@@ -61,27 +61,3 @@ fn round_trip(frame: Option<Frame>) {
     let _length = bytes::Buf::get_u32(&mut encoded);
     assert_eq!(Frame::decode(encoded), Ok(frame));
 }
-
-#[cfg(test)]
-mod tests {
-    /// A target's property.
-    type Property = fn(&[u8]);
-
-    /// Every committed seed, and the input of every crash found, through
-    /// its target's property.
-    #[test]
-    fn the_seeds_and_every_crash_found_hold() {
-        let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds");
-        let targets: [(&str, Property); 1] = [("channel_frames", super::channel_frames)];
-        for (target, property) in targets {
-            let dir = seeds.join(target);
-            let mut n = 0;
-            for entry in std::fs::read_dir(&dir).expect("the seeds") {
-                let path = entry.expect("a seed").path();
-                property(&std::fs::read(&path).expect("a seed"));
-                n += 1;
-            }
-            assert!(n > 0, "no seeds in {}", dir.display());
-        }
-    }
-}

@@ -12,7 +12,7 @@
 //! - `peers`: the streams between workers (abstract Unix sockets, only this
 //!   server's workers may connect).
 //! - `frame`: what those streams carry.
-//! - `fuzz` (tests and the `fuzz` feature): the properties `fuzz/` checks.
+//! - `fuzz` (the `fuzz` feature): the properties `fuzz/` checks.
 //! - `broker`: across hosts, through Redis: each worker publishes, one
 //!   worker per host (the gateway) subscribes to the host's groups and
 //!   writes its counts.
@@ -25,7 +25,7 @@
 
 mod broker;
 mod frame;
-#[cfg(any(test, feature = "fuzz"))]
+#[cfg(feature = "fuzz")]
 #[doc(hidden)]
 pub mod fuzz;
 mod mailbox;

@@ -16,7 +16,7 @@
 //! - [`Cpus`]: the CPU count the automatic worker and thread numbers use.
 //! - `docs`: the README's settings table.
 //! - `toml`: raw values as TOML writes them.
-//! - `fuzz` (tests and the `fuzz` feature): the properties `fuzz/` checks.
+//! - `fuzz` (the `fuzz` feature): the properties `fuzz/` checks.
 //!
 //! This is the only crate that knows figment.
 
@@ -26,7 +26,7 @@ mod config;
 pub mod cpus;
 mod docs;
 pub mod env;
-#[cfg(any(test, feature = "fuzz"))]
+#[cfg(feature = "fuzz")]
 #[doc(hidden)]
 pub mod fuzz;
 pub mod layers;

@@ -1,8 +1,9 @@
 //! The properties the fuzz targets in `fuzz/` check, one function per
 //! parser: each takes arbitrary bytes, runs the parser on them and asserts
-//! what must hold; a panic is a finding. Built with the `fuzz` feature for
-//! the targets, and in this crate's tests, which replay the committed seeds
-//! and the input of every crash found (`fuzz/seeds/<target>/`).
+//! what must hold; a panic is a finding. Built with the `fuzz` feature, for
+//! the targets and for `fuzz/replay.rs`, the test that replays the
+//! committed seeds and the input of every crash found
+//! (`fuzz/seeds/<target>/`).
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -154,7 +155,8 @@ pub fn forwarded(data: &[u8]) {
 }
 
 /// The smuggling guard in front of hyper. Read in pieces (their sizes from
-/// the first byte) it spoils exactly what it spoils when read whole; and
+/// the first byte), or a byte at a time, it spoils exactly what it spoils
+/// when read whole; and
 /// where it lets a stream through while still following it, hyper reads
 /// no request the guard did not see, and each body it reads has the length
 /// the guard expected.
@@ -163,9 +165,7 @@ pub fn framing(data: &[u8]) {
         return;
     };
     let mut whole = input.to_vec();
-    let mut scanner = Scanner::default();
-    scanner.feed(&mut whole);
-    let seen = scanner.framed();
+    Scanner::default().feed(&mut whole);
     let mut pieces = input.to_vec();
     let mut scanner = Scanner::default();
     let (mut at, mut step) = (0, u32::from(seed));
@@ -182,7 +182,12 @@ pub fn framing(data: &[u8]) {
         "read in pieces, the guard spoils other bytes (first at {:?})",
         whole.iter().zip(&pieces).position(|(a, b)| a != b)
     );
-    assert_eq!(seen, scanner.framed(), "read in pieces, other framing");
+    let (seen, spoiled) = framed(input);
+    assert_eq!(
+        spoiled,
+        whole.iter().zip(input).position(|(a, b)| a != b),
+        "read a byte at a time, the guard spoils another byte"
+    );
     if whole != input || seen.last() == Some(&Framed::Lost) {
         return; // Spoiled: hyper refuses it. Or the guard let go.
     }
@@ -200,6 +205,29 @@ pub fn framing(data: &[u8]) {
             _ => {}
         }
     }
+}
+
+/// Each head's framing as the guard reads `input` a byte at a time, with
+/// `Lost` at the end when it stopped following the stream; and where it
+/// spoiled a byte, if it did.
+fn framed(input: &[u8]) -> (Vec<Framed>, Option<usize>) {
+    let mut scanner = Scanner::default();
+    let mut framed = Vec::new();
+    for (i, &b) in input.iter().enumerate() {
+        let heads = scanner.heads();
+        let mut byte = [b];
+        scanner.feed(&mut byte);
+        if byte[0] != b {
+            return (framed, Some(i));
+        }
+        if scanner.heads() != heads {
+            framed.push(scanner.framing());
+        }
+    }
+    if scanner.framing() == Framed::Lost && framed.last() != Some(&Framed::Lost) {
+        framed.push(Framed::Lost);
+    }
+    (framed, None)
 }
 
 /// The body length of each request hyper reads from `input` (`None` where
@@ -331,34 +359,4 @@ pub fn tickets(data: &[u8]) {
     let mut changed = sealed.clone();
     changed[flip] ^= 0x01;
     assert_eq!(t.open(&changed, now), None, "byte {flip} changed");
-}
-
-#[cfg(test)]
-mod tests {
-    /// A target's property.
-    type Property = fn(&[u8]);
-
-    /// Every committed seed, and the input of every crash found, through
-    /// its target's property.
-    #[test]
-    fn the_seeds_and_every_crash_found_hold() {
-        let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds");
-        let targets: [(&str, Property); 5] = [
-            ("proxy_protocol", super::proxy_protocol),
-            ("forwarded", super::forwarded),
-            ("framing", super::framing),
-            ("tls_subject", super::tls_subject),
-            ("tickets", super::tickets),
-        ];
-        for (target, property) in targets {
-            let dir = seeds.join(target);
-            let mut n = 0;
-            for entry in std::fs::read_dir(&dir).expect("the seeds") {
-                let path = entry.expect("a seed").path();
-                property(&std::fs::read(&path).expect("a seed"));
-                n += 1;
-            }
-            assert!(n > 0, "no seeds in {}", dir.display());
-        }
-    }
 }

@@ -30,7 +30,7 @@
 //!   sweeping task per worker instead of a timer per request.
 //! - `exposition`: the Prometheus text of `/metrics`.
 //! - `metrics`: the app's own metrics.
-//! - `fuzz` (tests and the `fuzz` feature): the properties `fuzz/` checks.
+//! - `fuzz` (the `fuzz` feature): the properties `fuzz/` checks.
 //!
 //! Words: a worker's **slot** is its place (0 to workers - 1), which its
 //! replacement takes over; its **cell** is its record in the shared memory.
@@ -41,7 +41,7 @@ mod context;
 mod counted;
 mod deadline;
 mod exposition;
-#[cfg(any(test, feature = "fuzz"))]
+#[cfg(feature = "fuzz")]
 #[doc(hidden)]
 pub mod fuzz;
 mod http;

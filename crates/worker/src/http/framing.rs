@@ -208,9 +208,8 @@ impl Line {
 #[derive(Debug)]
 pub(crate) struct Scanner {
     state: State,
-    /// Each head's framing, for the fuzz properties.
-    #[cfg(any(test, feature = "fuzz"))]
-    framed: Vec<Framed>,
+    /// Heads read to their end (wrapping), for the fuzz properties.
+    heads: u32,
     head: Head,
     /// The start of a line that began in an earlier read.
     line: Line,
@@ -224,8 +223,7 @@ impl Default for Scanner {
             head: Head::default(),
             line: Line::default(),
             last: 0,
-            #[cfg(any(test, feature = "fuzz"))]
-            framed: Vec::new(),
+            heads: 0,
         }
     }
 }
@@ -443,30 +441,31 @@ impl Scanner {
             (None, Some(0) | None) => State::Head,
             (None, Some(n)) => State::Body(n),
         };
-        #[cfg(any(test, feature = "fuzz"))]
-        self.framed.push(match self.state {
+        self.heads = self.heads.wrapping_add(1);
+        false
+    }
+
+    /// How many heads were read to their end (wrapping).
+    #[cfg(feature = "fuzz")]
+    pub(crate) fn heads(&self) -> u32 {
+        self.heads
+    }
+
+    /// The framing of the body the guard is in: right after a head's end,
+    /// that head's.
+    #[cfg(feature = "fuzz")]
+    pub(crate) fn framing(&self) -> Framed {
+        match self.state {
             State::Head => Framed::Length(0),
             State::Body(n) => Framed::Length(n),
             State::Off => Framed::Lost,
             _ => Framed::Chunked,
-        });
-        false
-    }
-
-    /// Each head's framing as the guard read it, and `Lost` at the end
-    /// when it stopped following the stream.
-    #[cfg(any(test, feature = "fuzz"))]
-    pub(crate) fn framed(&self) -> Vec<Framed> {
-        let mut framed = self.framed.clone();
-        if matches!(self.state, State::Off) && framed.last() != Some(&Framed::Lost) {
-            framed.push(Framed::Lost);
         }
-        framed
     }
 }
 
 /// A head's body as the guard read it.
-#[cfg(any(test, feature = "fuzz"))]
+#[cfg(feature = "fuzz")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Framed {
     /// This many bytes (0: none).

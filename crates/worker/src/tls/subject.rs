@@ -63,7 +63,7 @@ pub(crate) fn name(mut der: &[u8]) -> Option<String> {
 }
 
 /// How many attributes the Name's contents hold (for the fuzz property).
-#[cfg(any(test, feature = "fuzz"))]
+#[cfg(feature = "fuzz")]
 pub(crate) fn attributes(mut der: &[u8]) -> usize {
     let mut n = 0;
     while let Some((_, mut set, rest)) = tlv(der) {
