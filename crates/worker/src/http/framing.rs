@@ -581,6 +581,23 @@ mod tests {
     }
 
     #[test]
+    fn a_framing_line_longer_than_kept_is_spoiled_however_it_arrives() {
+        // Found by fuzzing: cut in pieces, only its start was kept, the
+        // guard let go, and the smuggling attempt after it went through.
+        let padding = " ".repeat(90);
+        let input = format!(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length:{padding}5\r\n\r\nhello\
+             POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        );
+        let end_of_line = input.find("5\r\n").expect("the line") + 2;
+        assert_eq!(all_steps(input.as_bytes()), Some(end_of_line));
+        let te = format!("POST / HTTP/1.1\r\nTransfer-Encoding:{padding}chunked\r\n\r\n0\r\n\r\n");
+        assert!(all_steps(te.as_bytes()).is_some());
+        let short = "POST / HTTP/1.1\r\nContent-Length:    5\r\n\r\nhello";
+        assert_eq!(all_steps(short.as_bytes()), None);
+    }
+
+    #[test]
     fn upgrades_and_the_unknown_stop_the_scanner() {
         let upgrade = b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\n\n\x81\x05hello\n";
         assert_eq!(all_steps(upgrade), None);
