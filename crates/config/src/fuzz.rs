@@ -31,9 +31,10 @@ fn env_names() -> Vec<String> {
 }
 
 /// Settings from a TOML file, the environment and the command line at
-/// once (the input's NUL-separated parts: the file's bytes; `NAME=VALUE`
-/// lines, the name picked by the first byte; the command line's words,
-/// split at 0x01). They load, or fail with one line that names the layer.
+/// once (the input's NUL-separated parts: the file's bytes; environment
+/// lines, each a byte that picks the name and then the value's bytes; the
+/// command line's words, split at 0x01). They load, or fail with one line
+/// that names the layer.
 pub fn settings(data: &[u8]) {
     let mut parts = data.splitn(3, |&b| b == 0);
     let (file, vars, cli) = (
@@ -61,6 +62,12 @@ pub fn settings(data: &[u8]) {
         .filter(|w| !w.is_empty())
         .map(|w| OsString::from_vec(w.to_vec()))
         .collect();
+    let mut line = vec![OsString::from("ferricorn")];
+    line.extend(words.iter().cloned());
+    if let Some(e) = layers::not_utf8(&line) {
+        one_line(&e.to_string());
+        return;
+    }
     let cli = match CmdArgsParser::try_parse_from(words) {
         Ok(a) => a.options,
         Err(e) => {

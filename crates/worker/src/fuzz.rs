@@ -149,17 +149,20 @@ pub fn forwarded(data: &[u8]) {
         assert_eq!(*proto, proto.to_ascii_lowercase());
     }
     if let Some(host) = &seen.host {
+        // The forwarded host becomes `Host` as given, or not at all.
         let mut h = HeaderMap::new();
         proxy::set_host(&mut h, host);
+        if let Some(set) = h.get(http::header::HOST) {
+            assert_eq!(set.as_bytes(), host.as_bytes());
+        }
     }
 }
 
 /// The smuggling guard in front of hyper. Read in pieces (their sizes from
 /// the first byte), or a byte at a time, it spoils exactly what it spoils
-/// when read whole; and
-/// where it lets a stream through while still following it, hyper reads
-/// no request the guard did not see, and each body it reads has the length
-/// the guard expected.
+/// when read whole; and where it lets a stream through while still
+/// following it, hyper reads no request the guard did not see, and each
+/// body it reads has the length the guard expected.
 pub fn framing(data: &[u8]) {
     let Some((&seed, input)) = data.split_first() else {
         return;
