@@ -290,6 +290,7 @@ async def main():
         "desired_workers": desired,
         "counts": counts,
         "failed_on_killed_workers": len(allowed),
+        "of_them_before_naming_the_worker": sum(1 for a in allowed if a[2] is None),
         "retried_idle_connections_of_retiring_workers": len(retried),
         "violations": [list(v) for v in violations],
         "redis_pid": redis.pid if redis else None,

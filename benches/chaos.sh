@@ -85,7 +85,8 @@ print(f"chaos: {r['seconds']} s, {len(r['events'])} events: " + ", ".join(f"{k} 
 print(f"served: {c['http_ok']} HTTP requests; {c['ws_connects']} WebSocket connects, "
       f"{c['ws_echoes']} echoes, {c['ws_clean_closes']} closed by a draining worker (1001, 1012)")
 print(f"failed in flight on a killed worker: {r['failed_on_killed_workers']} "
-      f"(of {r['killed']} workers killed)")
+      f"(of {r['killed']} workers killed; {r['of_them_before_naming_the_worker']} on a new "
+      f"connection within 2 s of a kill, before it named its worker)")
 print(f"retried, sent as a retiring worker closed its idle connection: "
       f"{r['retried_idle_connections_of_retiring_workers']}")
 print(f"failures outside the rule: {len(r['violations'])}")
