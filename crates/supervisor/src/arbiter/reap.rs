@@ -4,6 +4,7 @@
 use ferricorn_config::MAX_WORKERS;
 use ferricorn_shm::metrics::Exit;
 use ferricorn_shm::{CellState, EXIT_BOOT_FAILED};
+use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use tracing::{error, info, warn};
 
@@ -75,6 +76,8 @@ impl<H: Host> Arbiter<H> {
         if expected {
             if matches!(status, WaitStatus::Exited(_, 0)) {
                 info!("worker {slot} (pid {pid}) {describe}");
+            } else if stopped_while_booting(status, booting, w.killed) {
+                info!("worker {slot} (pid {pid}) stopped before finishing startup");
             } else {
                 warn!("worker {slot} (pid {pid}) {describe}");
             }
@@ -145,5 +148,41 @@ impl<H: Host> Arbiter<H> {
             info!("stopping the other workers");
             self.advance(Event::Stop { graceful: true });
         }
+    }
+}
+
+/// A worker told to stop (SIGTERM to drain, SIGQUIT to quit) before it had
+/// installed its own handlers dies of the signal itself: the stop it was
+/// asked for, not a fault. A SIGKILL, or any other signal, still warns.
+fn stopped_while_booting(status: WaitStatus, booting: bool, killed: bool) -> bool {
+    booting
+        && !killed
+        && matches!(
+            status,
+            WaitStatus::Signaled(_, Signal::SIGTERM | Signal::SIGQUIT, _)
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use nix::unistd::Pid;
+
+    use super::*;
+
+    #[test]
+    fn a_stop_that_lands_during_boot_is_not_a_fault() {
+        let pid = Pid::from_raw(7);
+        let term = WaitStatus::Signaled(pid, Signal::SIGTERM, false);
+        let quit = WaitStatus::Signaled(pid, Signal::SIGQUIT, false);
+        assert!(stopped_while_booting(term, true, false));
+        assert!(stopped_while_booting(quit, true, false));
+        // Once booted, the worker handles TERM itself and exits 0.
+        assert!(!stopped_while_booting(term, false, false));
+        // Killed for a boot timeout, or another signal: still a warning.
+        assert!(!stopped_while_booting(term, true, true));
+        let kill = WaitStatus::Signaled(pid, Signal::SIGKILL, false);
+        let segv = WaitStatus::Signaled(pid, Signal::SIGSEGV, true);
+        assert!(!stopped_while_booting(kill, true, false));
+        assert!(!stopped_while_booting(segv, true, false));
     }
 }
