@@ -14,7 +14,7 @@
 # saved under target/fuzz/artifacts/TARGET/;
 # copy it into fuzz/seeds/TARGET to make it a regression test
 # (fuzz/replay.rs replays every seed in `cargo test`). Prints one line per target: executions,
-# seconds, corpus size.
+# seconds, CPU seconds, corpus size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-20}
@@ -35,12 +35,16 @@ run_one() {
     local t=$1 corpus=$out/corpus/$1 artifacts=$out/artifacts/$1/ log=$out/$1.log
     rm -rf "$artifacts"
     mkdir -p "$corpus" "$artifacts"
-    if "$out/$triple/release/$t" "$corpus" "fuzz/seeds/$t" -max_total_time="$seconds" \
+    # The CPU seconds it had (user + system) go to the log's last line: with
+    # more targets than cores at a time, they are what a run is worth.
+    local TIMEFORMAT='cpu_seconds: %U %S'
+    if { time "$out/$triple/release/$t" "$corpus" "fuzz/seeds/$t" -max_total_time="$seconds" \
         -max_len=8192 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        -artifact_prefix="$artifacts" >"$log" 2>&1; then
-        local execs
+        -artifact_prefix="$artifacts" >"$log" 2>&1; } 2>>"$log"; then
+        local execs cpu
         execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
-        printf '%-18s %14s %8s %8s\n' "$t" "$execs" "$seconds" "$(ls "$corpus" | wc -l)" >"$out/$t.result"
+        cpu=$(awk '/^cpu_seconds:/ { printf "%.0f", $2 + $3 }' "$log")
+        printf '%-18s %14s %8s %8s %8s\n' "$t" "$execs" "$seconds" "$cpu" "$(ls "$corpus" | wc -l)" >"$out/$t.result"
     else
         {
             echo "$t: a crash; its input ($artifacts) and the log:"
@@ -57,7 +61,7 @@ for t in "${targets[@]}"; do
     while [ "$(jobs -rp | wc -l)" -ge "${FUZZ_JOBS:-1}" ]; do wait -n || true; done
 done
 wait || true
-printf '%-18s %14s %8s %8s\n' target executions seconds corpus
+printf '%-18s %14s %8s %8s %8s\n' target executions seconds cpu corpus
 status=0
 for t in "${targets[@]}"; do
     cat "$out/$t.result"
