@@ -25,6 +25,8 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 triple=$(rustc -vV | sed -n 's/^host: //p')
 out=target/fuzz
+# One line per target: name, executions, seconds, CPU seconds, corpus files.
+line='%-18s %14s %8s %8s %8s\n'
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
@@ -44,7 +46,7 @@ run_one() {
         local execs cpu
         execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
         cpu=$(awk '/^cpu_seconds:/ { printf "%.0f", $2 + $3 }' "$log")
-        printf '%-18s %14s %8s %8s %8s\n' "$t" "$execs" "$seconds" "$cpu" "$(ls "$corpus" | wc -l)" >"$out/$t.result"
+        printf "$line" "$t" "$execs" "$seconds" "$cpu" "$(ls "$corpus" | wc -l)" >"$out/$t.result"
     else
         {
             echo "$t: a crash; its input ($artifacts) and the log:"
@@ -61,7 +63,7 @@ for t in "${targets[@]}"; do
     while [ "$(jobs -rp | wc -l)" -ge "${FUZZ_JOBS:-1}" ]; do wait -n || true; done
 done
 wait || true
-printf '%-18s %14s %8s %8s %8s\n' target executions seconds cpu corpus
+printf "$line" target executions seconds cpu corpus
 status=0
 for t in "${targets[@]}"; do
     cat "$out/$t.result"
