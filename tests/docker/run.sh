@@ -133,6 +133,15 @@ ready() {
     fail "$CONTAINER never became ready"
 }
 
+# logged PATTERN: whether the container's log has a line matching PATTERN.
+# The whole log is read first: under pipefail, `docker logs | grep -q`
+# fails when docker logs writes again after grep has stopped reading.
+logged() {
+    local log
+    log=$(docker logs "$CONTAINER" 2>&1)
+    grep -q "$1" <<<"$log"
+}
+
 # workers: the container's worker processes (children of its PID 1).
 workers() {
     local pid1
@@ -211,9 +220,9 @@ expect_config forwarded_allow_ips '["10.0.0.0/8"]' "FORWARDED_ALLOW_IPS" -e FORW
 start env -e PORT=8000 -e WEB_CONCURRENCY=3 -e GUNICORN_LOG_LEVEL=warning -e FORWARDED_ALLOW_IPS='*' --
 ready
 wait_workers 3
-docker logs "$CONTAINER" 2>&1 | grep -q "\[INFO\]" && fail "GUNICORN_LOG_LEVEL=warning still logged INFO lines"
-curl -s -H 'X-Forwarded-For: 203.0.113.7' "http://127.0.0.1:$PORT/whoami" | grep -q 203.0.113.7 ||
-    fail "FORWARDED_ALLOW_IPS='*' did not trust X-Forwarded-For"
+! logged "\[INFO\]" || fail "GUNICORN_LOG_LEVEL=warning still logged INFO lines"
+whoami=$(curl -s -H 'X-Forwarded-For: 203.0.113.7' "http://127.0.0.1:$PORT/whoami")
+[[ "$whoami" == *203.0.113.7* ]] || fail "FORWARDED_ALLOW_IPS='*' did not trust X-Forwarded-For: $whoami"
 docker rm -f "$CONTAINER" >/dev/null
 echo "ok"
 
@@ -226,7 +235,7 @@ start quota --cpus 1 --
 ready
 wait_workers 1
 # (At the default level the same lines are there: the check above is real.)
-docker logs "$CONTAINER" 2>&1 | grep -q "\[INFO\]" || fail "a container at the default level logged no INFO line"
+logged "\[INFO\]" || fail "a container at the default level logged no INFO line"
 docker rm -f "$CONTAINER" >/dev/null
 echo "ok"
 
@@ -374,7 +383,7 @@ python3 tests/docker/compose_chat.py "$lb_port" $(echo "$replicas" | head -1) ||
 compose down -v --remove-orphans >/dev/null 2>&1 || fail "compose down"
 left=$(docker ps -aq --filter "label=com.docker.compose.project=$project" | wc -l)
 [ "$left" = 0 ] || fail "$left containers left after compose down"
-docker network ls -q --filter "name=${project}_" | grep -q . && fail "a network left after compose down"
+[ -z "$(docker network ls -q --filter "name=${project}_")" ] || fail "a network left after compose down"
 echo "ok"
 
 echo "docker suite: passed (image $((size / 1000)) kB)"
