@@ -27,4 +27,4 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import selenium" 2>/d
     "$venv/bin/pip" install -q selenium
 fi
 cargo build --quiet --bin ferricorn
-timeout 300 "$venv/bin/python" tests/browser/chat.py target/debug/ferricorn
+timeout 300 "$venv/bin/python" tests/browser/chat.py "${CARGO_TARGET_DIR:-target}/debug/ferricorn"

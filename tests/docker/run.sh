@@ -55,7 +55,9 @@ if ! command -v busybox >/dev/null; then
 fi
 
 cargo build --release --quiet --bin ferricorn --example flags
-BINARY=target/release/ferricorn
+# Where cargo puts its builds (CARGO_TARGET_DIR, if set).
+built=${CARGO_TARGET_DIR:-target}
+BINARY=$built/release/ferricorn
 
 # --- base images, where missing -------------------------------------------
 work=$(mktemp -d)
@@ -83,7 +85,7 @@ if ! have_image rust:1-bookworm; then
     cp tests/docker/cargo-shim "$root/usr/local/bin/cargo"
     cp "$BINARY" "$root/prebuilt/ferricorn"
     # A program of a user's own (examples/flags.rs: "hello", its own flags).
-    cp target/release/examples/flags "$root/prebuilt/hello"
+    cp "$built/release/examples/flags" "$root/prebuilt/hello"
     tar -C "$root" -c . | docker import -c 'LABEL ferricorn.substitute=yes' - rust:1-bookworm >/dev/null
     echo "made rust:1-bookworm: busybox and tests/docker/cargo-shim with this host's binary"
 fi

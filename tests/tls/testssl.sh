@@ -36,7 +36,7 @@ openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -
     -out "$dir/server.pem" -days 365 -extfile "$dir/san.ext" 2>/dev/null
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-target/debug/ferricorn -w 1 -b "127.0.0.1:$port" --certfile "$dir/server.pem" \
+"${CARGO_TARGET_DIR:-target}/debug/ferricorn" -w 1 -b "127.0.0.1:$port" --certfile "$dir/server.pem" \
     --keyfile "$dir/server.key" --log-level warning &
 server=$!
 for _ in $(seq 100); do
