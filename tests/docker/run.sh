@@ -356,9 +356,12 @@ rootfs_of() {
     tar -C "$root" -c . | docker import - "$image" >/dev/null
     echo "made $image: this host's $*"
 }
-command -v haproxy >/dev/null || apt-get install -y -qq haproxy >/dev/null || fail "haproxy could not be installed"
-command -v redis-server >/dev/null ||
-    apt-get install -y -qq --no-install-recommends redis-server >/dev/null || fail "redis-server could not be installed"
+# HAProxy and Redis: this host's binaries make their images below.
+for tool in haproxy redis-server; do
+    command -v "$tool" >/dev/null ||
+        { apt-get update -qq && apt-get install -y -qq --no-install-recommends "$tool" >/dev/null; } ||
+        fail "$tool could not be installed"
+done
 (systemctl stop haproxy || service haproxy stop || true) >/dev/null 2>&1
 rootfs_of redis:7-bookworm /usr/bin/redis-server /usr/bin/redis-cli
 rootfs_of haproxy:2.6 /usr/sbin/haproxy
